@@ -1,0 +1,5 @@
+"""`python -m regmixd_cli` runs the command-line tool."""
+
+from regmixd_cli.cli import app
+
+app(prog_name="regmixd")

@@ -1,0 +1,71 @@
+"""The Typer application, its consoles, and the one place errors become exit codes.
+
+Only the `regmixd_cli.cli` package imports typer and rich. Command modules import heavy
+libraries (polars, xgboost) inside their functions so `regmixd --help` stays instant.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from typer.core import TyperGroup
+
+from regmixd_cli import __version__
+from regmixd_cli.errors import RegmixdError
+
+# stdout carries data only; everything meant for a person goes to stderr.
+out = Console(soft_wrap=True, highlight=False)
+err = Console(stderr=True, soft_wrap=True, highlight=False)
+
+
+def warn(message: str) -> None:
+    """Print one warning line on stderr."""
+    err.print(f"[yellow]Warning:[/yellow] {message}", markup=True, highlight=False)
+
+
+def info(message: str) -> None:
+    """Print one informational line on stderr."""
+    err.print(message, markup=False, highlight=False)
+
+
+class _Group(TyperGroup):
+    """Maps every RegmixdError to `Error: ...` on stderr and its SPEC section 5 exit code."""
+
+    def invoke(self, ctx: Any) -> Any:
+        try:
+            return super().invoke(ctx)
+        except RegmixdError as exc:
+            err.print(f"Error: {exc}", markup=False, highlight=False)
+            raise typer.Exit(exc.exit_code) from None
+
+
+app = typer.Typer(
+    cls=_Group,
+    name="regmixd",
+    help="Data-mixture schedules for LLM pretraining from proxy-run trajectories (RegMix-D).",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+
+
+def _show_version(value: bool) -> None:
+    if value:
+        print(f"regmixd {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_show_version, is_eager=True, help="Show the version."),
+    ] = False,
+) -> None:
+    """Data-mixture schedules for LLM pretraining from proxy-run trajectories (RegMix-D).
+
+    Pipeline: ingest logs -> fit regressors -> schedule mixtures (or steer a live run online).
+    """
