@@ -1,0 +1,158 @@
+"""`regmixd ingest`: proxy-run logs -> trajectory store; and `show_store` for `regmixd show`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from regmixd_cli.cli._app import app, err, info, out, warn
+from regmixd_cli.errors import InputError
+
+if TYPE_CHECKING:
+    from regmixd_cli.domain import Store
+
+
+@app.command()
+def ingest(
+    paths: Annotated[
+        list[str],
+        typer.Argument(help="Log files or directories (walked recursively, sorted, hidden "
+                            "files skipped).", metavar="PATH", show_default=False),
+    ],
+    out_dir: Annotated[
+        Path, typer.Option("--out", "-o", help="Store directory to write.", show_default=False)
+    ],
+    mixtures: Annotated[
+        str | None,
+        typer.Option("--mixtures", help="Mixtures file: CSV run,<domain>... or JSON "
+                                        "{run: {domain: weight}}."),
+    ] = None,
+    fmt: Annotated[
+        str, typer.Option("--format", help="auto (by content), jsonl, csv, regmix, hf or wandb.")
+    ] = "auto",
+    final_step: Annotated[
+        int, typer.Option("--final-step", help="Step of RegMix's endpoint losses.")
+    ] = 1000,
+    append: Annotated[
+        bool, typer.Option("--append", help="Add the files to the store at --out.")
+    ] = False,
+    fill_missing_domains: Annotated[
+        bool,
+        typer.Option("--fill-missing-domains",
+                     help="Treat a domain a run does not name as weight 0."),
+    ] = False,
+    json_out: Annotated[
+        bool, typer.Option("--json", help="Print the store summary as JSON on stdout.")
+    ] = False,
+) -> None:
+    """Read proxy-run logs (native JSONL, CSV, RegMix CSVs, HF trainer_state.json, W&B CSV
+    exports) into a trajectory store: runs.parquet, trajectories.parquet, manifest.json.
+
+    Example: regmixd ingest sample_logs/proxies --out store
+    """
+    from regmixd_cli.ingest import build_store
+    from regmixd_cli.io import dumps_json
+    from regmixd_cli.io.store import MANIFEST_FILE, read_store, write_store
+    from regmixd_cli.readers import read_inputs
+
+    existing = None
+    if out_dir.exists():
+        if not (out_dir / MANIFEST_FILE).is_file() and not _is_empty_dir(out_dir):
+            raise InputError(f"{out_dir}: exists and is not a regmixd store; choose another "
+                             "--out or remove it")
+        if append and (out_dir / MANIFEST_FILE).is_file():
+            existing = read_store(out_dir)
+    elif append:
+        info(f"{out_dir}: no store yet; --append starts a new one")
+
+    with err.status("Reading logs...", spinner="dots"):
+        inputs = read_inputs(paths, fmt, mixtures, final_step)
+        for skipped in inputs.skipped:
+            warn(f"{skipped}: JSON but not a log, trainer_state.json or mixtures file; skipped")
+        result = build_store(inputs.parsed, existing=existing,
+                             fill_missing_domains=fill_missing_domains, label=", ".join(paths))
+        store = write_store(out_dir, result.store)
+
+    for message in result.warnings:
+        warn(message)
+    manifest = store.manifest
+    info(
+        f"Ingested {manifest['n_runs']} runs x {len(store.domains)} domains, "
+        f"{len(manifest['metrics'])} metrics, {manifest['n_rows']} rows -> {out_dir}"
+        + (f" ({len(result.diverged)} diverged: {', '.join(result.diverged[:5])}"
+           f"{', ...' if len(result.diverged) > 5 else ''})" if result.diverged else "")
+    )
+    if json_out:
+        summary: dict[str, Any] = {**manifest, "store": str(out_dir),
+                                   "diverged": list(result.diverged),
+                                   "warnings": list(result.warnings)}
+        out.print(dumps_json(summary), end="", markup=False, highlight=False)
+
+
+def _is_empty_dir(path: Path) -> bool:
+    return path.is_dir() and not any(path.iterdir())
+
+
+def show_store(path: Path) -> None:
+    """Print a human summary of a trajectory store to stdout (runs, domains, metrics, steps)."""
+    import polars as pl
+    from rich.table import Table
+
+    from regmixd_cli.domain import DIVERGED, METRIC, RUN, STEP, VALUE
+    from regmixd_cli.io.store import read_store
+
+    store: Store = read_store(Path(path))
+    manifest = store.manifest
+    overview = Table(title=f"Trajectory store {path}", show_header=False)
+    overview.add_column("", style="bold")
+    overview.add_column("")
+    overview.add_row("schema", str(manifest["schema_version"]))
+    overview.add_row("runs", str(store.n_runs))
+    overview.add_row("domains", str(len(store.domains)))
+    overview.add_row("metrics", str(len(store.metrics)))
+    overview.add_row("rows", str(manifest["n_rows"]))
+    overview.add_row("diverged runs", str(manifest["n_diverged"]))
+    overview.add_row("inputs", "\n".join(i["path"] for i in manifest["inputs"][:10])
+                     + ("\n..." if len(manifest["inputs"]) > 10 else ""))
+    out.print(overview)
+
+    domains = Table(title="Mixture weights across runs")
+    for name in ("domain", "mean", "min", "max", "runs > 0"):
+        domains.add_column(name, justify="left" if name == "domain" else "right")
+    for domain in store.domains:
+        col = store.runs.get_column(domain)
+        domains.add_row(domain, f"{col.mean():.4f}", f"{col.min():.4f}", f"{col.max():.4f}",
+                        str(int((col > 0).sum())))
+    out.print(domains)
+
+    per_run = store.trajectories.group_by([METRIC, RUN]).agg(
+        pl.len().alias("n"), pl.col(STEP).min().alias("first"), pl.col(STEP).max().alias("last"),
+    )
+    stats = per_run.group_by(METRIC).agg(
+        pl.len().alias("runs"), pl.col("n").min().alias("n_min"), pl.col("n").max().alias("n_max"),
+        pl.col("first").min(), pl.col("last").max(),
+    ).join(
+        store.trajectories.group_by(METRIC).agg(
+            pl.col(VALUE).filter(pl.col(VALUE).is_finite()).min().alias("lo"),
+            pl.col(VALUE).filter(pl.col(VALUE).is_finite()).max().alias("hi"),
+        ),
+        on=METRIC,
+    ).sort(METRIC)
+    metrics = Table(title="Metrics")
+    for name in ("metric", "runs", "steps per run", "step range", "value range"):
+        metrics.add_column(name, justify="left" if name == "metric" else "right")
+    for row in stats.iter_rows(named=True):
+        steps = (str(row["n_min"]) if row["n_min"] == row["n_max"]
+                 else f"{row['n_min']}-{row['n_max']}")
+        lo, hi = row["lo"], row["hi"]
+        values = "-" if lo is None else f"{lo:.4g}-{hi:.4g}"
+        metrics.add_row(row[METRIC], str(row["runs"]), steps,
+                        f"{row['first']}-{row['last']}", values)
+    out.print(metrics)
+
+    diverged = store.runs.filter(pl.col(DIVERGED)).get_column(RUN).to_list()
+    if diverged:
+        out.print(f"Diverged runs ({len(diverged)}): {', '.join(diverged[:20])}"
+                  + (", ..." if len(diverged) > 20 else ""), markup=False, highlight=False)

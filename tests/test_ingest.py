@@ -1,0 +1,295 @@
+"""`regmixd ingest` end to end: store schema, append, determinism, bad inputs, real RegMix data."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from regmixd_cli.domain import STORE_SCHEMA
+from regmixd_cli.ingest import build_store
+from regmixd_cli.io.store import read_store
+from regmixd_cli.readers import read_inputs, read_jsonl
+
+SAMPLE_FORMATS = Path(__file__).resolve().parent.parent / "sample_logs" / "formats"
+
+
+def write(path: Path, text: str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def jsonl(*objs: dict) -> str:
+    return "".join(json.dumps(o) + "\n" for o in objs)
+
+
+def good_log(tmp_path: Path, name: str = "good.jsonl") -> Path:
+    return write(tmp_path / name, jsonl(
+        {"run": "a", "mixture": {"x": 0.6, "y": 0.4}},
+        {"run": "b", "mixture": {"x": 0.1, "y": 0.9}},
+        {"run": "a", "step": 100, "tokens": 10, "val/x": 5.0, "train/loss": 5.5},
+        {"run": "b", "step": 100, "tokens": 10, "val/x": 4.0, "train/loss": 4.5},
+        {"run": "a", "step": 200, "tokens": 20, "val/x": 4.5},
+        {"run": "b", "step": 200, "tokens": 20, "val/x": 3.5},
+    ))
+
+
+def store_bytes(path: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(path.iterdir())}
+
+
+def test_ingest_writes_the_store_schema(cli, tmp_path):
+    out = tmp_path / "store"
+    result = cli("ingest", good_log(tmp_path), "--out", out)
+    assert result.exit_code == 0, result.output
+    assert "2 runs x 2 domains, 2 metrics, 6 rows" in result.stderr
+    assert result.stdout == ""
+    assert sorted(p.name for p in out.iterdir()) == [
+        "manifest.json", "runs.parquet", "trajectories.parquet",
+    ]
+    store = read_store(out)
+    assert store.domains == ("x", "y")
+    assert store.runs.schema == {"run": pl.String, "x": pl.Float64, "y": pl.Float64,
+                                 "source": pl.String, "diverged": pl.Boolean}
+    assert store.runs.rows() == [("a", 0.6, 0.4, str(tmp_path / "good.jsonl"), False),
+                                 ("b", 0.1, 0.9, str(tmp_path / "good.jsonl"), False)]
+    assert store.trajectories.rows() == [
+        ("a", 100, 10, "train/loss", 5.5), ("a", 100, 10, "val/x", 5.0),
+        ("a", 200, 20, "val/x", 4.5), ("b", 100, 10, "train/loss", 4.5),
+        ("b", 100, 10, "val/x", 4.0), ("b", 200, 20, "val/x", 3.5),
+    ]
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["schema_version"] == STORE_SCHEMA
+    assert manifest["metrics"] == ["train/loss", "val/x"]
+    assert (manifest["n_runs"], manifest["n_rows"], manifest["n_diverged"]) == (2, 6, 0)
+    assert [(i["path"], i["format"], len(i["sha256"])) for i in manifest["inputs"]] == [
+        (str(tmp_path / "good.jsonl"), "jsonl", 64)]
+
+
+def test_json_summary_on_stdout(cli, tmp_path):
+    result = cli("ingest", good_log(tmp_path), "--out", tmp_path / "s", "--json")
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert summary["n_runs"] == 2 and summary["domains"] == ["x", "y"]
+    assert summary["diverged"] == [] and summary["store"] == str(tmp_path / "s")
+
+
+def test_reingest_is_byte_identical(cli, tmp_path):
+    log = good_log(tmp_path)
+    extra = write(tmp_path / "more.csv", "run,step,metric,value\na,300,val/x,4.2\n")
+    first, second = tmp_path / "s1", tmp_path / "s2"
+    assert cli("ingest", log, extra, "--out", first).exit_code == 0
+    assert cli("ingest", extra, log, "--out", second).exit_code == 0
+    assert store_bytes(first) == store_bytes(second)
+    assert cli("ingest", log, extra, "--out", first).exit_code == 0  # replaced in place
+    assert store_bytes(first) == store_bytes(second)
+
+
+def test_append_adds_runs_and_steps(cli, tmp_path):
+    out = tmp_path / "store"
+    assert cli("ingest", good_log(tmp_path), "--out", out).exit_code == 0
+    more = write(tmp_path / "more.jsonl", jsonl(
+        {"run": "c", "mixture": {"x": 0.5, "y": 0.5}},
+        {"run": "c", "step": 100, "val/x": 4.8},
+        {"run": "a", "step": 300, "tokens": 30, "val/x": 4.1},
+        {"run": "a", "step": 200, "tokens": 20, "val/x": 4.5},  # identical repeat: collapses
+    ))
+    result = cli("ingest", more, "--out", out, "--append")
+    assert result.exit_code == 0, result.output
+    store = read_store(out)
+    assert store.runs.get_column("run").to_list() == ["a", "b", "c"]
+    assert store.trajectories.height == 8
+    assert [i["path"] for i in store.manifest["inputs"]] == [
+        str(tmp_path / "good.jsonl"), str(tmp_path / "more.jsonl")]
+    # Appending the same files again changes nothing.
+    before = store_bytes(out)
+    assert cli("ingest", more, "--out", out, "--append").exit_code == 0
+    assert store_bytes(out) == before
+
+
+def test_append_conflicting_mixture_leaves_store_untouched(cli, tmp_path):
+    out = tmp_path / "store"
+    assert cli("ingest", good_log(tmp_path), "--out", out).exit_code == 0
+    before = store_bytes(out)
+    other = write(tmp_path / "other.jsonl", jsonl({"run": "a", "mixture": {"x": 0.5, "y": 0.5}},
+                                                  {"run": "a", "step": 500, "val/x": 1.0}))
+    result = cli("ingest", other, "--out", out, "--append")
+    assert result.exit_code == 3
+    assert result.stderr.startswith(f"Error: {other}:1: run 'a' has a different mixture")
+    assert store_bytes(out) == before
+
+
+def test_nan_loss_flags_run_diverged(cli, tmp_path):
+    log = write(tmp_path / "d.jsonl",
+                '{"run": "a", "mixture": {"x": 1.0}}\n{"run": "a", "step": 1, "v": 3.0}\n'
+                '{"run": "a", "step": 2, "v": NaN}\n'
+                '{"run": "b", "mixture": {"x": 1.0}}\n{"run": "b", "step": 1, "v": 3.0}\n')
+    result = cli("ingest", log, "--out", tmp_path / "s")
+    assert result.exit_code == 0, result.output
+    assert "Warning: run 'a': non-finite loss" in result.stderr
+    assert "1 diverged: a" in result.stderr
+    store = read_store(tmp_path / "s")
+    assert store.runs.get_column("diverged").to_list() == [True, False]
+    assert math.isnan(store.trajectories.filter(pl.col("step") == 2).get_column("value")[0])
+
+
+def test_weights_renormalised_within_tolerance(cli, tmp_path):
+    log = write(tmp_path / "r.jsonl", jsonl({"run": "a", "mixture": {"x": 0.503, "y": 0.5}},
+                                            {"run": "a", "step": 1, "v": 1.0}))
+    assert cli("ingest", log, "--out", tmp_path / "s").exit_code == 0
+    runs = read_store(tmp_path / "s").runs
+    assert runs.get_column("x")[0] + runs.get_column("y")[0] == pytest.approx(1.0, abs=1e-12)
+
+
+def test_fill_missing_domains(cli, tmp_path):
+    log = write(tmp_path / "f.jsonl", jsonl({"run": "a", "mixture": {"x": 1.0}},
+                                            {"run": "b", "mixture": {"y": 1.0}},
+                                            {"run": "a", "step": 1, "v": 1.0},
+                                            {"run": "b", "step": 1, "v": 2.0}))
+    assert cli("ingest", log, "--out", tmp_path / "s").exit_code == 3
+    assert cli("ingest", log, "--out", tmp_path / "s", "--fill-missing-domains").exit_code == 0
+    runs = read_store(tmp_path / "s").runs
+    assert runs.select("x", "y").rows() == [(1.0, 0.0), (0.0, 1.0)]
+
+
+@pytest.mark.parametrize("example", ["csv_long", "csv_wide", "hf", "wandb", "regmix"])
+def test_every_sample_format_ingests_cleanly(cli, tmp_path, example):
+    result = cli("ingest", SAMPLE_FORMATS / example, "--out", tmp_path / "s")
+    assert result.exit_code == 0, result.output
+    assert read_store(tmp_path / "s").n_runs > 0
+
+
+def test_mixtures_option_with_wandb_export(cli, tmp_path):
+    folder = SAMPLE_FORMATS / "wandb"
+    result = cli("ingest", folder / "export.csv", "--mixtures", folder / "mixtures.csv",
+                 "--out", tmp_path / "s", "--format", "wandb")
+    assert result.exit_code == 0, result.output
+    store = read_store(tmp_path / "s")
+    assert store.metrics == ("eval/pile_cc_loss",)
+    assert store.trajectories.filter(pl.col("run") == "proxy-04").height == 7
+
+
+def test_regmix_real_data(cli, tmp_path, regmix_data):
+    out = tmp_path / "store"
+    result = cli("ingest", regmix_data / "train_mixture_1m.csv",
+                 regmix_data / "train_pile_loss_1m.csv", "--out", out)
+    assert result.exit_code == 0, result.output
+    store = read_store(out)
+    assert (store.n_runs, len(store.domains), len(store.metrics)) == (512, 17, 13)
+    assert "val/pile_cc" in store.metrics and "pile_cc" in store.domains
+    assert set(store.trajectories.get_column("step").unique().to_list()) == {1000}
+    sums = store.runs.select(pl.sum_horizontal(store.domains)).to_series()
+    assert ((sums - 1.0).abs() < 1e-9).all()
+
+
+def test_few_mb_jsonl_uses_the_polars_fast_path(tmp_path):
+    lines = [{"run": f"p{r:03d}", "mixture": {"x": 0.5, "y": 0.5}} for r in range(200)]
+    metrics = ("val/x", "val/y", "val/z", "train/loss", "eval/loss")
+    lines += [{"run": f"p{r:03d}", "step": s, "tokens": s * 1024,
+               **{m: 5.0 - s / 1e3 + i / 7 for i, m in enumerate(metrics)}}
+              for s in range(10, 1001, 10) for r in range(200)]
+    path = write(tmp_path / "big.jsonl", jsonl(*lines))
+    assert path.stat().st_size > 2_000_000
+    parsed = read_jsonl(path)
+    assert parsed.engine == "polars"  # not the line-by-line fallback
+    result = build_store(read_inputs([str(path)]).parsed)
+    assert result.store.n_runs == 200 and result.store.trajectories.height == 200 * 100 * 5
+
+
+# ---------------------------------------------------------------------------------------------
+# Bad inputs: exit code 3, one `Error:` line naming the file, no store left, old store intact.
+
+MIX = '{"run": "a", "mixture": {"x": 0.5, "y": 0.5}}\n'
+OBS = '{"run": "a", "step": 1, "v": 1.0}\n'
+
+BAD_INPUTS = {
+    "malformed-json": ({"bad.jsonl": MIX + '{"run": "a", "step": 2,\n'}, [], "bad.jsonl:2:"),
+    "not-an-object": ({"bad.jsonl": MIX + "[1, 2]\n"}, [], "bad.jsonl:2:"),
+    "no-step": ({"bad.jsonl": MIX + '{"run": "a", "v": 1.0}\n'}, [], "bad.jsonl:2:"),
+    "non-numeric-jsonl": ({"bad.jsonl": MIX + '{"run": "a", "step": 1, "v": "x"}\n'}, [],
+                          "bad.jsonl:2:"),
+    "negative-weight": ({"bad.jsonl": '{"run": "a", "mixture": {"x": -0.5, "y": 1.5}}\n' + OBS},
+                        [], "bad.jsonl:1:"),
+    "sum-off": ({"bad.jsonl": '{"run": "a", "mixture": {"x": 0.5, "y": 0.6}}\n' + OBS}, [],
+                "bad.jsonl:1:"),
+    "obs-without-mixture": ({"bad.jsonl": MIX + OBS + '{"run": "b", "step": 1, "v": 2.0}\n'},
+                            [], "bad.jsonl"),
+    "mixture-without-obs": ({"bad.jsonl": MIX + OBS
+                             + '{"run": "b", "mixture": {"x": 1, "y": 0}}\n'}, [], "bad.jsonl:3:"),
+    "duplicate-different": ({"a.jsonl": MIX + OBS,
+                             "bad.jsonl": '{"run": "a", "step": 1, "v": 2}\n'}, [], "bad.jsonl"),
+    "domains-differ": ({"bad.jsonl": MIX + OBS + '{"run": "b", "mixture": {"x": 1}}\n'
+                        '{"run": "b", "step": 1, "v": 1}\n'}, [], "bad.jsonl:3:"),
+    "unknown-format": ({"bad.txt": "hello world\n"}, [], "bad.txt"),
+    "empty-file": ({"bad.jsonl": ""}, [], "bad.jsonl"),
+    "csv-non-numeric": ({"bad.csv": "run,step,v\na,1,1.0\na,2,abc\n", "m.csv": "run,x\na,1\n"},
+                        [], "bad.csv:3:"),
+    "csv-ragged": ({"bad.csv": "run,step,v\na,1,1.0,9\n", "m.csv": "run,x\na,1\n"}, [],
+                   "bad.csv:2:"),
+    "mixtures-json-malformed": ({"logs.csv": "run,step,v\na,1,1.0\n", "bad.json": "{\"a\": \n"},
+                                ["--mixtures", "bad.json"], "bad.json"),
+    "hf-no-log-history": ({"run/trainer_state.json": '{"log_history": 3}'}, ["--format", "hf"],
+                          "trainer_state.json"),
+    "wandb-bad-column": ({"bad.csv": "Step,p1 - loss,oops\n1,2,3\n"}, [], "bad.csv:1:"),
+    "missing-path": ({}, [], "nope.jsonl"),
+    "missing-mixtures-file": ({"logs.csv": "run,step,v\na,1,1.0\n"}, ["--mixtures", "nope.csv"],
+                              "nope.csv"),
+    "mixture-twice-disagrees": ({"a.jsonl": MIX + OBS,
+                                 "bad.jsonl": '{"run": "a", "mixture": {"x": 1, "y": 0}}\n'}, [],
+                                "bad.jsonl:1:"),
+    "regmix-non-numeric": ({"bad.csv": "index,metric/the_pile_x_val_loss\n1,abc\n",
+                            "mix.csv": "index,train_the_pile_x\n1,1.0\n"}, [], "bad.csv:2:"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_INPUTS))
+def test_bad_input_is_one_error_line_and_no_store(cli, tmp_path, case, monkeypatch):
+    files, extra, names = BAD_INPUTS[case]
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    for name, text in files.items():
+        write(logs / name, text)
+    monkeypatch.chdir(logs)
+    paths = [n for n in files if n not in ("bad.json",)] or ["nope.jsonl"]
+    args = ["ingest", *sorted({p.split("/")[0] for p in paths}), *extra]
+
+    fresh = tmp_path / "fresh"
+    result = cli(*args, "--out", fresh)
+    assert result.exit_code == 3, (case, result.output)
+    assert result.stderr.startswith("Error: "), result.stderr
+    assert result.stderr.count("\n") == 1, result.stderr
+    assert names in result.stderr, result.stderr
+    assert not fresh.exists()
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+
+    existing = tmp_path / "existing"
+    good = good_log(tmp_path)
+    assert cli("ingest", good, "--out", existing).exit_code == 0
+    before = store_bytes(existing)
+    result = cli(*args, "--out", existing)
+    assert result.exit_code == 3, (case, result.output)
+    assert store_bytes(existing) == before
+
+
+def test_out_exists_and_is_not_a_store(cli, tmp_path):
+    log = good_log(tmp_path)
+    as_file = write(tmp_path / "file", "precious\n")
+    result = cli("ingest", log, "--out", as_file)
+    assert result.exit_code == 3
+    assert result.stderr == (f"Error: {as_file}: exists and is not a regmixd store; "
+                             "choose another --out or remove it\n")
+    assert as_file.read_text() == "precious\n"
+    folder = tmp_path / "folder"
+    write(folder / "keep.txt", "x")
+    assert cli("ingest", log, "--out", folder).exit_code == 3
+    assert (folder / "keep.txt").read_text() == "x"
+
+
+def test_unknown_format_option_is_usage_error(cli, tmp_path):
+    result = cli("ingest", good_log(tmp_path), "--out", tmp_path / "s", "--format", "parquet")
+    assert result.exit_code == 2
+    assert result.stderr.startswith("Error: --format 'parquet'")

@@ -1,0 +1,282 @@
+"""Each input format parsed into the exact expected rows; format detection by content."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from regmixd_cli.errors import InputError
+from regmixd_cli.readers import (
+    detect_format,
+    read_csv,
+    read_hf,
+    read_inputs,
+    read_jsonl,
+    read_mixtures,
+    read_regmix,
+    read_wandb,
+)
+from regmixd_cli.readers.base import normalise_domain, normalise_metric
+from regmixd_cli.readers.hf import run_id
+
+COLUMNS = ["run", "step", "tokens", "metric", "value"]
+
+
+def write(path: Path, text: str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def rows(parsed) -> list[tuple]:
+    assert parsed.observations.columns == COLUMNS
+    assert parsed.observations.schema == {
+        "run": pl.String, "step": pl.Int64, "tokens": pl.Int64, "metric": pl.String,
+        "value": pl.Float64,
+    }
+    return parsed.observations.rows()
+
+
+def jsonl(*objs: dict) -> str:
+    return "".join(json.dumps(o) + "\n" for o in objs)
+
+
+def test_jsonl_interleaved_runs_sorted_long_rows(tmp_path):
+    path = write(tmp_path / "log.jsonl", jsonl(
+        {"run": "b", "mixture": {"x": 0.25, "y": 0.75}},
+        {"run": "a", "mixture": {"x": 1, "y": 0}},
+        {"run": "b", "step": 200, "tokens": 2000, "val/x": 4.5},
+        {"run": "a", "step": 100, "tokens": 1000, "val/x": 5.0, "train/loss": 5.5},
+        {"run": "b", "step": 100, "tokens": 1000, "val/x": 4.9, "train/loss": 5.1},
+        {"run": "a", "step": 200, "val/x": 4.0},
+    ))
+    parsed = read_jsonl(path)
+    assert parsed.engine == "polars"
+    assert parsed.format == "jsonl"
+    assert {r: dict(m.weights) for r, m in parsed.mixtures.items()} == {
+        "a": {"x": 1.0, "y": 0.0}, "b": {"x": 0.25, "y": 0.75},
+    }
+    assert parsed.mixtures["a"].where == f"{path}:2"
+    assert rows(parsed) == [
+        ("a", 100, 1000, "train/loss", 5.5),
+        ("a", 100, 1000, "val/x", 5.0),
+        ("a", 200, None, "val/x", 4.0),
+        ("b", 100, 1000, "train/loss", 5.1),
+        ("b", 100, 1000, "val/x", 4.9),
+        ("b", 200, 2000, "val/x", 4.5),
+    ]
+
+
+def test_jsonl_key_first_seen_after_schema_window_is_kept(tmp_path):
+    # Polars infers the schema from the first 100 lines and drops unknown keys silently;
+    # the reader must notice and still return the late metric.
+    lines = [{"run": f"r{i}", "mixture": {"x": 1.0}} for i in range(150)]
+    lines += [{"run": f"r{i}", "step": 10, "train/loss": 3.0} for i in range(150)]
+    lines.append({"run": "r0", "step": 20, "train/loss": 2.5, "val/late": 7.0})
+    parsed = read_jsonl(write(tmp_path / "late.jsonl", jsonl(*lines)))
+    assert parsed.engine == "polars"
+    assert ("r0", 20, None, "val/late", 7.0) in rows(parsed)
+    assert parsed.observations.height == 152
+
+
+def test_jsonl_nan_and_infinity_are_kept_by_the_line_scan(tmp_path):
+    path = write(tmp_path / "nan.jsonl",
+                 '{"run": "a", "mixture": {"x": 1.0}}\n'
+                 '{"run": "a", "step": 1, "val/x": NaN}\n'
+                 '{"run": "a", "step": 2, "val/x": "inf"}\n'
+                 '{"run": "a", "step": 3, "val/x": null}\n')
+    parsed = read_jsonl(path)
+    assert parsed.engine == "line-scan"
+    got = rows(parsed)
+    assert [r[:4] for r in got] == [("a", 1, None, "val/x"), ("a", 2, None, "val/x")]
+    assert math.isnan(got[0][4]) and got[1][4] == math.inf
+
+
+def test_jsonl_fast_and_line_scan_agree(tmp_path):
+    body = jsonl({"run": "a", "mixture": {"x": 0.5, "y": 0.5}},
+                 *({"run": "a", "step": s, "tokens": s * 10, "m1": s / 7, "m2": s / 3}
+                   for s in range(0, 50, 5)))
+    fast = read_jsonl(write(tmp_path / "fast.jsonl", body))
+    slow = read_jsonl(write(tmp_path / "slow.jsonl", body + "\n"))  # blank line: line scan
+    assert (fast.engine, slow.engine) == ("polars", "line-scan")
+    assert fast.observations.equals(slow.observations)
+    assert dict(fast.mixtures["a"].weights) == dict(slow.mixtures["a"].weights)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ('{"run": "a", "mixture": {"x": 1}}\n{"run": "a", "step": 1, "v": 1\n',
+         ":2: malformed JSON"),
+        ('{"run": "a", "mixture": {"x": 1}}\n[1, 2]\n', ":2: expected one JSON object"),
+        ('{"run": "a", "mixture": {"x": 1}}\n{"run": "a", "v": 1.0}\n', ":2: 'step' is missing"),
+        ('{"run": "a", "step": 1, "v": "abc"}\n', ":1: value of 'v' is not a number"),
+        ('{"step": 1, "v": 1.0}\n', ":1: no usable 'run'"),
+        ('{"run": "a", "mixture": {"x": 1}, "step": 3}\n', ":1: a line has both"),
+        ('{"run": "a", "mixture": {"x": 1}}\n{"run": "a", "mixture": {"x": 0.5, "y": 0.5}}\n',
+         ":2: run 'a' has a different mixture"),
+    ],
+)
+def test_jsonl_bad_lines_are_named(tmp_path, text, message):
+    path = write(tmp_path / "bad.jsonl", text)
+    with pytest.raises(InputError, match=None) as info:
+        read_jsonl(path)
+    assert str(info.value).startswith(str(path))
+    assert message in str(info.value)
+
+
+def test_csv_long(tmp_path):
+    path = write(tmp_path / "long.csv",
+                 "run,step,metric,value,tokens\n"
+                 "b,100,val/x,4.5,100\n"
+                 "a,200,val/x,4.0,\n"
+                 "a,100,val/x,5.0,50\n"
+                 "001,100,val/x,nan,50\n")
+    parsed = read_csv(path)
+    got = rows(parsed)
+    assert got[1:] == [
+        ("a", 100, 50, "val/x", 5.0),
+        ("a", 200, None, "val/x", 4.0),
+        ("b", 100, 100, "val/x", 4.5),
+    ]
+    assert got[0][:4] == ("001", 100, 50, "val/x") and math.isnan(got[0][4])  # ids stay text
+
+
+def test_csv_wide_empty_cell_is_not_logged(tmp_path):
+    path = write(tmp_path / "wide.csv",
+                 "run,step,val/y,val/x\n"
+                 "a,100,6.0,5.0\n"
+                 "a,200,,4.0\n")
+    assert rows(read_csv(path)) == [
+        ("a", 100, None, "val/x", 5.0),
+        ("a", 200, None, "val/x", 4.0),
+        ("a", 100, None, "val/y", 6.0),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("run,step,val/x\na,100,5.0\na,abc,4.0\n", ":3: step is not a non-negative integer"),
+        ("run,step,val/x\na,100,5.0\na,200,oops\n", ":3: value of 'val/x' is not a number"),
+        ("run,step,metric,value\na,100,val/x,\n", ":2: value is empty"),
+        ("run,step,val/x\na,100,5.0,7\n", ":2: row does not match"),
+        ("step,run,val/x\n100,a,5.0\n", ":1: a CSV log starts with a 'run' column"),
+        ("run,step,val/x,val/x\na,1,2,3\n", ":1: duplicate column"),
+    ],
+)
+def test_csv_bad_cells_are_named(tmp_path, text, message):
+    path = write(tmp_path / "bad.csv", text)
+    with pytest.raises(InputError) as info:
+        read_csv(path)
+    assert str(info.value).startswith(str(path))
+    assert message in str(info.value)
+
+
+def test_mixtures_csv_json_and_regmix_names(tmp_path):
+    csv_file = write(tmp_path / "m.csv", "run,x,y\na,0.5,0.5\nb,1,\n")
+    parsed = read_mixtures(csv_file)
+    assert {r: dict(m.weights) for r, m in parsed.mixtures.items()} == {
+        "a": {"x": 0.5, "y": 0.5}, "b": {"x": 1.0},
+    }
+    assert parsed.mixtures["b"].where == f"{csv_file}:3"
+    json_file = write(tmp_path / "m.json", '{"a": {"train_the_pile_pile_cc": 1.0}}')
+    assert dict(read_mixtures(json_file).mixtures["a"].weights) == {"pile_cc": 1.0}
+    assert read_csv(csv_file).observations is None  # a run,<domain> table read as mixtures
+
+
+def test_regmix_pair(tmp_path):
+    mix = write(tmp_path / "mix.csv",
+                "index,train_the_pile_pile_cc,train_the_pile_github\n1,0.6,0.401\n2,0.3,0.7\n")
+    loss = write(tmp_path / "loss.csv",
+                 "index,metric/the_pile_pile_cc_val_loss,metric/the_pile_github_val_ppl\n"
+                 "1,5.5,100.0\n2,5.25,80.0\n")
+    assert {r: dict(m.weights) for r, m in read_regmix(mix).mixtures.items()} == {
+        "1": {"pile_cc": 0.6, "github": 0.401}, "2": {"pile_cc": 0.3, "github": 0.7},
+    }
+    assert rows(read_regmix(loss, final_step=900)) == [
+        ("1", 900, None, "val/pile_cc", 5.5),
+        ("1", 900, None, "val_ppl/github", 100.0),
+        ("2", 900, None, "val/pile_cc", 5.25),
+        ("2", 900, None, "val_ppl/github", 80.0),
+    ]
+
+
+def test_regmix_name_normalisation():
+    assert normalise_domain("train_the_pile_pile_cc") == "pile_cc"
+    assert normalise_domain("github") == "github"
+    assert normalise_metric("metric/the_pile_pile_cc_val_loss") == "val/pile_cc"
+    assert normalise_metric("metric/the_pile_gutenberg_pg_19_val_ppl") == "val_ppl/gutenberg_pg_19"
+    assert normalise_metric("val/pile_cc") == "val/pile_cc"
+
+
+def test_hf_trainer_state(tmp_path):
+    state = {"global_step": 20, "log_history": [
+        {"epoch": 0.1, "learning_rate": 4e-4, "loss": 6.5, "step": 10,
+         "num_input_tokens_seen": 1000},
+        {"epoch": 0.1, "eval_loss": 6.1, "eval_runtime": 1.0, "step": 10},
+        {"epoch": 0.2, "eval_pile_cc_loss": 5.9, "eval_pile_cc_runtime": 2.0, "step": 20},
+        {"step": 20, "train_loss": 6.0, "train_runtime": 10.0},
+    ]}
+    path = write(tmp_path / "run_a" / "checkpoint-20" / "trainer_state.json", json.dumps(state))
+    assert run_id(path) == "run_a"
+    assert run_id(tmp_path / "run_b" / "trainer_state.json") == "run_b"
+    assert rows(read_hf(path)) == [
+        ("run_a", 10, None, "eval/loss", 6.1),
+        ("run_a", 20, None, "eval/pile_cc", 5.9),
+        ("run_a", 10, 1000, "train/loss", 6.5),
+    ]
+
+
+def test_wandb_export(tmp_path):
+    path = write(tmp_path / "export.csv",
+                 '"Step","p1 - metric/the_pile_pile_cc_val_loss","p1 - metric/the_pile_pile_cc'
+                 '_val_loss__MIN","p1 - metric/the_pile_pile_cc_val_loss__MAX","p2 - loss"\n'
+                 '100,6.0,5.9,6.1,7.0\n'
+                 '200,5.5,5.4,5.6,\n')
+    assert rows(read_wandb(path)) == [
+        ("p1", 100, None, "val/pile_cc", 6.0),
+        ("p1", 200, None, "val/pile_cc", 5.5),
+        ("p2", 100, None, "loss", 7.0),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("name", "text", "fmt"),
+    [
+        ("a.txt", '{"run": "a", "step": 1, "v": 1}\n', "jsonl"),
+        ("a.json", '{"run": "a", "mixture": {"x": 1}}\n', "jsonl"),
+        ("a.log", "run,step,metric,value\n", "csv"),
+        ("a.dat", "run,step,val/x\n", "csv"),
+        ("a.csv", "run,pile_cc,github\n", "mixtures"),
+        ("b.csv", "index,train_the_pile_arxiv\n", "regmix"),
+        ("c.csv", "Step,p1 - loss\n", "wandb"),
+        ("s.json", '{\n  "best_metric": null,\n  "log_history": []\n}\n', "hf"),
+        ("m.json", '{\n  "a": {"x": 1.0}\n}\n', "mixtures"),
+        ("m.jsonl", '{"a": {"x": 1.0}}\n', "mixtures"),
+    ],
+)
+def test_detect_format_by_content_not_extension(tmp_path, name, text, fmt):
+    assert detect_format(write(tmp_path / name, text)) == fmt
+
+
+def test_detect_format_unknown(tmp_path):
+    path = write(tmp_path / "notes.csv", "hello,world\n1,2\n")
+    with pytest.raises(InputError, match="cannot tell the log format"):
+        detect_format(path)
+
+
+def test_directory_walk_sorted_hidden_skipped(tmp_path):
+    write(tmp_path / "d" / "b.jsonl", '{"run": "b", "step": 1, "v": 1}\n')
+    write(tmp_path / "d" / "sub" / "a.jsonl", '{"run": "a", "step": 1, "v": 1}\n')
+    write(tmp_path / "d" / ".hidden.jsonl", "garbage\n")
+    write(tmp_path / "d" / ".git" / "x.jsonl", "garbage\n")
+    write(tmp_path / "d" / "README.md", "not a log\n")
+    inputs = read_inputs([str(tmp_path / "d")])
+    assert [p.path for p in inputs.parsed] == [
+        str(tmp_path / "d" / "b.jsonl"), str(tmp_path / "d" / "sub" / "a.jsonl"),
+    ]
