@@ -3,6 +3,7 @@
 from regmixd_cli.cli._app import app
 
 # Each module below registers its commands on `app` when imported; keep the list sorted.
+from regmixd_cli.cli import fit as _fit  # noqa: E402,F401
 from regmixd_cli.cli import ingest as _ingest  # noqa: E402,F401
 
 __all__ = ["app"]

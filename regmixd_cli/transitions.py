@@ -1,0 +1,228 @@
+"""Trajectories -> losses on the interval grid -> (t, m, loss) -> next-loss rows (SPEC 1.2, 1.3).
+
+The grid is t_l = l * T_p / (N + 1), l = 1..N+1, or the user's own `--intervals`. T_p is the
+largest step any usable run logged for the target metric: most proxy runs stop at the same step,
+and a run that stops earlier than the grid's last point is left out rather than extrapolated.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from regmixd_cli.domain import DIVERGED, METRIC, RUN, STEP, VALUE, Store
+from regmixd_cli.errors import InputError, UsageError
+
+if TYPE_CHECKING:
+    import polars as pl
+
+# Metric names that count as validation metrics when `--target` is not given.
+VALIDATION_PREFIXES = ("val", "eval")
+
+
+@dataclass(frozen=True, slots=True)
+class LossTable:
+    """Usable runs with their mixtures and their target loss at every grid point.
+
+    `mixtures` is (M, K) in `domains` order, `losses` is (M, N+1): losses[:, l-1] is the loss at
+    grid[l-1]. `diverged` and `short` name the runs left out, and why.
+    """
+
+    domains: tuple[str, ...]
+    target: str
+    grid: tuple[float, ...]
+    runs: tuple[str, ...]
+    mixtures: np.ndarray
+    losses: np.ndarray
+    diverged: tuple[str, ...]
+    short: tuple[str, ...]
+    endpoint_only: bool
+
+    @property
+    def n_runs(self) -> int:
+        """Number of usable runs."""
+        return len(self.runs)
+
+    @property
+    def proxy_steps(self) -> float:
+        """T_p, the last grid point."""
+        return self.grid[-1]
+
+
+def resolve_target(store: Store, target: str | None, where: str = "store") -> str:
+    """`--target`, or the store's only validation metric; otherwise a UsageError listing them."""
+    metrics = store.metrics
+    if target is not None:
+        if target not in metrics:
+            raise UsageError(
+                f"{where}: no metric {target!r} (--target); choose one of {', '.join(metrics)}"
+            )
+        return target
+    candidates = [m for m in metrics if m.lower().startswith(VALIDATION_PREFIXES)]
+    if len(candidates) == 1:
+        return candidates[0]
+    listed = ", ".join(candidates or metrics)
+    what = "several validation metrics" if candidates else "no validation metric (val*/eval*)"
+    raise UsageError(f"{where}: the store has {what}; choose one with --target: {listed}")
+
+
+def even_grid(proxy_steps: float, n_switch_points: int) -> tuple[float, ...]:
+    """t_l = l * T_p / (N + 1) for l = 1..N+1."""
+    if n_switch_points < 0:
+        raise UsageError(f"--switch-points {n_switch_points}: must be 0 or more")
+    n = n_switch_points + 1
+    return tuple(float(proxy_steps) * i / n for i in range(1, n + 1))
+
+
+def parse_intervals(text: str) -> tuple[float, ...]:
+    """Parse `--intervals t1,..,tN+1`: positive, finite, strictly increasing step numbers."""
+    try:
+        values = tuple(float(part) for part in text.split(","))
+    except ValueError:
+        raise UsageError(
+            f"--intervals {text!r}: give comma-separated step numbers, e.g. 200,400,600,800,1000"
+        ) from None
+    if not all(math.isfinite(v) and v > 0 for v in values):
+        raise UsageError(f"--intervals {text!r}: steps must be finite and > 0")
+    if any(b <= a for a, b in zip(values, values[1:], strict=False)):
+        raise UsageError(f"--intervals {text!r}: steps must be strictly increasing")
+    return values
+
+
+def loss_at(steps: np.ndarray, values: np.ndarray, points: Sequence[float]) -> np.ndarray:
+    """Loss at each point by linear interpolation between logged steps; NaN outside the log."""
+    points_arr = np.asarray(points, dtype=np.float64)
+    if steps.size == 0:
+        return np.full(points_arr.shape, np.nan)
+    inside = (points_arr >= steps[0]) & (points_arr <= steps[-1])
+    result = np.interp(points_arr, steps, values)
+    return np.where(inside, result, np.nan)
+
+
+def _target_series(store: Store, target: str) -> pl.DataFrame:
+    """Finite observations of the target metric, one row per (run, step), sorted."""
+    import polars as pl
+
+    return (
+        store.trajectories.lazy()
+        .filter((pl.col(METRIC) == target) & pl.col(VALUE).is_finite())
+        .group_by([RUN, STEP])
+        .agg(pl.col(VALUE).mean())  # duplicate logs of one step are averaged
+        .sort([RUN, STEP])
+        .collect()
+    )
+
+
+def build_loss_table(
+    store: Store,
+    target: str,
+    *,
+    n_switch_points: int = 5,
+    intervals: Sequence[float] | None = None,
+    where: str = "store",
+) -> LossTable:
+    """The usable runs' target loss on the interval grid; diverged and short runs left out.
+
+    A store with at most one observation per run (RegMix's CSV pair) gives the endpoint-only
+    grid (T_p,).
+    """
+    import polars as pl
+
+    series = _target_series(store, target)
+    diverged_set = set(store.runs.filter(pl.col(DIVERGED)).get_column(RUN).to_list())
+    per_run: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    for (run,), frame in series.group_by([RUN], maintain_order=True):
+        per_run[str(run)] = (
+            frame.get_column(STEP).to_numpy().astype(np.float64),
+            frame.get_column(VALUE).to_numpy().astype(np.float64),
+        )
+    healthy = [r for r in per_run if r not in diverged_set]
+    if not healthy:
+        raise InputError(
+            f"{where}: no usable run logs the target metric {target!r} (all diverged or empty)"
+        )
+    endpoint_only = max(per_run[r][0].size for r in healthy) == 1
+    if intervals is not None:
+        grid = tuple(float(t) for t in intervals)
+        if endpoint_only:
+            grid = grid[-1:]
+    else:
+        proxy_steps = max(float(per_run[r][0][-1]) for r in healthy)
+        grid = (proxy_steps,) if endpoint_only else even_grid(proxy_steps, n_switch_points)
+
+    runs_frame = store.runs.select([RUN, *store.domains])
+    mixture_of = {str(row[0]): row[1:] for row in runs_frame.iter_rows()}
+    kept: list[str] = []
+    rows: list[np.ndarray] = []
+    short: list[str] = []
+    for run in sorted(per_run):
+        if run in diverged_set:
+            continue
+        steps, values = per_run[run]
+        losses = loss_at(steps, values, grid)
+        if np.isnan(losses).any():
+            short.append(run)
+            continue
+        kept.append(run)
+        rows.append(losses)
+    # Runs that never logged the target at all cannot reach the grid either.
+    short.extend(r for r in sorted(mixture_of) if r not in per_run and r not in diverged_set)
+    mixtures = np.array([mixture_of[r] for r in kept], dtype=np.float64).reshape(
+        len(kept), len(store.domains)
+    )
+    losses_arr = np.array(rows, dtype=np.float64).reshape(len(kept), len(grid))
+    return LossTable(
+        domains=tuple(store.domains),
+        target=target,
+        grid=grid,
+        runs=tuple(kept),
+        mixtures=mixtures,
+        losses=losses_arr,
+        diverged=tuple(sorted(diverged_set)),
+        short=tuple(sorted(short)),
+        endpoint_only=endpoint_only,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class TransitionRows:
+    """The M*N transition rows: for run i and stage l, (t_l, m_i, loss_l) -> loss_{l+1}.
+
+    Rows are ordered run-major (run 0 stages 1..N, run 1 stages 1..N, ...); `run_index` and
+    `stage` (1-based) say where each row came from.
+    """
+
+    t: np.ndarray
+    mixtures: np.ndarray
+    loss: np.ndarray
+    next_loss: np.ndarray
+    run_index: np.ndarray
+    stage: np.ndarray
+
+
+def build_transitions(table: LossTable) -> TransitionRows:
+    """Turn a loss table into transition rows (none for an endpoint-only table)."""
+    n_runs, n_points = table.losses.shape
+    n_stages = n_points - 1
+    grid = np.asarray(table.grid, dtype=np.float64)
+    run_index = np.repeat(np.arange(n_runs), n_stages)
+    stage = np.tile(np.arange(1, n_stages + 1), n_runs)
+    return TransitionRows(
+        t=grid[stage - 1] if n_stages else np.empty(0),
+        mixtures=table.mixtures[run_index],
+        loss=table.losses[:, :-1].reshape(-1),
+        next_loss=table.losses[:, 1:].reshape(-1),
+        run_index=run_index,
+        stage=stage,
+    )
+
+
+def name_some(names: Sequence[str], limit: int = 5) -> str:
+    """`a, b, c and 12 more`: the first few names and a count, for one-line warnings."""
+    shown = ", ".join(names[:limit])
+    rest = len(names) - limit
+    return f"{shown} and {rest} more" if rest > 0 else shown

@@ -1,0 +1,240 @@
+"""Fitting, cross-validation, prediction and the model directory."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+from regmixd_cli import crossval
+from regmixd_cli import model as model_module
+from regmixd_cli.domain import MODEL_SCHEMA
+from regmixd_cli.errors import ModelError, UsageError
+from regmixd_cli.metrics import pearson, r2, rank_average, spearman, top_k_overlap
+from regmixd_cli.model import (
+    FitConfig,
+    XGBSettings,
+    fit_model,
+    load_model,
+    model_hash,
+    save_model,
+)
+from tests._fit_stores import make_store, smooth_store, smooth_world
+
+FAST = XGBSettings(max_rounds=150, learning_rate=0.1, early_stopping_rounds=20)
+
+
+@pytest.fixture(scope="module")
+def smooth():
+    return smooth_store(n_runs=40)
+
+
+@pytest.fixture(scope="module")
+def fitted(smooth):
+    return fit_model(smooth, FitConfig(n_switch_points=2, xgb=FAST))
+
+
+def test_rank_average_and_spearman_with_ties():
+    assert rank_average(np.array([10.0, 20.0, 20.0, 5.0])).tolist() == [2.0, 3.5, 3.5, 1.0]
+    assert spearman(np.array([1, 2, 3, 4]), np.array([10, 20, 30, 40])) == pytest.approx(1.0)
+    assert spearman(np.array([1, 2, 3, 4]), np.array([4, 3, 2, 1])) == pytest.approx(-1.0)
+    # Hand-computed: ranks (1, 2.5, 2.5, 4) vs (1, 2, 3, 4) -> r = 4.5 / sqrt(4.5 * 5).
+    assert spearman(np.array([1, 2, 2, 3]), np.array([1, 2, 3, 4])) == pytest.approx(
+        4.5 / math.sqrt(4.5 * 5)
+    )
+    assert math.isnan(spearman(np.array([1.0, 1.0]), np.array([1.0, 2.0])))
+
+
+def test_pearson_r2_topk():
+    a = np.array([1.0, 2.0, 3.0, 4.0])
+    assert pearson(a, 2 * a + 1) == pytest.approx(1.0)
+    assert r2(a, a) == pytest.approx(1.0)
+    assert r2(a, np.full(4, a.mean())) == pytest.approx(0.0)
+    assert top_k_overlap(a, np.array([1.0, 3.0, 2.0, 4.0]), 2) == 0.5
+    assert top_k_overlap(a, a, 10) == 1.0
+
+
+def test_held_out_accuracy_on_a_known_smooth_rule(fitted):
+    report = fitted.report
+    for row in report["transitions"]:
+        for form in ("per-stage", "pooled"):
+            assert row[form]["spearman"] > 0.95, (row["stage"], form, row[form])
+    for form in ("per-stage", "pooled"):
+        assert report["endpoint"]["rollout"][form]["spearman"] > 0.95
+    # From l_1 onwards the trajectory carries information the mixture alone does not.
+    rollout = report["endpoint"]["rollout"][fitted.form]["spearman"]
+    assert rollout > report["endpoint"]["endpoint"]["spearman"] > 0.5
+
+
+def test_model_fields(fitted, smooth):
+    assert fitted.domains == smooth.domains
+    assert fitted.target == "val/loss"
+    assert fitted.grid == (500 / 3, 1000 / 3, 500.0)
+    assert fitted.proxy_steps == 500.0
+    assert fitted.n_switch_points == 2 and fitted.has_transitions
+    assert len(fitted.loss_ranges) == 3
+    assert all(lo < hi for lo, hi in fitted.loss_ranges)
+    assert fitted.loss_ranges[0][0] <= fitted.initial_loss <= fitted.loss_ranges[0][1]
+    assert fitted.prior_source == "proxy-mean"
+    assert sum(fitted.prior.values()) == pytest.approx(1.0)
+    choice = fitted.report["choice"]
+    assert choice["form"] == fitted.form and "MAE" in choice["reason"]
+
+
+def test_auto_keeps_the_form_with_lower_held_out_error(fitted):
+    truth_rows = fitted.report["transitions"]
+    mean_mae = {f: np.mean([r[f]["mae"] for r in truth_rows]) for f in ("per-stage", "pooled")}
+    # Equal numbers of rows per stage: the mean of stage MAEs is the overall MAE.
+    assert fitted.form == min(mean_mae, key=lambda f: (mean_mae[f], f != "pooled"))
+
+
+def test_cross_validation_is_grouped_and_early_stopping_never_sees_held_out_runs(
+    smooth, monkeypatch
+):
+    calls = []
+    real = model_module.fit_booster
+
+    def spy(table, runs, kind, stage, settings, seed, rounds, early_runs=None):
+        calls.append((set(runs.tolist()), None if early_runs is None else set(early_runs.tolist())))
+        return real(table, runs, kind, stage, settings, seed, rounds, early_runs)
+
+    monkeypatch.setattr(model_module, "fit_booster", spy)
+    monkeypatch.setattr(crossval, "fit_booster", spy)
+    fit_model(smooth, FitConfig(n_switch_points=1, folds=4, xgb=FAST))
+    cv_calls = [c for c in calls if c[1] is not None]
+    assert len(cv_calls) == 4 * 3  # endpoint, one stage, pooled per fold
+    held_out_sets = []
+    for fit_runs, early_runs in cv_calls:
+        assert not fit_runs & early_runs
+        held_out_sets.append(frozenset(set(range(40)) - fit_runs - early_runs))
+    folds = set(held_out_sets)
+    assert len(folds) == 4
+    assert sorted(i for fold in folds for i in fold) == list(range(40))  # a partition
+    refits = [c for c in calls if c[1] is None]
+    assert all(c[0] == set(range(40)) for c in refits)
+
+
+def test_forced_form(smooth):
+    model = fit_model(smooth, FitConfig(n_switch_points=1, form="per-stage", xgb=FAST))
+    assert model.form == "per-stage"
+    assert set(model.boosters) == {"endpoint", "stage_1"}
+    assert model.report["choice"]["reason"] == "forced by --model per-stage"
+    with pytest.raises(UsageError):
+        fit_model(smooth, FitConfig(form="linear", xgb=FAST))
+
+
+def test_too_few_runs_for_the_folds():
+    store = smooth_store(n_runs=7)
+    with pytest.raises(UsageError, match="only 7 usable run"):
+        fit_model(store, FitConfig(folds=5, xgb=FAST))
+    with pytest.raises(UsageError, match="at least 2 folds"):
+        fit_model(store, FitConfig(folds=1, xgb=FAST))
+
+
+def test_predict_transition_builds_the_recorded_feature_order(fitted, smooth):
+    mixtures = smooth.runs.select(list(smooth.domains)).to_numpy().astype(np.float32)
+    loss = np.linspace(4.0, 6.0, len(mixtures)).astype(np.float32)
+    got = fitted.predict_transition(2, mixtures, loss)
+    assert got.shape == (len(mixtures),) and got.dtype == np.float32
+    if fitted.form == "pooled":
+        features = np.column_stack([np.full(len(loss), fitted.grid[1]), mixtures, loss])
+        booster = fitted.boosters["pooled"]
+    else:
+        features = np.column_stack([mixtures, loss])
+        booster = fitted.boosters["stage_2"]
+    bare = booster.inplace_predict(features.astype(np.float32)) + loss
+    assert got == pytest.approx(bare)
+    assert fitted.features(fitted.form)[-1] == "loss"
+    scalar = fitted.predict_transition(1, mixtures[:3], 5.0)
+    assert scalar.shape == (3,)
+
+
+def test_save_load_round_trip(fitted, smooth, tmp_path):
+    save_model(tmp_path / "m", fitted)
+    loaded = load_model(tmp_path / "m")
+    mixtures = smooth.runs.select(list(smooth.domains)).to_numpy().astype(np.float32)
+    assert loaded.predict_endpoint(mixtures) == pytest.approx(fitted.predict_endpoint(mixtures))
+    assert loaded.predict_transition(1, mixtures, 5.0) == pytest.approx(
+        fitted.predict_transition(1, mixtures, 5.0)
+    )
+    for name in ("domains", "target", "grid", "proxy_steps", "prior", "form", "loss_ranges"):
+        assert getattr(loaded, name) == getattr(fitted, name), name
+    assert loaded.report == fitted.report
+    meta = json.loads((tmp_path / "m" / "model.json").read_text())
+    assert meta["schema_version"] == MODEL_SCHEMA
+    assert meta["features"]["endpoint"] == [f"m:{d}" for d in smooth.domains]
+    assert set(meta["files"]) == {f"{name}.ubj" for name in fitted.boosters}
+    assert len(model_hash(tmp_path / "m")) == 64
+
+
+def test_same_seed_same_bytes(smooth, tmp_path):
+    for name in ("a", "b"):
+        save_model(tmp_path / name, fit_model(smooth, FitConfig(n_switch_points=1, xgb=FAST)))
+    files = sorted(p.name for p in (tmp_path / "a").iterdir())
+    assert files == sorted(p.name for p in (tmp_path / "b").iterdir())
+    for name in files:
+        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes(), name
+
+
+def test_endpoint_only_model(tmp_path):
+    steps = (1000,)
+    domains, weights, curves = smooth_world(n_runs=30, steps=steps)
+    model = fit_model(make_store(domains, weights, curves, steps), FitConfig(xgb=FAST))
+    assert not model.has_transitions and model.form is None
+    assert model.grid == (1000.0,) and model.n_switch_points == 0
+    assert math.isnan(model.initial_loss)
+    assert set(model.boosters) == {"endpoint"}
+    assert model.report["endpoint_only"] and model.report["transitions"] == []
+    with pytest.raises(ModelError, match="--static"):
+        model.predict_transition(1, weights.astype(np.float32), 5.0)
+    save_model(tmp_path / "m", model)
+    loaded = load_model(tmp_path / "m")
+    assert math.isnan(loaded.initial_loss) and not loaded.has_transitions
+
+
+def _saved(fitted, tmp_path):
+    path = tmp_path / "m"
+    save_model(path, fitted)
+    return path
+
+
+def test_load_refuses_missing_and_foreign_models(fitted, tmp_path):
+    with pytest.raises(ModelError, match="no such model directory"):
+        load_model(tmp_path / "nothing")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ModelError, match="model.json: missing"):
+        load_model(tmp_path / "empty")
+    path = _saved(fitted, tmp_path)
+    meta = json.loads((path / "model.json").read_text())
+    meta["schema_version"] = "other.tool/v9"
+    (path / "model.json").write_text(json.dumps(meta))
+    with pytest.raises(ModelError, match="schema 'other.tool/v9'"):
+        load_model(path)
+
+
+def test_load_refuses_corrupt_json_and_edited_boosters(fitted, tmp_path):
+    path = _saved(fitted, tmp_path)
+    text = (path / "model.json").read_text()
+    (path / "model.json").write_text(text[: len(text) // 2])
+    with pytest.raises(ModelError, match="corrupt model file"):
+        load_model(path)
+    path = _saved(fitted, tmp_path)
+    booster = path / "endpoint.ubj"
+    booster.write_bytes(booster.read_bytes()[:-1] + b"\x00")
+    with pytest.raises(ModelError, match="endpoint.ubj: does not match the hash"):
+        load_model(path)
+    path = _saved(fitted, tmp_path)
+    (path / "endpoint.ubj").unlink()
+    with pytest.raises(ModelError, match="endpoint.ubj: missing booster"):
+        load_model(path)
+
+
+def test_load_refuses_incomplete_metadata(fitted, tmp_path):
+    path = _saved(fitted, tmp_path)
+    meta = json.loads((path / "model.json").read_text())
+    del meta["grid"]
+    (path / "model.json").write_text(json.dumps(meta))
+    with pytest.raises(ModelError, match="incomplete or unreadable model"):
+        load_model(path)
