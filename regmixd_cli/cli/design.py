@@ -1,0 +1,102 @@
+"""`regmixd design`: proxy mixtures drawn the way RegMix drew them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from regmixd_cli.cli._app import app, info, out
+from regmixd_cli.errors import InputError, UsageError
+
+STDOUT = "-"
+
+
+@app.command()
+def design(
+    prior: Annotated[
+        Path, typer.Option("--prior", help="Prior mixture, a JSON file {domain: weight}.")
+    ],
+    runs: Annotated[int, typer.Option("--runs", min=1, help="Number of proxy mixtures.")],
+    out_path: Annotated[
+        str, typer.Option("--out", help="Mixtures file: .json, .csv, or - for JSON on stdout.")
+    ],
+    seed: Annotated[int, typer.Option("--seed", help="Random seed.")] = 0,
+    available_tokens: Annotated[
+        Path | None,
+        typer.Option(
+            "--available-tokens", help="JSON {domain: unique tokens}; caps each domain's weight."
+        ),
+    ] = None,
+    max_epochs: Annotated[
+        float | None,
+        typer.Option("--max-epochs", help="Epochs a proxy may spend on a domain [default: 15]."),
+    ] = None,
+    proxy_tokens: Annotated[
+        float | None,
+        typer.Option("--proxy-tokens", help="Tokens one proxy trains on [default: 1000 x 2^20]."),
+    ] = None,
+) -> None:
+    """Design proxy mixtures as RegMix did: Dirichlet draws around the prior.
+
+    The prior is tempered to p^0.5; each mixture is one draw at a strength picked from 15
+    log-spaced values in [0.1, 5]. Weights under 2e-4 are zeroed and the rest rounded to
+    multiples of 2e-4 summing to exactly 1; duplicates are dropped. With --available-tokens,
+    a domain's weight is capped at min(max_epochs x available / proxy_tokens, 1). Output:
+    {run: {domain: weight}} (.json) or run,<domain>... (.csv), runs p000, p001, ...
+
+    Example: regmixd design --prior prior.json --runs 512 --seed 0 --out mixtures.csv
+    """
+    from regmixd_cli.design import MAX_EPOCHS, PROXY_TOKENS, caps_from_tokens, design_mixtures
+    from regmixd_cli.io import atomic_write_text, read_json
+    from regmixd_cli.io.worlds import mixtures_text
+    from regmixd_cli.prior import check_mixture
+    from regmixd_cli.simulate import run_ids
+
+    data = read_json(prior, "prior mixture")
+    if not isinstance(data, dict) or not data:
+        raise InputError(f"{prior}: a prior must be a JSON object {{domain: weight}}")
+    domains = tuple(data)
+    weights = check_mixture(data, domains, str(prior))
+    caps = None
+    if available_tokens is None:
+        if max_epochs is not None or proxy_tokens is not None:
+            raise UsageError("--max-epochs and --proxy-tokens need --available-tokens FILE")
+    else:
+        caps = caps_from_tokens(
+            _read_available(available_tokens, domains),
+            MAX_EPOCHS if max_epochs is None else max_epochs,
+            PROXY_TOKENS if proxy_tokens is None else proxy_tokens,
+        )
+    mixtures = design_mixtures(weights, runs, seed, caps)
+    text = mixtures_text(out_path, run_ids(runs), domains, mixtures)
+    if out_path == STDOUT:
+        out.print(text, end="", markup=False, highlight=False)
+    else:
+        atomic_write_text(Path(out_path), text)
+    info(f"Designed {runs} mixtures over {len(domains)} domains (seed {seed}) -> {out_path}")
+
+
+def _read_available(path: Path, domains: tuple[str, ...]) -> list[float | None]:
+    """Unique tokens per domain from a JSON {domain: tokens}; domains left out are uncapped."""
+    from regmixd_cli.io import read_json
+
+    data = read_json(path, "available-tokens file")
+    if not isinstance(data, dict):
+        raise InputError(f"{path}: expected a JSON object {{domain: tokens}}")
+    unknown = sorted(set(data) - set(domains))
+    if unknown:
+        raise InputError(
+            f"{path}: unknown domain(s) {', '.join(unknown)}; the prior names {', '.join(domains)}"
+        )
+    values: list[float | None] = []
+    for d in domains:
+        raw = data.get(d)
+        if raw is None:
+            values.append(None)
+            continue
+        if isinstance(raw, bool) or not isinstance(raw, int | float) or not raw >= 0:
+            raise InputError(f"{path}: tokens of {d!r} must be a number >= 0, got {raw!r}")
+        values.append(float(raw))
+    return values
