@@ -130,7 +130,6 @@ def write_simulation(
     check_output_dir(path)
     parts = jsonl_parts(sim, n_parts)
     with atomic_dir(Path(path)) as tmp:
-        tmp.chmod(0o755)  # mkdtemp makes it private; these are ordinary shareable files
         (tmp / WORLD_FILE).write_text(dumps_json(world_to_dict(world)), encoding="utf-8")
         # The corpus token shares: the natural --prior for fit/schedule (segment 0 uses it).
         prior = dict(zip(world.domains, world.prior, strict=True))
