@@ -1,108 +1,202 @@
-"""Ingest speed vs a bare polars read + Parquet write of the same native JSONL (SPEC section 6).
+"""Ingest vs a bare polars read + Parquet write of the same native JSONL (SPEC section 6).
 
-    python bench/ingest.py [--runs 1000] [--steps 250] [--repeats 3]
+    python bench/ingest.py [--size-mb 1000] [--repeats 5] [--dir DIR]
 
-Writes a deterministic native JSONL (about 110 MB at the defaults: 1000 runs x 250 steps x 14
-metrics, each run's mixture line followed by its observations) to bench/results/, then reports
-the median wall time of:
-  bare        pl.scan_ndjson(f).collect().write_parquet(...)   (schema from the first 100 lines)
-  bare-full   the same with infer_schema_length=None            (schema from the whole file)
-  ingest      read_inputs + build_store + write_store, in process
-  cli         `regmixd ingest f --out store` as a subprocess (adds interpreter start-up)
+Generates a deterministic native JSONL of about --size-mb MB in a temporary directory (runs of
+1000 steps x 18 metrics; blocks of 8 runs interleaved line by line, as when proxies share one
+log; each block's mixture lines first), deletes it afterwards, and times, repetitions
+interleaved, each measurement in a fresh child process (so its peak RSS is its own):
+
+  bare-read     pl.read_ndjson(f).write_parquet(out)              timed inside the process
+  bare-scan     pl.scan_ndjson(f).collect().write_parquet(out)    timed inside the process
+  ingest        what `regmixd ingest f --out store` does, in process (imports not timed)
+  bare-process  the faster bare variant as `python -c ...`, timed from outside (start-up in)
+  cli           `regmixd ingest f --out store`, timed from outside (start-up in)
+
+The floor is the faster bare variant; `ingest` is compared with it and `cli` with
+`bare-process`. Peak RSS is the child's ru_maxrss. Medians over --repeats; the load average
+of the (shared) machine is recorded before and after.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import random
+import os
+import resource
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
 from pathlib import Path
 
-RESULTS = Path(__file__).resolve().parent / "results"
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _harness import RESULTS, median, report  # noqa: E402
+
 DOMAINS = ("arxiv", "freelaw", "nih_exporter", "pubmed_central", "wikipedia_en",
            "dm_mathematics", "github", "philpapers", "stackexchange", "enron_emails",
            "gutenberg_pg_19", "pile_cc", "ubuntu_irc", "europarl", "hackernews",
            "pubmed_abstracts", "uspto_backgrounds")
-METRICS = tuple(f"val/{d}" for d in DOMAINS[:13]) + ("train/loss",)
+METRICS = (*(f"val/{d}" for d in DOMAINS), "train/loss")
+STEPS = 1000
+BLOCK = 8  # runs whose lines interleave
+
+BARE = {
+    "bare-read": "pl.read_ndjson(src).write_parquet(dst)",
+    "bare-scan": "pl.scan_ndjson(src).collect().write_parquet(dst)",
+}
 
 
-def make_log(path: Path, n_runs: int, n_steps: int) -> None:
-    """A native JSONL log: per run, its mixture line then its observation lines."""
-    rng = random.Random(0)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w", encoding="utf-8") as handle:
-        for r in range(n_runs):
-            draws = [rng.random() for _ in DOMAINS]
-            total = sum(draws)
-            run = f"p{r:04d}"
-            mixture = {d: x / total for d, x in zip(DOMAINS, draws, strict=True)}
-            handle.write(json.dumps({"run": run, "mixture": mixture}) + "\n")
-            for s in range(1, n_steps + 1):
-                record: dict[str, object] = {"run": run, "step": 4 * s, "tokens": 4 * s << 20}
-                for metric in METRICS:
-                    record[metric] = round(rng.uniform(3.0, 8.0), 6)
-                handle.write(json.dumps(record) + "\n")
+def make_log(path: Path, size_bytes: int) -> int:
+    """Write the JSONL; returns the number of runs."""
+    import io
+
+    import numpy as np
+    import polars as pl
+
+    rng = np.random.default_rng(0)
+    written = n_runs = 0
+    with open(path, "wb") as handle:
+        while written < size_bytes:
+            runs = [f"p{r:05d}" for r in range(n_runs, n_runs + BLOCK)]
+            n_runs += BLOCK
+            mixtures = rng.dirichlet(np.ones(len(DOMAINS)), size=BLOCK)
+            head = "".join(
+                json.dumps({"run": run, "mixture": dict(zip(DOMAINS, map(float, m), strict=True))})
+                + "\n" for run, m in zip(runs, mixtures, strict=True)).encode()
+            steps = np.repeat(np.arange(1, STEPS + 1) * 10, BLOCK)
+            frame = pl.DataFrame({
+                "run": runs * STEPS, "step": steps, "tokens": steps << 20,
+                **{m: np.round(rng.uniform(2.0, 8.0, steps.size), 6) for m in METRICS},
+            })
+            body = io.BytesIO()
+            frame.write_ndjson(body)
+            handle.write(head)
+            handle.write(body.getvalue())
+            written += len(head) + body.getbuffer().nbytes
+    return n_runs
 
 
-def median_time(fn: Callable[[], object], repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
+# ---------------------------------------------------------------------------------------------
+# Children: each measurement runs in a fresh process and prints {"seconds", "rss_mb"}.
+
+
+def child(mode: str, src: str, dst: str, bare: str) -> None:
+    """Run one measurement in this (fresh) process and print its time and peak RSS."""
+    if mode in BARE:
+        import polars as pl
+
         start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+        eval(BARE[mode], {"pl": pl, "src": src, "dst": dst})  # noqa: S307 - fixed text above
+        seconds = time.perf_counter() - start
+        rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    elif mode == "ingest":
+        from regmixd_cli.ingest import build_store
+        from regmixd_cli.io.spill import Spill
+        from regmixd_cli.io.store import open_store
+        from regmixd_cli.readers import read_inputs
+
+        start = time.perf_counter()
+        with open_store(Path(dst)) as draft:  # the same calls as `regmixd ingest`
+            inputs = read_inputs([src], spill=Spill(draft.spill_dir))
+            result = build_store(inputs.parsed, label=src, sink=draft.write_trajectories)
+            draft.finish(result.store)
+        seconds = time.perf_counter() - start
+        rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    else:  # a command, timed from outside; RUSAGE_CHILDREN sees only that one process
+        start = time.perf_counter()
+        subprocess.run(command(mode, src, dst, bare), check=True, stdout=subprocess.DEVNULL,
+                       stderr=subprocess.DEVNULL)
+        seconds = time.perf_counter() - start
+        rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    print(json.dumps({"seconds": seconds, "rss_mb": rss / 1024}))
+
+
+def command(mode: str, src: str, dst: str, bare: str) -> list[str]:
+    """`regmixd ingest`, or the bare variant `bare` as a `python -c` process."""
+    if mode == "cli":
+        return [str(Path(sys.executable).with_name("regmixd")), "ingest", src, "--out", dst]
+    code = f"import polars as pl; src, dst = {src!r}, {dst!r}; {BARE[bare]}"
+    return [sys.executable, "-c", code]
+
+
+def measure(mode: str, src: Path, work: Path, bare: str) -> dict[str, float]:
+    """One measurement in a fresh child process: {"seconds", "rss_mb"}."""
+    dst = work / mode.replace("-", "_")
+    argv = [sys.executable, __file__, "--child", mode, str(src), str(dst), "--bare", bare]
+    done = subprocess.run(argv, check=True, capture_output=True, text=True)
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    shutil.rmtree(dst, ignore_errors=True)
+    if dst.is_file():
+        dst.unlink()
+    return result
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--runs", type=int, default=1000)
-    parser.add_argument("--steps", type=int, default=250)
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--size-mb", type=float, default=1000.0)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--dir", help="where to put the temporary file (default: system temp)")
+    parser.add_argument("--child", nargs=3, metavar=("MODE", "SRC", "DST"), help=argparse.SUPPRESS)
+    parser.add_argument("--bare", default="bare-read", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.child:
+        child(*args.child, args.bare)
+        return
 
-    import polars as pl
-
-    from regmixd_cli.ingest import build_store
-    from regmixd_cli.io.store import write_store
-    from regmixd_cli.readers import read_inputs
-
-    log = RESULTS / f"ingest_{args.runs}x{args.steps}.jsonl"
-    if not log.is_file():
-        make_log(log, args.runs, args.steps)
-    work = Path(tempfile.mkdtemp(prefix="regmixd-bench-"))
+    work = Path(tempfile.mkdtemp(prefix="regmixd-bench-ingest-", dir=args.dir))
     try:
-        def bare() -> None:
-            pl.scan_ndjson(log).collect().write_parquet(work / "bare.parquet")
-
-        def bare_full() -> None:
-            pl.scan_ndjson(log, infer_schema_length=None).collect().write_parquet(
-                work / "bare.parquet")
-
-        def ingest() -> None:
-            inputs = read_inputs([str(log)])
-            write_store(work / "store", build_store(inputs.parsed).store)
-
-        def cli() -> None:
-            exe = Path(sys.executable).with_name("regmixd")
-            subprocess.run([str(exe), "ingest", str(log), "--out", str(work / "cli")],
-                           check=True, capture_output=True)
-
-        results = {name: median_time(fn, args.repeats)
-                   for name, fn in (("bare", bare), ("bare-full", bare_full),
-                                    ("ingest", ingest), ("cli", cli))}
+        log = work / "log.jsonl"
+        start = time.perf_counter()
+        n_runs = make_log(log, int(args.size_mb * 1e6))
+        size_mb = log.stat().st_size / 1e6
+        print(f"generated {size_mb:.0f} MB ({n_runs} runs x {STEPS} steps x {len(METRICS)} "
+              f"metrics) in {time.perf_counter() - start:.1f} s", file=sys.stderr)
+        load_before = os.getloadavg()
+        runs: dict[str, list[dict[str, float]]] = {}
+        # Warm the page cache so no measurement pays for the first read from disk.
+        measure("bare-read", log, work, "bare-read")
+        for i in range(args.repeats):
+            for mode in ("bare-read", "bare-scan", "ingest"):
+                runs.setdefault(mode, []).append(measure(mode, log, work, "bare-read"))
+            floor = min(BARE, key=lambda m: median([r["seconds"] for r in runs[m]]))
+            for mode in ("bare-process", "cli"):
+                runs.setdefault(mode, []).append(measure(mode, log, work, floor))
+            print(f"repeat {i + 1}/{args.repeats}: " + ", ".join(
+                f"{m} {r[-1]['seconds']:.2f} s" for m, r in runs.items()), file=sys.stderr)
+        load_after = os.getloadavg()
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    size = log.stat().st_size / 1e6
-    print(f"file: {log.name}, {size:.0f} MB, median of {args.repeats}")
-    for name, seconds in results.items():
-        print(f"  {name:10s} {seconds:7.3f} s   {seconds / results['bare']:5.2f}x bare")
+
+    seconds = {m: median([r["seconds"] for r in rs]) for m, rs in runs.items()}
+    floor = min(BARE, key=lambda m: seconds[m])
+    base = {"bare-read": floor, "bare-scan": floor, "ingest": floor,
+            "bare-process": "bare-process", "cli": "bare-process"}
+    rows = [{
+        "measurement": m,
+        "median_s": seconds[m],
+        "min_s": min(r["seconds"] for r in rs),
+        "max_s": max(r["seconds"] for r in rs),
+        "vs": base[m],
+        "ratio": seconds[m] / seconds[base[m]],
+        "peak_rss_mb": median([r["rss_mb"] for r in rs]),
+        "rss_vs_file": median([r["rss_mb"] for r in rs]) / size_mb,
+    } for m, rs in runs.items()]
+    print(f"\nfile {size_mb:.0f} MB, {n_runs} runs, median of {args.repeats}; load average "
+          f"{load_before[0]:.1f} before, {load_after[0]:.1f} after ({os.cpu_count()} CPUs)\n")
+    report("ingest", rows, ["measurement", "median_s", "min_s", "max_s", "vs", "ratio",
+                            "peak_rss_mb", "rss_vs_file"])
+    path = RESULTS / "ingest.json"
+    payload = json.loads(path.read_text())
+    payload.update({
+        "command": "python bench/ingest.py " + " ".join(sys.argv[1:]),
+        "file_mb": round(size_mb, 1), "n_runs": n_runs, "steps": STEPS,
+        "metrics": len(METRICS), "repeats": args.repeats, "floor": floor,
+        "loadavg_before": load_before, "loadavg_after": load_after, "cpus": os.cpu_count(),
+        "samples": runs,
+    })
+    path.write_text(json.dumps(payload, indent=2) + "\n")
 
 
 if __name__ == "__main__":

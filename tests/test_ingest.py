@@ -10,6 +10,7 @@ import polars as pl
 import pytest
 
 from regmixd_cli.domain import STORE_SCHEMA
+from regmixd_cli.errors import InputError
 from regmixd_cli.ingest import build_store
 from regmixd_cli.io.store import read_store
 from regmixd_cli.readers import read_inputs, read_jsonl
@@ -198,6 +199,97 @@ def test_few_mb_jsonl_uses_the_polars_fast_path(tmp_path):
     assert parsed.engine == "polars"  # not the line-by-line fallback
     result = build_store(read_inputs([str(path)]).parsed)
     assert result.store.n_runs == 200 and result.store.trajectories.height == 200 * 100 * 5
+
+
+def interleaved_log(tmp_path: Path) -> Path:
+    """Three runs interleaved line by line, a late metric, null tokens, a repeated line."""
+    lines: list[dict] = [{"run": r, "mixture": {"x": w, "y": 1 - w}}
+                         for r, w in (("c", 0.2), ("a", 0.5), ("b", 0.9))]
+    lines += [{"run": r, "step": s, **({"tokens": s * 4} if r != "b" else {}),
+               "val/x": round(5 - s / 50 + i, 3), "train/loss": round(6 - s / 40, 3)}
+              for s in range(0, 200, 5) for i, r in enumerate(("c", "a", "b"))]
+    lines += [{"run": "a", "step": 500, "eval/late": 2.5},
+              {"run": "c", "step": 10, "tokens": 40, "val/x": 4.8, "train/loss": 5.75}]
+    return write(tmp_path / "log.jsonl", jsonl(*lines))
+
+
+def ingest_with(path: Path, out: Path, *, batch_bytes: int, part_bytes: int, bucket_rows: int,
+                spill: bool) -> None:
+    """What `regmixd ingest` does, with the batch, part and bucket sizes forced."""
+    from regmixd_cli.io.spill import Spill
+    from regmixd_cli.io.store import open_store
+
+    with open_store(out) as draft:
+        parsed = read_jsonl(path, spill=Spill(draft.spill_dir) if spill else None,
+                            batch_bytes=batch_bytes, part_bytes=part_bytes)
+        result = build_store([parsed], label=str(path), sink=draft.write_trajectories,
+                             bucket_rows=bucket_rows)
+        draft.finish(result.store)
+
+
+def test_batches_parts_buckets_and_spill_give_the_same_store(cli, tmp_path):
+    log = interleaved_log(tmp_path)
+    reference = tmp_path / "cli"
+    assert cli("ingest", log, "--out", reference).exit_code == 0
+    expected = store_bytes(reference)
+    for i, (batch, part, bucket, spill) in enumerate(
+            [(256, 700, 10, True), (300, 10**9, 1, False), (1 << 20, 1 << 20, 10**9, True)]):
+        out = tmp_path / f"s{i}"
+        ingest_with(log, out, batch_bytes=batch, part_bytes=part, bucket_rows=bucket,
+                    spill=spill)
+        assert store_bytes(out) == expected, (batch, part, bucket, spill)
+    store = read_store(reference)
+    assert ("a", 500, None, "eval/late", 2.5) in store.trajectories.rows()
+    assert store.trajectories.height == 40 * 3 * 2 + 1  # the repeated line collapsed
+    assert store.trajectories.equals(
+        store.trajectories.sort(["run", "metric", "step"], maintain_order=True))
+
+
+def test_conflict_across_batches_names_the_file(tmp_path):
+    log = interleaved_log(tmp_path)
+    text = log.read_text() + jsonl({"run": "b", "step": 100, "val/x": 9.0})
+    bad = write(tmp_path / "bad.jsonl", text)
+    with pytest.raises(InputError) as info:
+        ingest_with(bad, tmp_path / "out", batch_bytes=256, part_bytes=700, bucket_rows=10,
+                    spill=True)
+    assert str(info.value).startswith(f"{bad}: run 'b' logs 'val/x' at step 100 twice")
+    assert not (tmp_path / "out").exists()
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".out")]  # no leftovers
+
+
+def test_wide_and_long_sources_merge(cli, tmp_path):
+    log = interleaved_log(tmp_path)
+    extra = write(tmp_path / "more.csv", "run,step,metric,value,tokens\n"
+                  "a,5,val/x,5.9,20\nb,999,val/y,1.0,\n")
+    out = tmp_path / "store"
+    result = cli("ingest", log, extra, "--out", out)
+    assert result.exit_code == 0, result.output
+    rows = read_store(out).trajectories
+    assert rows.filter(run="b", metric="val/y").rows() == [("b", 999, None, "val/y", 1.0)]
+    assert rows.filter(run="a", metric="val/x", step=5).height == 1  # identical: collapsed
+    conflict = write(tmp_path / "conflict.csv", "run,step,metric,value\na,5,val/x,1.0\n")
+    result = cli("ingest", log, conflict, "--out", tmp_path / "s2")
+    assert result.exit_code == 3
+    assert result.stderr.startswith(f"Error: {conflict}, {log}: run 'a' logs 'val/x' at step 5")
+
+
+def test_trajectory_bytes_do_not_depend_on_chunking(tmp_path, monkeypatch):
+    from regmixd_cli.io import store as store_io
+
+    monkeypatch.setattr(store_io, "ROW_GROUP_ROWS", 4)
+    frame = pl.DataFrame({"run": ["a"] * 5 + ["b"] * 6, "step": list(range(11)),
+                          "tokens": [None] * 3 + list(range(8)),
+                          "metric": ["m", "n"] * 5 + ["m"], "value": [float(i) for i in range(11)]})
+    written = {}
+    for name, chunks in (("whole", [frame]), ("ones", [frame[i:i + 1] for i in range(11)]),
+                         ("threes", [frame[i:i + 3] for i in range(0, 11, 3)])):
+        writer = store_io.TrajectoryWriter(tmp_path / f"{name}.parquet")
+        for chunk in chunks:
+            writer.write(chunk)
+        writer.close()
+        written[name] = (tmp_path / f"{name}.parquet").read_bytes()
+        assert pl.read_parquet(tmp_path / f"{name}.parquet").equals(frame)
+    assert written["whole"] == written["ones"] == written["threes"]
 
 
 # ---------------------------------------------------------------------------------------------

@@ -33,12 +33,13 @@ def write(path: Path, text: str) -> Path:
 
 
 def rows(parsed) -> list[tuple]:
-    assert parsed.observations.columns == COLUMNS
-    assert parsed.observations.schema == {
+    table = parsed.long_observations()
+    assert table.columns == COLUMNS
+    assert table.schema == {
         "run": pl.String, "step": pl.Int64, "tokens": pl.Int64, "metric": pl.String,
         "value": pl.Float64,
     }
-    return parsed.observations.rows()
+    return table.rows()
 
 
 def jsonl(*objs: dict) -> str:
@@ -80,7 +81,7 @@ def test_jsonl_key_first_seen_after_schema_window_is_kept(tmp_path):
     parsed = read_jsonl(write(tmp_path / "late.jsonl", jsonl(*lines)))
     assert parsed.engine == "polars"
     assert ("r0", 20, None, "val/late", 7.0) in rows(parsed)
-    assert parsed.observations.height == 152
+    assert parsed.long_observations().height == 152
 
 
 def test_jsonl_nan_and_infinity_are_kept_by_the_line_scan(tmp_path):
@@ -103,7 +104,7 @@ def test_jsonl_fast_and_line_scan_agree(tmp_path):
     fast = read_jsonl(write(tmp_path / "fast.jsonl", body))
     slow = read_jsonl(write(tmp_path / "slow.jsonl", body + "\n"))  # blank line: line scan
     assert (fast.engine, slow.engine) == ("polars", "line-scan")
-    assert fast.observations.equals(slow.observations)
+    assert fast.long_observations().equals(slow.long_observations())
     assert dict(fast.mixtures["a"].weights) == dict(slow.mixtures["a"].weights)
 
 
@@ -280,3 +281,31 @@ def test_directory_walk_sorted_hidden_skipped(tmp_path):
     assert [p.path for p in inputs.parsed] == [
         str(tmp_path / "d" / "b.jsonl"), str(tmp_path / "d" / "sub" / "a.jsonl"),
     ]
+
+
+def test_jsonl_small_batches_match_one_batch(tmp_path):
+    # Forced tiny batches and parts: runs split across batches, a key first seen in a later
+    # batch (schema widened there), mixtures late in the file with their true line numbers.
+    lines = [{"run": "b", "mixture": {"x": 0.5, "y": 0.5}}]
+    lines += [{"run": r, "step": s, "tokens": s * 8, "val/x": s / 10 + i}
+              for s in range(1, 40) for i, r in enumerate(("b", "a", "c"))]
+    lines += [{"run": "a", "mixture": {"x": 1.0}}, {"run": "a", "step": 99, "val/late": 1.5},
+              {"run": "c", "mixture": {"y": 1.0}}]
+    path = write(tmp_path / "log.jsonl", jsonl(*lines))
+    whole = read_jsonl(path)
+    split = read_jsonl(path, batch_bytes=300, part_bytes=900)
+    assert (whole.engine, split.engine) == ("polars", "polars")
+    assert len(whole.wide.parts) == 1 and len(split.wide.parts) > 3
+    assert split.long_observations().equals(whole.long_observations())
+    assert ("a", 99, None, "val/late", 1.5) in rows(split)
+    assert {r: m.where for r, m in split.mixtures.items()} == {
+        "b": f"{path}:1", "a": f"{path}:{len(lines) - 2}", "c": f"{path}:{len(lines)}"}
+    assert split.sha256 == whole.sha256
+
+
+def test_jsonl_bad_line_in_a_later_batch_is_named(tmp_path):
+    good = jsonl({"run": "a", "mixture": {"x": 1}}, *({"run": "a", "step": s, "v": 1.0}
+                                                      for s in range(50)))
+    path = write(tmp_path / "bad.jsonl", good + '{"run": "a", "step": 99, "v": "oops"}\n')
+    with pytest.raises(InputError, match=r"bad\.jsonl:52: value of 'v' is not a number"):
+        read_jsonl(path, batch_bytes=256)

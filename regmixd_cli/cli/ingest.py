@@ -54,7 +54,8 @@ def ingest(
     """
     from regmixd_cli.ingest import build_store
     from regmixd_cli.io import dumps_json
-    from regmixd_cli.io.store import MANIFEST_FILE, read_store, write_store
+    from regmixd_cli.io.spill import Spill
+    from regmixd_cli.io.store import MANIFEST_FILE, open_store, read_store
     from regmixd_cli.readers import read_inputs
 
     existing = None
@@ -67,13 +68,16 @@ def ingest(
     elif append:
         info(f"{out_dir}: no store yet; --append starts a new one")
 
-    with err.status("Reading logs...", spinner="dots"):
-        inputs = read_inputs(paths, fmt, mixtures, final_step)
+    # Big logs are read in parts spilled inside the draft store, and the long table is written
+    # as it is built, so memory stays bounded; the draft replaces --out only on success.
+    with err.status("Reading logs...", spinner="dots"), open_store(out_dir) as draft:
+        inputs = read_inputs(paths, fmt, mixtures, final_step, spill=Spill(draft.spill_dir))
         for skipped in inputs.skipped:
             warn(f"{skipped}: JSON but not a log, trainer_state.json or mixtures file; skipped")
         result = build_store(inputs.parsed, existing=existing,
-                             fill_missing_domains=fill_missing_domains, label=", ".join(paths))
-        store = write_store(out_dir, result.store)
+                             fill_missing_domains=fill_missing_domains, label=", ".join(paths),
+                             sink=draft.write_trajectories)
+        store = draft.finish(result.store)
 
     for message in result.warnings:
         warn(message)

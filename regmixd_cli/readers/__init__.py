@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from regmixd_cli.errors import InputError, UsageError
+from regmixd_cli.io.spill import Spill
 from regmixd_cli.readers.base import (
     CSV,
     FORMATS,
@@ -140,12 +141,20 @@ def _expand(paths: Sequence[str]) -> list[tuple[str, Path, bool]]:
     return files
 
 
-def read_file(path: str | Path, fmt: str = AUTO, final_step: int = DEFAULT_FINAL_STEP) -> Parsed:
-    """Read one file in the given format (`auto`: decided by its content)."""
+def read_file(
+    path: str | Path,
+    fmt: str = AUTO,
+    final_step: int = DEFAULT_FINAL_STEP,
+    spill: Spill | None = None,
+) -> Parsed:
+    """Read one file in the given format (`auto`: decided by its content).
+
+    `spill` holds a big JSONL file's rows while it is read (default: memory).
+    """
     if fmt == AUTO:
         fmt = detect_format(path)
     if fmt == JSONL:
-        return read_jsonl(path)
+        return read_jsonl(path, spill=spill)
     if fmt == CSV:
         return read_csv(path)
     if fmt == REGMIX:
@@ -164,6 +173,7 @@ def read_inputs(
     fmt: str = AUTO,
     mixtures: str | None = None,
     final_step: int = DEFAULT_FINAL_STEP,
+    spill: Spill | None = None,
 ) -> Inputs:
     """Read every file under `paths` (and the `--mixtures` file) into `Parsed` values."""
     if fmt != AUTO and fmt not in FORMATS:
@@ -186,7 +196,7 @@ def read_inputs(
                 raise
         elif fmt in (CSV, REGMIX) and detect_format_or_none(shown) == MIXTURES:
             file_fmt = MIXTURES  # a mixtures table next to CSV logs
-        parsed.append(read_file(shown, file_fmt, final_step))
+        parsed.append(read_file(shown, file_fmt, final_step, spill))
     if mixtures is not None:
         if not Path(mixtures).is_file():
             raise InputError(f"{mixtures}: --mixtures file not found; check the path")

@@ -20,6 +20,8 @@ from regmixd_cli.errors import InputError
 if TYPE_CHECKING:
     import polars as pl
 
+    from regmixd_cli.readers.wide import WideObservations
+
 # Format names accepted by `--format` (plus "mixtures", which auto-detection may also find).
 JSONL = "jsonl"
 CSV = "csv"
@@ -68,6 +70,12 @@ class Parsed:
     sha256: str = ""
     # Diagnostics for tests and benchmarks: how the file was read ("polars" or "line-scan").
     engine: str = "polars"
+    # The JSONL fast path keeps observations wide (and maybe on disk) instead; see readers.wide.
+    wide: WideObservations | None = None
+
+    def long_observations(self) -> pl.DataFrame | None:
+        """The observations as one long table sorted by (run, metric, step); None: none."""
+        return self.wide.to_long() if self.wide is not None else self.observations
 
 
 def normalise_domain(name: str) -> str:

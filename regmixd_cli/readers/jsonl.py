@@ -3,12 +3,16 @@
     {"run": "p001", "mixture": {"pile_cc": 0.6, "github": 0.4}}
     {"run": "p001", "step": 100, "tokens": 104857600, "val/pile_cc": 5.91, "train/loss": 6.02}
 
-Two engines. The fast path is polars' own NDJSON reader: the schema is inferred from the first
-lines, every metric read as Float64, and a cheap count of colons in the raw bytes checks that no
-key outside the inferred schema was silently dropped (polars ignores unknown keys); if one may
-have been, the schema is inferred again from the whole file. Anything polars rejects, or any row
-that breaks the format, sends the file to the line-by-line scan, whose job is to name the bad
-line (and which also reads what polars cannot: NaN/Infinity tokens, numbers written as strings).
+Two engines. The fast path is polars' own NDJSON reader, fed the file in byte batches split
+on newlines (so memory stays bounded whatever the file size): the schema is inferred from the
+first lines, every metric read as Float64, and a count of colons in each batch's raw bytes
+checks that no key outside the schema was silently dropped (polars ignores unknown keys); if
+one may have been, that batch's schema is inferred from the whole batch and joins the schema
+for the rest of the file. Each batch's observation rows stay wide, sorted by (run, step), in
+parts that a `Spill` may keep on disk; ingest turns them into long rows one run range at a
+time. Anything polars rejects, or any row that breaks the format, sends the file to the
+line-by-line scan, whose job is to name the bad line (and which also reads what polars cannot:
+NaN/Infinity tokens, numbers written as strings).
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -23,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 from regmixd_cli.domain import METRIC, RUN, STEP, TOKENS, VALUE
 from regmixd_cli.errors import InputError
 from regmixd_cli.io import sha256_file
+from regmixd_cli.io.spill import Spill
 from regmixd_cli.readers.base import (
     JSONL,
     MixtureRecord,
@@ -32,18 +38,33 @@ from regmixd_cli.readers.base import (
     parse_number,
     parse_step,
 )
+from regmixd_cli.readers.wide import WideObservations, WidePart
 
 if TYPE_CHECKING:
     import polars as pl
 
 MIXTURE = "mixture"
 _RESERVED = (RUN, STEP, TOKENS, MIXTURE)
-_BLOCK = 1 << 24
+# Bytes handed to polars at a time: big enough for its threads, small enough that the buffers
+# are reused by the allocator (64 MiB batches cost ~1 s/GB more system time in page faults).
+BATCH_BYTES = 16 << 20
+# Raw bytes whose observation rows make one sorted part (kept in memory or spilled).
+PART_BYTES = 64 << 20
 
 
-def read_jsonl(path: str | Path) -> Parsed:
-    """Read one native JSONL log: polars fast path, line-by-line scan to name a bad line."""
-    parsed = _read_fast(Path(path), str(path))
+def read_jsonl(
+    path: str | Path,
+    *,
+    spill: Spill | None = None,
+    batch_bytes: int = BATCH_BYTES,
+    part_bytes: int = PART_BYTES,
+) -> Parsed:
+    """Read one native JSONL log: polars fast path, line-by-line scan to name a bad line.
+
+    On the fast path the observations come back wide (`Parsed.wide`), their parts held by
+    `spill` (in memory by default); `Parsed.long_observations()` gives the long table.
+    """
+    parsed = _read_fast(Path(path), str(path), spill or Spill(), batch_bytes, part_bytes)
     return parsed if parsed is not None else _read_lines(Path(path), str(path))
 
 
@@ -51,56 +72,120 @@ def read_jsonl(path: str | Path) -> Parsed:
 # Fast path
 
 
-def _read_fast(path: Path, shown: str) -> Parsed | None:
-    """Read with polars; None when the file needs the line-by-line scan."""
+def _read_fast(
+    path: Path, shown: str, spill: Spill, batch_bytes: int, part_bytes: int
+) -> Parsed | None:
+    """Read with polars, batch by batch; None when the file needs the line-by-line scan."""
     import polars as pl
 
-    # The byte scan (hash, key and line counts) runs beside polars, which releases the GIL.
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        scan = pool.submit(_scan_bytes, path)
-        try:
-            schema = _wanted_schema(pl.scan_ndjson(path).collect_schema())
-            wide = None if schema is None else pl.read_ndjson(path, schema=schema)
-        except (pl.exceptions.PolarsError, OSError):
-            wide = None
-        try:
-            n_colons, n_lines, sha = scan.result()
-        except OSError:
-            return None
     try:
-        if wide is None or _n_values(wide) != n_colons:
-            # Every key is followed by a colon, so colons == values read proves no key was
-            # dropped (polars ignores keys outside its schema) and none was null. Otherwise
-            # infer the schema from the whole file instead of its first lines.
-            schema = _wanted_schema(pl.scan_ndjson(path, infer_schema_length=None).collect_schema())
-            if schema is None:
-                return None
-            wide = pl.read_ndjson(path, schema=schema)
+        schema = _wanted_schema(pl.scan_ndjson(path).collect_schema())
     except (pl.exceptions.PolarsError, OSError):
         return None
-    if wide.height != n_lines:
-        return None  # blank lines: row numbers would not be line numbers
-    return _split_wide(wide, shown, sha)
+    if schema is None:
+        return None
+    mixtures: dict[str, MixtureRecord] = {}
+    parts = _PartBuilder(spill, part_bytes)
+    first_line = 1
+    # The byte scan (read, hash, colon and line counts) of the next batch runs in a thread
+    # while polars, which releases the GIL, parses this one.
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        batches = _byte_batches(path, batch_bytes)
+        pending = pool.submit(next, batches)
+        while True:
+            try:
+                data, n_colons, n_lines = pending.result()
+            except OSError:
+                return None
+            if data is None:
+                sha = str(n_colons)
+                break
+            pending = pool.submit(next, batches)
+            n_bytes = len(data)
+            read = _parse_batch(data, schema, n_colons)
+            del data
+            if read is None:
+                return None
+            wide, schema = read
+            if wide.height != n_lines:
+                return None  # blank lines: row numbers would not be line numbers
+            obs = _split_batch(wide, first_line, shown, mixtures)
+            if obs is None:
+                return None
+            parts.add(obs, n_bytes)
+            first_line += n_lines
+    wide_obs = parts.finish()
+    if wide_obs is None:
+        return Parsed(shown, JSONL, mixtures, empty_observations(), sha)
+    return Parsed(shown, JSONL, mixtures, None, sha, wide=wide_obs)
 
 
-def _scan_bytes(path: Path) -> tuple[int, int, str]:
-    """Number of colons and of lines in the raw bytes, and their sha256.
+def _byte_batches(path: Path, batch_bytes: int) -> Iterator[tuple[Any, Any, int]]:
+    """(bytes, colons, lines) per batch of whole lines; finally (None, sha256 hex, 0).
 
-    One pass serves both the dropped-key check and the manifest's hash; single-byte counts
-    are memchr-fast where a two-byte pattern is not.
+    One pass serves the dropped-key check and the manifest's hash.
     """
-    n_colons = n_lines = 0
-    last = b""
+    import numpy as np
+
+    def counted(data: bytes) -> tuple[bytes, int, int]:
+        raw = np.frombuffer(data, np.uint8)
+        n_lines = int(np.count_nonzero(raw == 10)) + (not data.endswith(b"\n"))
+        return data, int(np.count_nonzero(raw == 58)), n_lines
+
     digest = hashlib.sha256()
+    carry = b""
     with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(_BLOCK), b""):
+        while block := handle.read(batch_bytes):
             digest.update(block)
-            n_colons += block.count(b":")
-            n_lines += block.count(b"\n")
-            last = block[-1:]
-    if last not in (b"", b"\n"):
-        n_lines += 1
-    return n_colons, n_lines, digest.hexdigest()
+            cut = block.rfind(b"\n") + 1
+            if cut == 0:
+                carry += block
+                continue
+            data = carry + block[:cut] if carry else block[:cut]
+            carry = block[cut:]
+            yield counted(data)
+    if carry:
+        yield counted(carry)
+    yield None, digest.hexdigest(), 0
+
+
+def _parse_batch(
+    data: bytes, schema: dict[str, Any], n_colons: int
+) -> tuple[pl.DataFrame, dict[str, Any]] | None:
+    """One batch read with `schema` (widened if the batch has keys outside it); None if bad."""
+    import polars as pl
+
+    try:
+        wide = pl.read_ndjson(data, schema=schema)
+        if _n_values(wide) != n_colons:
+            # Every key is followed by a colon, so colons == values read proves no key was
+            # dropped and none was null. Otherwise infer this batch's schema from all of it.
+            found = _wanted_schema(
+                pl.scan_ndjson(data, infer_schema_length=None).collect_schema())
+            if found is None:
+                return None
+            widened = _merge_schema(schema, found)
+            if widened != schema:
+                schema = widened
+                wide = pl.read_ndjson(data, schema=schema)
+    except pl.exceptions.PolarsError:
+        return None
+    return wide, schema
+
+
+def _merge_schema(known: dict[str, Any], found: dict[str, Any]) -> dict[str, Any]:
+    """`known` plus the columns (and mixture fields) only `found` has, in a stable order."""
+    import polars as pl
+
+    merged = dict(known)
+    for name, dtype in found.items():
+        if name not in merged:
+            merged[name] = dtype
+        elif name == MIXTURE:
+            fields = {f.name: f for f in merged[name].fields}
+            fields.update({f.name: f for f in dtype.fields if f.name not in fields})
+            merged[name] = pl.Struct(list(fields.values()))
+    return merged
 
 
 def _wanted_schema(inferred: Any) -> dict[str, Any] | None:
@@ -138,20 +223,22 @@ def _n_values(wide: pl.DataFrame) -> int:
     """Non-null values read, counting each non-null mixture field as one (keys in the text)."""
     import polars as pl
 
-    counts = wide.select(pl.all().is_not_null().sum()).row(0)
-    total = int(sum(counts))
+    total = wide.height * wide.width - sum(wide.null_count().row(0))
     if MIXTURE in wide.columns:
-        fields = wide.get_column(MIXTURE).struct.unnest()
-        if fields.width:
-            total += int(sum(fields.select(pl.all().is_not_null().sum()).row(0)))
+        fields = wide.filter(pl.col(MIXTURE).is_not_null()).get_column(MIXTURE).struct.unnest()
+        total += fields.height * fields.width - sum(fields.null_count().row(0))
     return total
 
 
-def _split_wide(wide: pl.DataFrame, shown: str, sha: str) -> Parsed | None:
-    """Wide rows -> mixtures and a long observation table; None if a row breaks the format."""
+def _split_batch(
+    wide: pl.DataFrame, first_line: int, shown: str, mixtures: dict[str, MixtureRecord]
+) -> pl.DataFrame | None:
+    """Record a batch's mixtures; return its observation rows (run, step, tokens, metrics).
+
+    None if a row breaks the format (the line scan then names it).
+    """
     import polars as pl
 
-    wide = wide.with_row_index("_line", offset=1)
     has_mix = pl.col(MIXTURE).is_not_null() if MIXTURE in wide.columns else pl.lit(False)
     step = pl.col(STEP) if STEP in wide.columns else pl.lit(None, dtype=pl.Int64)
     tokens = pl.col(TOKENS) if TOKENS in wide.columns else pl.lit(None, dtype=pl.Int64)
@@ -166,33 +253,58 @@ def _split_wide(wide: pl.DataFrame, shown: str, sha: str) -> Parsed | None:
     ).item()
     if bad:
         return None
-
-    mixtures: dict[str, MixtureRecord] = {}
-    if MIXTURE in wide.columns:
-        for run, line, weights in wide.filter(has_mix).select(RUN, "_line", MIXTURE).iter_rows():
+    metrics = [c for c in wide.columns if c not in _RESERVED]
+    if MIXTURE in wide.columns and wide.get_column(MIXTURE).null_count() < wide.height:
+        rows = wide.with_row_index("_line", offset=first_line).filter(has_mix)
+        for run, line, weights in rows.select(RUN, "_line", MIXTURE).iter_rows():
             given = {d: w for d, w in weights.items() if w is not None}
             if run in mixtures and mixtures[run].weights != given:
                 return None  # the line scan reports the two disagreeing lines
             mixtures.setdefault(run, MixtureRecord(given, f"{shown}:{line}"))
+        wide = wide.filter(~has_mix)
+    # Metrics absent from the whole batch would only add null cells.
+    present = [m for m in metrics if wide.get_column(m).null_count() < wide.height]
+    return wide.select(RUN, step.alias(STEP), tokens.alias(TOKENS), *present)
 
-    metrics = sorted(c for c in wide.columns if c not in (*_RESERVED, "_line"))
-    obs = wide.filter(~has_mix) if MIXTURE in wide.columns else wide
-    if not metrics or obs.height == 0:
-        return Parsed(shown, JSONL, mixtures, empty_observations(), sha)
-    # Sorting the wide rows by integer keys, then a stable sort of the long table by run
-    # rank, yields (run, metric, step) order far faster than a three-key string sort.
-    obs = obs.select(
-        pl.col(RUN).rank("dense").alias("_rank"), RUN, step.alias(STEP), tokens.alias(TOKENS),
-        *metrics,
-    ).sort(["_rank", STEP])
-    long = (
-        obs.unpivot(index=["_rank", RUN, STEP, TOKENS], on=metrics,
-                    variable_name=METRIC, value_name=VALUE)
-        .drop_nulls(VALUE)
-        .sort("_rank", maintain_order=True)
-        .select(RUN, STEP, TOKENS, METRIC, VALUE)
-    )
-    return Parsed(shown, JSONL, mixtures, long, sha)
+
+class _PartBuilder:
+    """Collects batches' observation rows into parts sorted by (run, step), handed to a spill."""
+
+    def __init__(self, spill: Spill, part_bytes: int) -> None:
+        self.spill = spill
+        self.part_bytes = part_bytes
+        self.pending: list[pl.DataFrame] = []
+        self.pending_bytes = 0
+        self.parts: list[WidePart] = []
+        self.n_metrics = 0
+
+    def add(self, obs: pl.DataFrame, n_bytes: int) -> None:
+        if obs.height:
+            self.pending.append(obs)
+            self.pending_bytes += n_bytes
+        if self.pending_bytes >= self.part_bytes:
+            self._flush()
+
+    def _flush(self) -> None:
+        import numpy as np
+        import polars as pl
+
+        if not self.pending:
+            return
+        rows = pl.concat(self.pending, how="diagonal") if len(self.pending) > 1 else self.pending[0]
+        self.pending, self.pending_bytes = [], 0
+        rows = rows.sort([RUN, STEP], maintain_order=True)
+        runs = rows.get_column(RUN)
+        starts = np.flatnonzero(runs.ne_missing(runs.shift()).to_numpy())
+        self.n_metrics = max(self.n_metrics, rows.width - 3)
+        self.parts.append(WidePart(
+            self.spill.put(rows), tuple(runs.gather(starts).to_list()),
+            (*(int(s) for s in starts), rows.height),
+        ))
+
+    def finish(self) -> WideObservations | None:
+        self._flush()
+        return WideObservations(tuple(self.parts), self.n_metrics) if self.parts else None
 
 
 # ---------------------------------------------------------------------------------------------

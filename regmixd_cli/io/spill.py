@@ -1,0 +1,59 @@
+"""Tables set aside while a large input is read: kept in memory, or as Arrow IPC files on disk.
+
+The native JSONL reader parses a big log batch by batch and hands each batch's rows here, so
+that ingest can later gather the rows of one run range at a time without holding the whole
+file. On disk, a part is read back through a memory map and sliced, so only the pages of the
+rows asked for are touched; the map is released with the last frame that uses it.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import polars as pl
+
+
+@dataclass(frozen=True, slots=True)
+class SpilledPart:
+    """A table written to an Arrow IPC file by `Spill.put`."""
+
+    path: Path
+    height: int
+
+
+class Spill:
+    """Where parts go: memory (`directory=None`) or uncompressed Arrow IPC files in `directory`."""
+
+    def __init__(self, directory: Path | None = None) -> None:
+        self.directory = None if directory is None else Path(directory)
+        self._names = itertools.count()
+
+    def put(self, frame: pl.DataFrame) -> pl.DataFrame | SpilledPart:
+        """Keep `frame` (in memory, or on disk); the returned handle goes to `take`."""
+        if self.directory is None:
+            return frame
+        self.directory.mkdir(parents=True, exist_ok=True)
+        path = self.directory / f"part-{next(self._names):06d}.arrow"
+        frame.write_ipc(path, compression="uncompressed")
+        return SpilledPart(path, frame.height)
+
+    @staticmethod
+    def take(part: pl.DataFrame | SpilledPart, ranges: Sequence[tuple[int, int]]) -> pl.DataFrame:
+        """Rows [start, stop) of a kept part, for each range in order, as one frame."""
+        import polars as pl
+
+        if isinstance(part, pl.DataFrame):
+            pieces = [part.slice(start, stop - start) for start, stop in ranges]
+        else:
+            import pyarrow as pa
+            import pyarrow.ipc as ipc
+
+            table = ipc.open_file(pa.memory_map(str(part.path))).read_all()
+            pieces = [pl.from_arrow(table.slice(start, stop - start))  # type: ignore[misc]
+                      for start, stop in ranges]
+        return pieces[0] if len(pieces) == 1 else pl.concat(pieces)
