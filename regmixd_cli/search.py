@@ -1,0 +1,276 @@
+"""Candidate search (SPEC section 1.4): Dirichlet(alpha * m0) candidates, scored, top-k mean.
+
+This is the hot path of `schedule` and `online`, so it is written for speed and bounded memory:
+candidates are generated straight into a reused float32 buffer as normalised gamma samples, in
+chunks of `chunk_size` candidates, scored chunk by chunk, and only a running top-k (losses,
+global indices, weights) survives between chunks. No Python loop touches individual rows. The
+buffer is domain-major: each domain's gammas come from one scalar-shape call (numpy's fast path,
+which also releases the GIL, so two threads draw different domains at once).
+
+Reproducibility. Every active domain has its own random stream, seeded from `rng`, and candidate
+i's draw for domain k is the i-th value of stream k, whatever the chunk size or thread count
+(numpy's samplers draw value by value and a generator keeps its state between calls). The top k
+are the k smallest by (loss, candidate index) -- ties, common with tree models whose predictions
+are piecewise constant, go to the earlier candidate. So the same seed gives the same result for
+ANY chunk size and number of threads.
+
+Zero prior weights. Dirichlet parameters must be positive, and a domain the prior excludes is a
+domain the user does not want: domains with m0 = 0 (or so small that alpha * m0 is 0 in float32)
+are held at weight 0 in every candidate and the Dirichlet is drawn over the remaining domains.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from regmixd_cli.errors import InfeasibleError, UsageError
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    ScoreFn = Callable[[np.ndarray], np.ndarray]
+    FeasibleFn = Callable[[np.ndarray], np.ndarray]
+
+DEFAULT_CANDIDATES = 100_000
+DEFAULT_TOP_K = 128
+DEFAULT_ALPHA = 1.0
+# 2**17 rows: 100,000 candidates are one chunk; 10**7 stay within ~10 MB per buffer (K = 17).
+DEFAULT_CHUNK_SIZE = 131_072
+# Below this alpha a float32 gamma row can underflow to all zeros (probability ~ 10**(-38 alpha)
+# per row); such searches sample in log space instead, which cannot underflow.
+LOG_SPACE_ALPHA = 0.5
+
+
+@dataclass(frozen=True, slots=True)
+class SearchConfig:
+    """Hyperparameters of the candidate search."""
+
+    candidates: int = DEFAULT_CANDIDATES
+    top_k: int = DEFAULT_TOP_K
+    alpha: float = DEFAULT_ALPHA
+    chunk_size: int = DEFAULT_CHUNK_SIZE
+    threads: int = 0  # sampling threads; 0 = min(2, cores). Results do not depend on it.
+
+    def __post_init__(self) -> None:
+        if self.candidates < 1:
+            raise UsageError(f"--candidates {self.candidates}: must be at least 1")
+        if self.top_k < 1:
+            raise UsageError(f"--top-k {self.top_k}: must be at least 1")
+        if self.top_k > self.candidates:
+            raise UsageError(
+                f"--top-k {self.top_k} is larger than --candidates {self.candidates}; "
+                "lower --top-k or raise --candidates"
+            )
+        if not self.alpha > 0 or self.alpha == float("inf"):
+            raise UsageError(f"--alpha {self.alpha}: must be a finite number > 0")
+        if self.chunk_size < 1:
+            raise UsageError(f"chunk size {self.chunk_size}: must be at least 1")
+        if self.threads < 0:
+            raise UsageError(f"threads {self.threads}: must be 0 (automatic) or more")
+
+
+@dataclass(frozen=True, slots=True)
+class SearchResult:
+    """The top-k mean mixture and what the search saw on the way.
+
+    `weights` is float64 in domain order, summing to 1. `predicted_loss` is the mean predicted
+    loss of the k chosen candidates (not the prediction at the mean mixture, which the caller
+    asks the model for when it needs it); `best_loss` the lowest single prediction.
+    """
+
+    weights: np.ndarray
+    predicted_loss: float
+    best_loss: float
+    n_candidates: int
+    n_feasible: int
+    n_used: int
+
+
+def search_mixture(
+    score: ScoreFn,
+    prior: Sequence[float] | np.ndarray,
+    config: SearchConfig,
+    rng: np.random.Generator,
+    feasible: FeasibleFn | None = None,
+) -> SearchResult:
+    """Draw `config.candidates` Dirichlet(alpha * prior) mixtures, return the mean of the k best.
+
+    `score` maps a (c, K) float32 chunk of candidates to c predicted losses (lower is better);
+    `feasible`, if given, maps the same chunk to a boolean mask of candidates that satisfy the
+    constraints; the others are dropped before ranking. Non-finite scores are dropped too.
+    The chunk is a column-major view (each domain's column is contiguous); copy it to keep it.
+    """
+    import numpy as np
+
+    m0 = _check_prior(prior)
+    n_domains = m0.size
+    # A weight so small that alpha * m0 is 0 in float32 counts as zero: it could never win weight.
+    active = np.flatnonzero((config.alpha * m0).astype(np.float32) > 0)
+    shape = config.alpha * m0[active]
+    log_space = config.alpha < LOG_SPACE_ALPHA
+    chunk = min(config.chunk_size, config.candidates)
+    # One stream per active domain (two in log space: gammas and uniforms), each consumed in
+    # candidate order: candidate i's weight on domain k is the i-th draw of stream k, whatever
+    # the chunk size or the number of threads.
+    streams = [np.random.default_rng(s) for s in rng.integers(0, 2**63, size=2 * active.size)]
+    # Domain-major buffer: row k holds domain k's draws for the chunk; candidates are its
+    # transpose. Rows of excluded domains stay zero. Log space draws into a float64 buffer first.
+    columns = np.zeros((n_domains, chunk), dtype=np.float32)
+    logs = np.empty((active.size, chunk), dtype=np.float64) if log_space else None
+    rows_out = [logs[i] if logs is not None else columns[d] for i, d in enumerate(active)]
+    threads = _threads(config, active.size)
+    pool = ThreadPoolExecutor(threads) if threads > 1 else None
+    jobs = [range(w, active.size, threads) for w in range(threads)]
+
+    def fill(c: int) -> None:
+        if pool is None:
+            _draw(streams, shape, log_space, rows_out, c, jobs[0])
+        else:
+            waiting = [
+                pool.submit(_draw, streams, shape, log_space, rows_out, c, job) for job in jobs
+            ]
+            for future in waiting:
+                future.result()
+        if logs is not None:
+            # Softmax per candidate: scale by its largest log-draw, so no row is all zeros.
+            block = logs[:, :c]
+            block -= block.max(axis=0)
+            columns[active, :c] = np.exp(block)
+
+    best_loss = np.empty(0, dtype=np.float64)
+    best_index = np.empty(0, dtype=np.int64)
+    best_weights = np.empty((0, n_domains), dtype=np.float32)
+    n_feasible = 0
+    try:
+        for start in range(0, config.candidates, chunk):
+            c = min(chunk, config.candidates - start)
+            fill(c)
+            block = columns[:, :c]
+            totals = block.sum(axis=0)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                block /= totals
+            candidates = block.T
+            losses = np.asarray(score(candidates), dtype=np.float64).reshape(-1)
+            if losses.shape[0] != c:
+                raise ValueError(f"score returned {losses.shape[0]} values for {c} candidates")
+            # A candidate whose gammas all underflowed (sum 0) is NaN: never rank it.
+            keep = np.isfinite(losses) & (totals > 0) & np.isfinite(totals)
+            if feasible is not None:
+                keep &= np.asarray(feasible(candidates), dtype=bool).reshape(-1)
+            index = np.arange(start, start + c, dtype=np.int64)
+            rows: np.ndarray | None = None
+            if not keep.all():
+                losses, index, rows = losses[keep], index[keep], np.flatnonzero(keep)
+            n_feasible += losses.size
+            best_loss, best_index, best_weights = _merge_top_k(
+                best_loss, best_index, best_weights, losses, index, candidates, rows, config.top_k
+            )
+    finally:
+        if pool is not None:
+            pool.shutdown()
+
+    if n_feasible == 0:
+        raise InfeasibleError(
+            f"none of the {config.candidates} candidate mixtures satisfies the constraints; "
+            "relax them or raise --candidates"
+        )
+    # Average in float64 in candidate order, so the result does not depend on chunking.
+    order = np.argsort(best_index, kind="stable")
+    mean = best_weights[order].astype(np.float64).mean(axis=0)
+    mean /= mean.sum()
+    return SearchResult(
+        weights=mean,
+        predicted_loss=float(best_loss[order].mean()),
+        best_loss=float(best_loss.min()),
+        n_candidates=config.candidates,
+        n_feasible=n_feasible,
+        n_used=int(best_loss.size),
+    )
+
+
+def _threads(config: SearchConfig, n_active: int) -> int:
+    """Sampling threads: the configured number, else min(2, cores); never more than domains."""
+    wanted = config.threads if config.threads > 0 else min(2, os.cpu_count() or 1)
+    return max(1, min(wanted, n_active))
+
+
+def _draw(
+    streams: list[np.random.Generator],
+    shape: np.ndarray,
+    log_space: bool,
+    rows_out: list[np.ndarray],
+    c: int,
+    job: range,
+) -> None:
+    """Draw the first `c` values of each active domain `i` in `job` into `rows_out[i]`.
+
+    Gamma(a) in float32 directly; in log space log Gamma(a) = log Gamma(a + 1) + log(U) / a in
+    float64 (the caller turns these into a softmax). Scalar-shape gamma calls release the GIL,
+    so threads drawing different domains run in parallel.
+    """
+    import numpy as np
+
+    for i in job:
+        a = float(shape[i])
+        gammas, uniforms = streams[2 * i], streams[2 * i + 1]
+        out = rows_out[i][:c]
+        if not log_space:
+            gammas.standard_gamma(a, size=c, dtype=np.float32, out=out)
+            continue
+        gammas.standard_gamma(a + 1.0, size=c, out=out)
+        np.log(out, out=out)
+        with np.errstate(divide="ignore"):  # random() == 0.0 (p = 2**-53) gives -inf: fine
+            out += np.log(uniforms.random(size=c)) / a
+
+
+def _check_prior(prior: Sequence[float] | np.ndarray) -> np.ndarray:
+    """The prior as a float64 vector, checked: finite, non-negative, with positive mass."""
+    import numpy as np
+
+    m0 = np.asarray(prior, dtype=np.float64).reshape(-1)
+    if m0.size == 0 or not np.all(np.isfinite(m0)) or np.any(m0 < 0) or not m0.sum() > 0:
+        raise UsageError("the prior mixture must be finite, non-negative and not all zero")
+    normalised: np.ndarray = m0 / m0.sum()
+    return normalised
+
+
+def _merge_top_k(
+    best_loss: np.ndarray,
+    best_index: np.ndarray,
+    best_weights: np.ndarray,
+    losses: np.ndarray,
+    index: np.ndarray,
+    candidates: np.ndarray,
+    rows: np.ndarray | None,
+    k: int,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The k smallest of the running best and a new chunk, by (loss, candidate index).
+
+    `rows` maps the kept chunk entries back to rows of `candidates` (None: all rows, in order).
+    Only the k winners' weights are copied out of the chunk buffer.
+    """
+    import numpy as np
+
+    all_loss = np.concatenate([best_loss, losses])
+    n_best = best_loss.size
+    if all_loss.size > k:
+        kth = np.partition(all_loss, k - 1)[k - 1]
+        below = np.flatnonzero(all_loss < kth)
+        ties = np.flatnonzero(all_loss == kth)
+        if ties.size > k - below.size:
+            all_index = np.concatenate([best_index, index])
+            ties = ties[np.argsort(all_index[ties], kind="stable")[: k - below.size]]
+        chosen = np.concatenate([below, ties])
+    else:
+        chosen = np.arange(all_loss.size)
+    from_best = chosen[chosen < n_best]
+    from_chunk = chosen[chosen >= n_best] - n_best
+    chunk_rows = from_chunk if rows is None else rows[from_chunk]
+    weights = np.concatenate([best_weights[from_best], candidates[chunk_rows]])
+    new_index = np.concatenate([best_index[from_best], index[from_chunk]])
+    new_loss = np.concatenate([best_loss[from_best], losses[from_chunk]])
+    return new_loss, new_index, weights
