@@ -2,4 +2,7 @@
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__"]
+# Light: online.py imports no numpy at module level, so `regmixd --help` stays instant.
+from regmixd_cli.online import OnlineController  # noqa: E402
+
+__all__ = ["OnlineController", "__version__"]

@@ -7,6 +7,7 @@ from regmixd_cli.cli import (  # noqa: F401
     design,
     fit,
     ingest,
+    online,
     schedule,
     simulate,
 )

@@ -1,0 +1,448 @@
+"""`regmixd online`: one online decision, or follow a growing training log (SPEC section 1.6)."""
+
+from __future__ import annotations
+
+import json
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from regmixd_cli.cli._app import app, err, info, warn
+from regmixd_cli.errors import InputError, UsageError
+
+if TYPE_CHECKING:
+    from regmixd_cli.follow import LogCursor, Observation
+    from regmixd_cli.online import Decision, OnlineController
+
+STATE_SCHEMA = "regmixd.online-state/v1"
+# The settings a state file pins: a restarted watcher must decide exactly as the first one did.
+_PINNED = (
+    "model",
+    "target_steps",
+    "metric",
+    "param_ratio",
+    "beta",
+    "prior",
+    "candidates",
+    "top_k",
+    "alpha",
+    "seed",
+)
+
+
+@app.command()
+def online(
+    model: Annotated[
+        Path, typer.Argument(metavar="MODEL", help="Model directory written by `regmixd fit`.")
+    ],
+    target_steps: Annotated[
+        int, typer.Option("--target-steps", help="Total steps of the target run.")
+    ],
+    step: Annotated[
+        int | None, typer.Option("--step", help="Target step at which the loss was observed.")
+    ] = None,
+    loss: Annotated[
+        float | None, typer.Option("--loss", help="Observed target-metric loss at --step.")
+    ] = None,
+    param_ratio: Annotated[
+        float, typer.Option("--param-ratio", help="Target / proxy parameter count.")
+    ] = 1000.0,
+    beta: Annotated[float, typer.Option("--beta", help="Cross-scale correction exponent.")] = 0.05,
+    prior: Annotated[
+        str | None,
+        typer.Option(
+            "--prior", help="Prior m0: JSON file, uniform or proxy-mean (default: the model's)."
+        ),
+    ] = None,
+    candidates: Annotated[
+        int, typer.Option("--candidates", help="Candidate mixtures per decision.")
+    ] = 100_000,
+    top_k: Annotated[int, typer.Option("--top-k", help="Candidates averaged.")] = 128,
+    alpha: Annotated[float, typer.Option("--alpha", help="Dirichlet concentration.")] = 1.0,
+    seed: Annotated[int, typer.Option("--seed", help="Random seed.")] = 0,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Write the decision as JSON to stdout.")
+    ] = False,
+    follow: Annotated[
+        Path | None,
+        typer.Option("--follow", help="Training log to watch (JSONL, CSV, trainer_state.json)."),
+    ] = None,
+    metric: Annotated[
+        str | None, typer.Option("--metric", help="Metric to follow (default: the model's target).")
+    ] = None,
+    run: Annotated[
+        str | None,
+        typer.Option("--run", help="Run to follow in a multi-run log (default: the first)."),
+    ] = None,
+    log_format: Annotated[
+        str, typer.Option("--format", help="Log format: auto, jsonl, csv or hf.")
+    ] = "auto",
+    state: Annotated[
+        Path | None, typer.Option("--state", help="JSON file that keeps decisions across restarts.")
+    ] = None,
+    timeout: Annotated[
+        float | None,
+        typer.Option("--timeout", help="Stop when the log has not grown for this many seconds."),
+    ] = None,
+    poll: Annotated[float, typer.Option("--poll", help="Seconds between reads of the log.")] = 1.0,
+    out_schedule: Annotated[
+        Path | None,
+        typer.Option(
+            "--out-schedule", help="Write the decisions as schedule JSON here at the end."
+        ),
+    ] = None,
+) -> None:
+    """Choose the mixture for the next segment of a live run from its observed loss.
+
+    One-shot: the mixture for the segment that starts at the switch point at or after --step
+    (human summary on stderr; --json writes the decision to stdout). Follow mode (--follow LOG)
+    watches a growing log and writes one JSON line per switch point to stdout; it stops after
+    the last switch point, at an evaluation at/after --target-steps, on SIGINT/SIGTERM, or when
+    the log has been idle for --timeout seconds.
+
+    Example: regmixd online model/ --step 4167 --loss 3.21 --target-steps 25000 --json
+
+    Example: regmixd online model/ --follow log.jsonl --target-steps 25000 --state st.json
+    """
+    from regmixd_cli.online import OnlineController
+
+    one_shot = step is not None or loss is not None
+    if follow is None and not (step is not None and loss is not None):
+        raise UsageError("give --step and --loss for one decision, or --follow LOG to watch a run")
+    if follow is not None and one_shot:
+        raise UsageError("--step/--loss and --follow are exclusive; choose one mode")
+    if follow is None:
+        extra = [
+            name
+            for name, value in (
+                ("--state", state),
+                ("--timeout", timeout),
+                ("--out-schedule", out_schedule),
+                ("--metric", metric),
+                ("--run", run),
+            )
+            if value is not None
+        ]
+        if extra:
+            raise UsageError(f"{', '.join(extra)} only work with --follow")
+    if not poll > 0:
+        raise UsageError(f"--poll must be > 0 seconds, got {poll}")
+    if timeout is not None and not timeout > 0:
+        raise UsageError(f"--timeout must be > 0 seconds, got {timeout}")
+
+    from regmixd_cli.schedule import resolve_schedule_prior
+
+    controller = OnlineController(
+        model,
+        target_steps,
+        param_ratio=param_ratio,
+        beta=beta,
+        candidates=candidates,
+        top_k=top_k,
+        alpha=alpha,
+        seed=seed,
+    )
+    if prior is not None:  # default: the prior the model was fitted with
+        resolved = resolve_schedule_prior(prior, controller.model)
+        controller.prior = resolved.as_dict(controller.model.domains)
+        controller.prior_source = resolved.source
+    if follow is None:
+        assert step is not None and loss is not None
+        _one_shot(controller, step, loss, as_json)
+        return
+    _follow(
+        controller,
+        follow,
+        metric or controller.model.target,
+        run,
+        log_format,
+        state,
+        timeout,
+        poll,
+        out_schedule,
+    )
+
+
+def _one_shot(controller: OnlineController, step: int, loss: float, as_json: bool) -> None:
+    from regmixd_cli.io import dumps_json
+    from regmixd_cli.online import decide_online
+
+    decision = decide_online(
+        controller.model,
+        step,
+        loss,
+        controller.target_steps,
+        param_ratio=controller.param_ratio,
+        beta=controller.beta,
+        prior=[controller.prior_weights[d] for d in controller.model.domains],
+        search_config=controller.search_config,
+        seed=controller.seed,
+    )
+    for message in decision.warnings:
+        warn(message)
+    _print_decision(decision, controller)
+    if as_json:
+        sys.stdout.write(dumps_json(decision.to_json()))
+        sys.stdout.flush()
+
+
+def _print_decision(decision: Decision, controller: OnlineController) -> None:
+    from rich.table import Table
+
+    end = "end" if decision.end_step == controller.target_steps else f"step {decision.end_step}"
+    table = Table(
+        title=(
+            f"Switch point {decision.switch} of {len(controller.switch_steps)}: "
+            f"step {decision.start_step} -> {end}"
+        ),
+        show_header=True,
+    )
+    table.add_column("domain")
+    table.add_column("weight", justify="right")
+    for domain, weight in sorted(decision.weights.items(), key=lambda kv: (-kv[1], kv[0])):
+        table.add_row(domain, f"{weight:.4f}")
+    err.print(table)
+    info(
+        f"observed loss {decision.loss:.4f} at step {decision.step} (proxy step "
+        f"{decision.proxy_step:.1f}); corrected {decision.corrected_loss:.4f}; predicted next "
+        f"{decision.predicted_loss:.4f} (proxy scale), {decision.predicted_target_loss:.4f} "
+        "(run scale)"
+    )
+
+
+# --------------------------------------------------------------------------- follow mode
+
+
+def _follow(
+    controller: OnlineController,
+    log: Path,
+    metric: str,
+    run: str | None,
+    log_format: str,
+    state_path: Path | None,
+    timeout: float | None,
+    poll: float,
+    out_schedule: Path | None,
+) -> None:
+    """Watch `log` and decide at every switch point; the loop and the clock live here."""
+    from regmixd_cli.follow import detect_format
+
+    fmt = detect_format(log, log_format)
+    settings = _settings(controller, metric)
+    if state_path is not None:
+        controller.decisions = _load_state(state_path, settings)
+    steps = ", ".join(map(str, controller.switch_steps))
+    info(f"Following {log} ({fmt}) for {metric}; switch points at steps {steps}")
+    if controller.decisions:
+        info(f"{len(controller.decisions)} decision(s) restored from {state_path}")
+    stop: list[str] = []
+    previous = {
+        sig: signal.signal(sig, lambda s, _f: stop.append(signal.Signals(s).name))
+        for sig in (signal.SIGINT, signal.SIGTERM)
+    }
+    source = _LogSource(log, fmt, metric, run)
+    reason = "all switch points decided"
+    try:
+        idle_since = time.monotonic()
+        while not controller.done:
+            observations, grew = source.read()
+            finished = False
+            for obs in observations:
+                if obs.step >= controller.target_steps:
+                    finished = True
+                    break
+                decision = controller.decide(obs.step, obs.value)
+                if decision is None:
+                    continue
+                if state_path is not None:  # state first: a restart never repeats a line
+                    _save_state(state_path, settings, controller)
+                sys.stdout.write(
+                    json.dumps(
+                        decision.to_json(), sort_keys=True, separators=(",", ":"), allow_nan=False
+                    )
+                    + "\n"
+                )
+                sys.stdout.flush()
+                info(
+                    f"switch point {decision.switch} (step {decision.start_step}) decided from "
+                    f"{metric}={obs.value:g} at {obs.where}"
+                )
+                for message in decision.warnings:
+                    warn(message)
+                if controller.done:
+                    break
+            if controller.done:
+                break
+            if finished:
+                reason = f"training reached step {controller.target_steps}"
+                break
+            if stop:
+                reason = f"stopped by {stop[0]}"
+                break
+            now = time.monotonic()
+            if grew:
+                idle_since = now
+            elif timeout is not None and now - idle_since >= timeout:
+                reason = f"timed out: {log} did not grow for {timeout:g} s"
+                break
+            _sleep(poll, stop)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    if state_path is not None:
+        _save_state(state_path, settings, controller)
+    if out_schedule is not None:
+        from regmixd_cli.io import write_json
+
+        write_json(out_schedule, controller.to_schedule())
+    n_done = len(controller.decisions)
+    info(f"Stopped ({reason}); {n_done} of {len(controller.switch_steps)} switch points decided")
+    if not controller.done and not source.seen_metric:
+        warn(source.metric_hint())
+
+
+def _sleep(seconds: float, stop: list[str]) -> None:
+    """Sleep in short slices so a signal ends the wait promptly."""
+    deadline = time.monotonic() + seconds
+    while not stop:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return
+        time.sleep(min(left, 0.05))
+
+
+class _LogSource:
+    """Reads what is new in a log: appended complete lines, or a rewritten trainer_state.json."""
+
+    def __init__(self, path: Path, fmt: str, metric: str, run: str | None) -> None:
+        from regmixd_cli.follow import LogCursor
+
+        self.path, self.fmt, self.metric = path, fmt, metric
+        self.run = run
+        self.cursor: LogCursor = LogCursor(run=run)
+        self.inode: int | None = None  # line logs: a new inode means the file was replaced
+        self.signature: tuple[int, int] | None = None  # hf: (mtime_ns, size) last parsed
+        self.bad_signature: tuple[int, int] | None = None  # hf: last version found invalid
+        self.announced: set[str] = set()
+        self.metrics: set[str] = set()
+        self.seen_metric = False
+        self.waiting_warned = False
+
+    def read(self) -> tuple[tuple[Observation, ...], bool]:
+        """New observations, and whether the file changed since the last read."""
+        try:
+            stat = self.path.stat()
+        except FileNotFoundError:
+            if not self.waiting_warned:
+                info(f"Waiting for {self.path} to appear")
+                self.waiting_warned = True
+            return (), False
+        if self.fmt == "hf":
+            return self._read_whole(stat.st_mtime_ns, stat.st_size)
+        return self._read_lines(stat.st_size, stat.st_ino)
+
+    def _read_whole(self, mtime: int, size: int) -> tuple[tuple[Observation, ...], bool]:
+        from regmixd_cli.follow import parse_trainer_state
+
+        if self.signature == (mtime, size):
+            return (), False
+        try:
+            text = self.path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            warn(f"{self.path}: cannot read yet ({exc.__class__.__name__}); retrying")
+            return (), True
+        observations = parse_trainer_state(text, self.metric, str(self.path))
+        if observations is None:
+            # Half-written (the trainer rewrites it in place): read again on the next poll,
+            # and say so once per version of the file.
+            if self.bad_signature != (mtime, size):
+                warn(f"{self.path}: not valid trainer_state JSON yet; retrying")
+                self.bad_signature = (mtime, size)
+            return (), True
+        self.signature = (mtime, size)
+        self.seen_metric = self.seen_metric or bool(observations)
+        return observations, True
+
+    def _read_lines(self, size: int, inode: int) -> tuple[tuple[Observation, ...], bool]:
+        from regmixd_cli.follow import LogCursor, parse_chunk
+
+        replaced = self.inode is not None and inode != self.inode
+        if size < self.cursor.offset or replaced:
+            warn(f"{self.path} was truncated or replaced; reading it again from the start")
+            self.cursor = LogCursor(run=self.run)
+        self.inode = inode
+        if size == self.cursor.offset:
+            return (), False
+        with open(self.path, "rb") as handle:
+            handle.seek(self.cursor.offset)
+            data = handle.read(size - self.cursor.offset)
+        chunk = parse_chunk(
+            data, self.cursor, fmt=self.fmt, metric=self.metric, name=str(self.path)
+        )
+        self.cursor = chunk.cursor
+        for message in chunk.warnings:
+            warn(message)
+        for other in sorted(chunk.other_runs - self.announced):
+            warn(
+                f"{self.path}: ignoring run {other!r}; following run {self.cursor.run!r} "
+                "(choose with --run)"
+            )
+            self.announced.add(other)
+        self.metrics |= chunk.metrics_seen
+        self.seen_metric = self.seen_metric or bool(chunk.observations)
+        return chunk.observations, True
+
+    def metric_hint(self) -> str:
+        """Why nothing was decided, when the metric never appeared."""
+        seen = ", ".join(sorted(self.metrics)) or "none"
+        return f"{self.path}: no value of metric {self.metric!r} was read; metrics seen: {seen}"
+
+
+def _settings(controller: OnlineController, metric: str) -> dict[str, Any]:
+    provenance = controller.provenance()
+    return {
+        "model": provenance["model"],
+        "target_steps": controller.target_steps,
+        "metric": metric,
+        **{key: provenance[key] for key in _PINNED[3:]},
+    }
+
+
+def _load_state(path: Path, settings: dict[str, Any]) -> list[Decision]:
+    """Decisions of an earlier watcher of the same run; settings must match exactly."""
+    from regmixd_cli.io import read_json
+    from regmixd_cli.online import Decision
+
+    if not path.exists():
+        return []
+    data = read_json(path, "online state file")
+    if not isinstance(data, dict) or data.get("schema_version") != STATE_SCHEMA:
+        raise InputError(f"{path}: not a regmixd online state file ({STATE_SCHEMA})")
+    recorded = data.get("settings", {})
+    for key in _PINNED:
+        if recorded.get(key) != settings[key]:
+            raise UsageError(
+                f"{path}: written with {key} = {recorded.get(key)!r}, now {settings[key]!r}; "
+                "rerun with the original options, or use a new --state file"
+            )
+    try:
+        return [Decision.from_json(d) for d in data["decisions"]]
+    except (KeyError, TypeError, ValueError) as exc:
+        raise InputError(f"{path}: malformed decision ({exc.__class__.__name__}: {exc})") from None
+
+
+def _save_state(path: Path, settings: dict[str, Any], controller: OnlineController) -> None:
+    from regmixd_cli.io import write_json
+
+    write_json(
+        path,
+        {
+            "schema_version": STATE_SCHEMA,
+            "settings": settings,
+            "decisions": [d.to_json() for d in controller.decisions],
+        },
+    )

@@ -1,0 +1,216 @@
+"""Parsing a growing training log for `regmixd online --follow`: pure functions over text.
+
+A log is read by byte offset; `parse_chunk` takes the bytes appended since the last read and
+consumes only complete lines (up to the last newline), so a half-written last line waits for
+the next read. Complete lines that do not parse are skipped with a warning, never fatal.
+A Hugging Face `trainer_state.json` is rewritten in place, so it is parsed whole each time it
+changes (`parse_trainer_state`); a half-written file is reported and read again later.
+The polling loop and the clock live in the CLI.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from regmixd_cli.errors import InputError, UsageError
+
+FORMATS = ("auto", "jsonl", "csv", "hf")
+_RESERVED = frozenset({"run", "step", "tokens"})
+
+
+@dataclass(frozen=True, slots=True)
+class Observation:
+    """One evaluation of the followed metric: the step and the value, and where it was read."""
+
+    step: int
+    value: float
+    where: str
+
+
+@dataclass(frozen=True, slots=True)
+class LogCursor:
+    """How far a line-based log has been read, and what was learnt on the way."""
+
+    offset: int = 0  # bytes consumed (always just after a newline)
+    line: int = 0  # lines consumed
+    header: tuple[str, ...] | None = None  # CSV only
+    run: str | None = None  # the followed run (the first one seen unless --run)
+
+
+@dataclass(frozen=True, slots=True)
+class Chunk:
+    """What one read of a line-based log produced."""
+
+    observations: tuple[Observation, ...]
+    cursor: LogCursor
+    warnings: tuple[str, ...]
+    other_runs: frozenset[str]
+    metrics_seen: frozenset[str]
+
+
+def detect_format(path: Path, fmt: str = "auto") -> str:
+    """The log format: `fmt` unless auto; else by name (.csv, *.json -> hf, otherwise jsonl)."""
+    if fmt not in FORMATS:
+        raise UsageError(f"--format {fmt!r}: choose one of {', '.join(FORMATS)}")
+    if fmt != "auto":
+        return fmt
+    name = path.name.lower()
+    if name.endswith(".csv"):
+        return "csv"
+    if name.endswith(".json"):
+        return "hf"
+    return "jsonl"
+
+
+def metric_keys(metric: str) -> tuple[str, ...]:
+    """Keys that name `metric` in a log: itself, then the HF forms eval_<m>_loss and eval_<m>."""
+    return (metric, f"eval_{metric}_loss", f"eval_{metric}")
+
+
+def parse_chunk(data: bytes, cursor: LogCursor, *, fmt: str, metric: str, name: str) -> Chunk:
+    """Parse the complete lines of `data` (log bytes from `cursor.offset` on).
+
+    `fmt` is "jsonl" or "csv" (long `run,step,metric,value` or wide `[run,]step,<metric>...`).
+    A CSV header without the metric is an InputError (the user named the wrong metric).
+    """
+    end = data.rfind(b"\n") + 1
+    observations: list[Observation] = []
+    warnings: list[str] = []
+    other_runs: set[str] = set()
+    metrics_seen: set[str] = set()
+    header, run, line_no = cursor.header, cursor.run, cursor.line
+    keys = metric_keys(metric)
+    for raw in data[:end].split(b"\n")[:-1]:
+        line_no += 1
+        where = f"{name}:{line_no}"
+        try:
+            text = raw.decode("utf-8").strip()
+        except UnicodeDecodeError:
+            warnings.append(f"{where}: not UTF-8 text; line skipped")
+            continue
+        if not text:
+            continue
+        if fmt == "jsonl":
+            record = _jsonl_record(text, where, warnings)
+        elif header is None:
+            header = _csv_header(text, keys, name)
+            continue
+        else:
+            record = _csv_record(text, header, where, warnings)
+        if record is None:
+            continue
+        row_run = record.get("run")
+        if row_run is not None:
+            row_run = str(row_run)
+            if run is None:
+                run = row_run
+            elif row_run != run:
+                other_runs.add(row_run)
+                continue
+        if "step" not in record:  # e.g. a mixture line
+            continue
+        metrics_seen.update(k for k in record if k not in _RESERVED)
+        key = next((k for k in keys if record.get(k) not in (None, "")), None)
+        if key is None:  # a line without this metric (e.g. a training-loss line)
+            continue
+        obs = _observation(record["step"], record[key], where, warnings)
+        if obs is not None:
+            observations.append(obs)
+    new_cursor = LogCursor(cursor.offset + end, line_no, header, run)
+    return Chunk(
+        tuple(observations),
+        new_cursor,
+        tuple(warnings),
+        frozenset(other_runs),
+        frozenset(metrics_seen),
+    )
+
+
+def parse_trainer_state(text: str, metric: str, name: str) -> tuple[Observation, ...] | None:
+    """Evaluations of `metric` in a trainer_state.json's log_history; None if not (yet) valid."""
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError:
+        return None
+    history = data.get("log_history") if isinstance(data, dict) else None
+    if not isinstance(history, list):
+        return None
+    keys = metric_keys(metric)
+    observations: list[Observation] = []
+    ignored: list[str] = []
+    for i, entry in enumerate(history):
+        if not isinstance(entry, dict) or "step" not in entry:
+            continue
+        key = next((k for k in keys if entry.get(k) is not None), None)
+        if key is None:
+            continue
+        obs = _observation(entry["step"], entry[key], f"{name}: log_history[{i}]", ignored)
+        if obs is not None:
+            observations.append(obs)
+    return tuple(observations)
+
+
+def _jsonl_record(text: str, where: str, warnings: list[str]) -> Mapping[str, Any] | None:
+    try:
+        record = json.loads(text)
+    except json.JSONDecodeError as exc:
+        warnings.append(f"{where}: malformed JSON ({exc.msg}); line skipped")
+        return None
+    if not isinstance(record, dict):
+        warnings.append(f"{where}: not a JSON object; line skipped")
+        return None
+    return record
+
+
+def _csv_header(text: str, keys: tuple[str, ...], name: str) -> tuple[str, ...]:
+    header = tuple(c.strip() for c in next(csv.reader([text])))
+    if "step" not in header:
+        raise InputError(f"{name}:1: CSV header has no 'step' column; columns are {text}")
+    long = {"metric", "value"} <= set(header)
+    if not long and not any(k in header for k in keys):
+        raise InputError(
+            f"{name}:1: CSV header has no column for metric {keys[0]!r}; columns are {text}; "
+            "give the right --metric"
+        )
+    return header
+
+
+def _csv_record(
+    text: str, header: tuple[str, ...], where: str, warnings: list[str]
+) -> Mapping[str, Any] | None:
+    cells = next(csv.reader([text]))
+    if len(cells) != len(header):
+        warnings.append(f"{where}: {len(cells)} fields, the header has {len(header)}; line skipped")
+        return None
+    row = dict(zip(header, (c.strip() for c in cells), strict=True))
+    if {"metric", "value"} <= set(header):  # long form: one metric per row
+        record: dict[str, Any] = {"step": row["step"], row["metric"]: row["value"]}
+        if "run" in row:
+            record["run"] = row["run"]
+        return record
+    return row
+
+
+def _observation(step: Any, value: Any, where: str, warnings: list[str]) -> Observation | None:
+    try:
+        step_f = float(step)
+        value_f = float(value)
+    except (TypeError, ValueError):
+        warnings.append(f"{where}: step {step!r} or value {value!r} is not a number; skipped")
+        return None
+    if isinstance(step, bool) or isinstance(value, bool):
+        warnings.append(f"{where}: step or value is a boolean; skipped")
+        return None
+    if not math.isfinite(step_f) or step_f < 0 or step_f != int(step_f):
+        warnings.append(f"{where}: step {step!r} is not a whole number >= 0; skipped")
+        return None
+    if not math.isfinite(value_f):
+        warnings.append(f"{where}: value {value!r} is not finite (diverged?); skipped")
+        return None
+    return Observation(int(step_f), value_f, where)
