@@ -8,7 +8,9 @@ from regmixd_cli.cli import (  # noqa: F401
     fit,
     ingest,
     online,
+    run,
     schedule,
+    show,
     simulate,
 )
 from regmixd_cli.cli._app import app

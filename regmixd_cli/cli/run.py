@@ -1,0 +1,93 @@
+"""`regmixd run`: ingest + fit + schedule (and the static RegMix baseline) in one go."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from regmixd_cli.cli._app import app, info, out
+
+STORE_DIR = "store"
+MODEL_DIR = "model"
+SCHEDULE_FILE = "schedule.json"
+STATIC_FILE = "static.json"
+
+
+@app.command()
+def run(
+    paths: Annotated[
+        list[str], typer.Argument(metavar="PATH...", help="Proxy-run logs (files or directories).")
+    ],
+    out_dir: Annotated[Path, typer.Option("--out", "-o", help="Directory for all outputs.")],
+    mixtures: Annotated[
+        str | None, typer.Option("--mixtures", help="Mixtures file, if the logs lack them.")
+    ] = None,
+    target: Annotated[
+        str | None, typer.Option(help="Metric to model; default: the only val*/eval* metric.")
+    ] = None,
+    switch_points: Annotated[
+        int | None, typer.Option("--switch-points", help="N switch points (default 5).")
+    ] = None,
+    target_steps: Annotated[
+        int | None,
+        typer.Option("--target-steps", help="Steps of the target run (default: proxy length)."),
+    ] = None,
+    prior: Annotated[
+        str | None, typer.Option(help="Prior mixture: JSON file, uniform, or proxy-mean.")
+    ] = None,
+    candidates: Annotated[
+        int, typer.Option("--candidates", help="Candidate mixtures per search.")
+    ] = 100_000,
+    seed: Annotated[int, typer.Option(help="Seed for folds, boosters and the search.")] = 0,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print the schedule JSON on stdout instead of a table.")
+    ] = False,
+) -> None:
+    """Ingest logs, fit the models, and write the RegMix-D schedule and the static RegMix
+    mixture: DIR/store, DIR/model, DIR/schedule.json, DIR/static.json. Prints the schedule.
+
+    Example: regmixd run sample_logs/proxies --out runs/demo
+    """
+    from regmixd_cli.cli.fit import fit
+    from regmixd_cli.cli.ingest import ingest
+    from regmixd_cli.cli.schedule import progress_bar, render_schedule
+    from regmixd_cli.io.schedule import schedule_json, write_schedule
+    from regmixd_cli.model import load_model, model_hash
+    from regmixd_cli.schedule import build_schedule, build_static, resolve_schedule_prior
+    from regmixd_cli.search import SearchConfig
+
+    store, model_dir = out_dir / STORE_DIR, out_dir / MODEL_DIR
+    ingest(paths=paths, out_dir=store, mixtures=mixtures)
+    fit(store=store, out=model_dir, target=target, switch_points=switch_points, prior=prior,
+        seed=seed)
+
+    fitted = load_model(model_dir)
+    sha = model_hash(model_dir)
+    config = SearchConfig(candidates=candidates)
+    resolved = resolve_schedule_prior(None, fitted)
+    with progress_bar("static RegMix", 1) as progress:
+        static = build_static(fitted, config, resolved, target_steps, seed, progress,
+                              model_sha256=sha)
+    write_schedule(out_dir / STATIC_FILE, static)
+    shown = static
+    if fitted.has_transitions:
+        with progress_bar("searching mixtures", fitted.n_switch_points) as progress:
+            shown = build_schedule(fitted, config, resolved, target_steps, seed, progress,
+                                   model_sha256=sha)
+        write_schedule(out_dir / SCHEDULE_FILE, shown)
+        info(f"wrote {out_dir / SCHEDULE_FILE} and {out_dir / STATIC_FILE} (static RegMix)")
+    else:
+        info(f"endpoint-only logs: wrote the static RegMix mixture {out_dir / STATIC_FILE}")
+    if as_json:
+        typer.echo(schedule_json(shown), nl=False)
+    else:
+        render_schedule(shown, out)
+        if shown is not static:
+            line = ", ".join(f"{d} {w:.1%}" for d, w in
+                             sorted(zip(static.domains, static.stages[0].weights, strict=True),
+                                    key=lambda dw: -dw[1])[:4])
+            loss = static.stages[0].predicted_loss
+            out.print(f"static RegMix baseline: {line} (predicted final loss {loss:.4f})",
+                      markup=False, highlight=False)

@@ -1,0 +1,45 @@
+"""`regmixd show`: a human summary of a store, a model or a schedule, chosen by content."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from regmixd_cli.cli._app import app
+from regmixd_cli.errors import InputError
+
+
+@app.command()
+def show(
+    path: Annotated[
+        Path,
+        typer.Argument(metavar="STORE|MODEL|SCHEDULE", help="A store or model directory, or a "
+                       "schedule JSON file."),
+    ],
+) -> None:
+    """Summarise a trajectory store, a fitted model (with its cross-validation report), or a
+    schedule (a table of stages and a stacked bar per stage).
+
+    Example: regmixd show runs/demo/schedule.json
+    """
+    from regmixd_cli.cli.fit import show_model
+    from regmixd_cli.cli.ingest import show_store
+    from regmixd_cli.cli.schedule import show_schedule
+    from regmixd_cli.io.model_files import MODEL_FILE
+    from regmixd_cli.io.store import MANIFEST_FILE
+
+    if path.is_dir():
+        if (path / MANIFEST_FILE).is_file():
+            show_store(path)
+        elif (path / MODEL_FILE).is_file():
+            show_model(path)
+        else:
+            raise InputError(
+                f"{path}: neither a trajectory store ({MANIFEST_FILE}) nor a model ({MODEL_FILE})"
+            )
+    elif path.is_file():
+        show_schedule(path)
+    else:
+        raise InputError(f"{path}: no such file or directory")
