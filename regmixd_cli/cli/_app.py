@@ -30,8 +30,19 @@ def info(message: str) -> None:
     err.print(message, markup=False, highlight=False)
 
 
+# `regmixd --help` lists commands in pipeline order rather than registration order.
+COMMAND_ORDER = (
+    "run", "ingest", "fit", "evaluate", "schedule", "online", "export", "show", "compare",
+    "predict", "simulate", "design",
+)  # fmt: skip
+
+
 class _Group(TyperGroup):
     """Maps every RegmixdError to `Error: ...` on stderr and its SPEC section 5 exit code."""
+
+    def list_commands(self, ctx: Any) -> list[str]:
+        rank = {name: i for i, name in enumerate(COMMAND_ORDER)}
+        return sorted(super().list_commands(ctx), key=lambda n: (rank.get(n, len(rank)), n))
 
     def invoke(self, ctx: Any) -> Any:
         try:
