@@ -24,7 +24,7 @@ class Prior:
 
     def as_dict(self, domains: Sequence[str]) -> dict[str, float]:
         """The prior as {domain: weight}, for model and schedule files."""
-        return {d: w for d, w in zip(domains, self.weights, strict=True)}
+        return dict(zip(domains, self.weights, strict=True))
 
 
 def check_mixture(
@@ -38,7 +38,8 @@ def check_mixture(
     unknown = sorted(set(weights) - set(domains))
     if unknown:
         raise InputError(
-            f"{where}: unknown domain(s) {', '.join(unknown)}; expected some of {', '.join(domains)}"
+            f"{where}: unknown domain(s) {', '.join(unknown)}; "
+            f"expected some of {', '.join(domains)}"
         )
     missing = [d for d in domains if d not in weights]
     if missing and not fill_missing:
