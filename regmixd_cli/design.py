@@ -54,8 +54,13 @@ def design_mixtures(
     seed: int,
     caps: Sequence[float] | None = None,
     config: DesignConfig | None = None,
+    floors: Sequence[float] | None = None,
 ) -> np.ndarray:
-    """`n_runs` distinct proxy mixtures, an (n_runs, K) array of multiples of 2e-4 summing to 1."""
+    """`n_runs` distinct proxy mixtures, an (n_runs, K) array of multiples of 2e-4 summing to 1.
+
+    With `floors` (per-domain minimum weights, issue 8), each draw d becomes
+    floors + (1 - sum floors) x d, so the minimums hold by construction; caps still reject.
+    """
     import numpy as np
 
     cfg = config or DesignConfig()
@@ -72,6 +77,9 @@ def design_mixtures(
             f"the domain caps sum to {cap[p > 0].sum():.4g} < 1, so no mixture fits; "
             "raise --max-epochs or give more --available-tokens"
         )
+    floor = np.zeros_like(p) if floors is None else np.asarray(floors, dtype=float)
+    if floor.sum() > 1.0 + 1e-12:
+        raise InfeasibleError(f"the min weights sum to {floor.sum():.4g} > 1; lower some `min`")
     tempered = np.where(p > 0, p, 0.0) ** cfg.temperature
     tempered /= tempered.sum()
     strengths = np.logspace(
@@ -89,9 +97,13 @@ def design_mixtures(
                 "draws; ask for fewer --runs or loosen the caps (--max-epochs)"
             )
         alpha = strengths[rng.integers(cfg.n_strengths, size=batch)][:, None] * tempered
-        units = _round_units(_dirichlet(rng, alpha), cfg)
+        draws = _dirichlet(rng, alpha)
+        if floors is not None:
+            draws = floor + (1.0 - floor.sum()) * draws
+        units = _round_units(draws, cfg)
         drawn += batch
         ok = np.all(units <= np.floor(cap * cfg.units + 1e-9), axis=1) & (units.sum(axis=1) > 0)
+        ok &= np.all(units >= np.ceil(floor * cfg.units - 1e-9), axis=1)
         for row in units[ok]:
             # On a 2e-4 grid distinct mixtures are >= 4e-4 apart in L1: near-duplicates
             # (L1 < 1e-5) are exact duplicates.

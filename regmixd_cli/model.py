@@ -111,6 +111,9 @@ class FittedModel:
     residual: bool = True
     store_sha256: str = ""
     settings: dict[str, Any] = field(default_factory=dict)
+    # Out-of-fold CV predictions and the true losses ("truth"), for `fit --plot`; kept in
+    # memory only (not in model.json), so empty for a loaded model.
+    cv_predictions: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def n_switch_points(self) -> int:
@@ -330,6 +333,7 @@ def fit_model(
             "intervals": list(config.intervals) if config.intervals else None,
             "model": config.form,
         },
+        cv_predictions={"truth": table.losses, **preds},
     )
 
 
@@ -364,12 +368,21 @@ def model_metadata(model: FittedModel) -> dict[str, Any]:
     }
 
 
-def save_model(path: Path, model: FittedModel) -> None:
-    """Write the model directory (model.json + one .ubj per booster) atomically."""
+def save_model(
+    path: Path,
+    model: FittedModel,
+    extra: Mapping[str, Any] | None = None,
+    extra_blobs: Mapping[str, bytes] | None = None,
+) -> None:
+    """Write the model directory (model.json + one .ubj per booster) atomically.
+
+    `extra` adds keys to model.json and `extra_blobs` files (e.g. an ensemble's replicas).
+    """
     from regmixd_cli.io.model_files import write_model_dir
 
     blobs = {f"{name}.ubj": bytes(b.save_raw("ubj")) for name, b in model.boosters.items()}
-    write_model_dir(Path(path), model_metadata(model), blobs)
+    blobs.update(extra_blobs or {})
+    write_model_dir(Path(path), model_metadata(model) | dict(extra or {}), blobs)
 
 
 def load_model(path: Path) -> FittedModel:

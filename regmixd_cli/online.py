@@ -134,6 +134,8 @@ def decide_online(
     seed: int = 0,
     switch: int | None = None,
     feasible: Any = None,
+    constraints: Any = None,
+    history: Sequence[tuple[int, Sequence[float]]] | None = None,
 ) -> Decision:
     """One RegMix-D online decision for a run that reported `loss` at target step `step`.
 
@@ -142,6 +144,8 @@ def decide_online(
     for that switch point, observed at `step` (at or after it). Past the last switch point
     there is nothing to decide: UsageError. The search's random stream is derived from
     (seed, switch), so a decision never depends on what was decided before it.
+    With `constraints` (regmixd_cli.constraints), the mixture satisfies them given `history`,
+    the (start_step, weights) of the segments decided since segment 0 (see `online_region`).
     """
     import numpy as np
 
@@ -192,8 +196,24 @@ def decide_online(
     def score(candidates: Any) -> Any:
         return model.predict_transition(switch, candidates, corrected)
 
-    result = search_mixture(score, prior_arr, config, rng, feasible=feasible)
-    weights = round_weights(result.weights)
+    if constraints is None:
+        result = search_mixture(score, prior_arr, config, rng, feasible=feasible)
+        weights = round_weights(result.weights)
+    else:
+        from regmixd_cli.constraints import online_region, search_region
+
+        if history is None and switch == 1:
+            history = []
+        if history is None and constraints.max_change is not None:
+            warnings.append(
+                "max_change is not checked: a one-shot decision past the first switch point "
+                "does not know the previous mixture (use --follow, which does)"
+            )
+        region, _, _ = online_region(
+            constraints, target_steps, prior_arr, history, steps[switch - 1]
+        )
+        result, _ = search_region(score, prior_arr, config, rng, region)
+        weights = region.round(result.weights)
     # The loss the chosen (rounded, averaged) mixture leads to, as in Algorithm 1's update.
     mixture = np.asarray([weights], dtype=np.float32)
     predicted = float(np.asarray(model.predict_transition(switch, mixture, corrected))[0])
@@ -266,6 +286,8 @@ class OnlineController:
         )
         _check_numbers(0, 1.0, self.param_ratio, self.beta)
         self.decisions: list[Decision] = sorted(decisions, key=lambda d: d.switch)
+        # regmixd_cli.constraints.Constraints, or None; set it before the first decision.
+        self.constraints: Any = None
 
     @property
     def prior_weights(self) -> dict[str, float]:
@@ -308,6 +330,10 @@ class OnlineController:
             search_config=self.search_config,
             seed=self.seed,
             switch=switch,
+            constraints=self.constraints,
+            history=[
+                (d.start_step, [d.weights[k] for k in self.model.domains]) for d in self.decisions
+            ],
         )
         if switch > last + 1:
             skipped = ", ".join(str(s) for s in self.switch_steps[last : switch - 1])
@@ -324,11 +350,22 @@ class OnlineController:
         decision = self.decide(step, loss)
         return dict(decision.weights) if decision is not None else None
 
+    def first_weights(self) -> dict[str, float]:
+        """Segment 0's mixture: the prior, or with constraints the nearest feasible mixture."""
+        if self.constraints is None:
+            return self.prior_weights
+        from regmixd_cli.constraints import BudgetPlan, fit_first
+
+        prior = [self.prior_weights[d] for d in self.model.domains]
+        first, _ = fit_first(BudgetPlan(self.constraints, self.target_steps), prior)
+        return dict(zip(self.model.domains, first, strict=True))
+
     def provenance(self) -> dict[str, Any]:
         """What the decisions depend on, for schedule and state files."""
         from regmixd_cli import __version__
 
-        return {
+        extra = {} if self.constraints is None else {"constraints": self.constraints.record}
+        return extra | {
             "model": self.model_hash or "",
             "model_form": self.model.form,
             "target": self.model.target,
@@ -350,7 +387,7 @@ class OnlineController:
         return build_online_schedule(
             self.model.domains,
             self.target_steps,
-            self.prior_weights,
+            self.first_weights(),
             float(self.model.initial_loss),
             self.decisions,
             self.provenance(),

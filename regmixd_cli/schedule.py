@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 from regmixd_cli import __version__
+from regmixd_cli.constraints import ConstrainedSearch, Constraints
 from regmixd_cli.domain import SCHEDULE_SCHEMA
 from regmixd_cli.errors import InputError, ModelError, UsageError
 from regmixd_cli.prior import PROXY_MEAN, Prior, resolve_prior
@@ -82,6 +83,8 @@ class Stage:
     end_fraction: float
     weights: tuple[float, ...]  # in the schedule's domain order
     predicted_loss: float | None
+    # (p10, p50, p90) of the model's bootstrap replicas, when the model has an ensemble.
+    predicted_loss_interval: tuple[float, float, float] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,8 +147,14 @@ def build_schedule(
     progress: ProgressFn | None = None,
     *,
     model_sha256: str = "",
+    constraints: Constraints | None = None,
+    rank: ScheduleModel | None = None,
 ) -> Schedule:
-    """RegMix-D Algorithm 1: segment 0 = prior, then one search per switch point at (t_j, l)."""
+    """RegMix-D Algorithm 1: segment 0 = prior, then one search per switch point at (t_j, l).
+
+    With `constraints`, every stage (segment 0 included) satisfies them (regmixd_cli.constraints).
+    With `rank`, candidates are ranked by that model (e.g. an ensemble quantile) instead.
+    """
     import numpy as np
 
     if not model.has_transitions or model.form is None or model.n_switch_points < 1:
@@ -158,16 +167,24 @@ def build_schedule(
     n = model.n_switch_points
     children = np.random.SeedSequence(seed).spawn(n)
     loss = float(model.initial_loss)
-    stages = [_stage(bounds, 0, steps, round_weights(prior.weights), loss)]
+    runner = None
+    if constraints is not None:
+        runner = ConstrainedSearch(constraints, bounds, prior.weights)
+    first = round_weights(prior.weights) if runner is None else runner.first()
+    ranker = model if rank is None else rank
+    stages = [_stage(bounds, 0, steps, first, loss)]
     for j in range(1, n + 1):
         rng = np.random.default_rng(children[j - 1])
         at_loss = loss  # bound now: the lambda must not see the loss updated below
 
         def score(candidates: np.ndarray, j: int = j, at_loss: float = at_loss) -> np.ndarray:
-            return model.predict_transition(j, candidates, at_loss)
+            return ranker.predict_transition(j, candidates, at_loss)
 
-        result = search_mixture(score, prior.weights, config, rng)
-        weights = round_weights(result.weights)
+        if runner is None:
+            result = search_mixture(score, prior.weights, config, rng)
+            weights = round_weights(result.weights)
+        else:
+            result, weights = runner.search(j, score, config, rng)
         mixture = np.asarray([weights], dtype=np.float32)
         loss = float(np.asarray(model.predict_transition(j, mixture, at_loss)).reshape(-1)[0])
         stages.append(_stage(bounds, j, steps, weights, loss))
@@ -178,7 +195,7 @@ def build_schedule(
         tuple(model.domains),
         steps,
         tuple(stages),
-        _provenance(model, config, prior, seed, model_sha256),
+        _provenance(model, config, prior, seed, model_sha256, runner),
     )
 
 
@@ -191,14 +208,23 @@ def build_static(
     progress: ProgressFn | None = None,
     *,
     model_sha256: str = "",
+    constraints: Constraints | None = None,
+    rank: ScheduleModel | None = None,
 ) -> Schedule:
     """Static RegMix: one search with the endpoint model, one mixture for the whole run."""
     import numpy as np
 
     steps = _target_steps(model, target_steps)
     rng = np.random.default_rng(np.random.SeedSequence(seed).spawn(1)[0])
-    result = search_mixture(model.predict_endpoint, prior.weights, config, rng)
-    weights = round_weights(result.weights)
+    score = (model if rank is None else rank).predict_endpoint
+    runner = None
+    if constraints is not None:
+        runner = ConstrainedSearch(constraints, [0, steps], prior.weights)
+    if runner is None:
+        result = search_mixture(score, prior.weights, config, rng)
+        weights = round_weights(result.weights)
+    else:
+        result, weights = runner.search(0, score, config, rng)
     mixture = np.asarray([weights], dtype=np.float32)
     loss = float(np.asarray(model.predict_endpoint(mixture)).reshape(-1)[0])
     if progress is not None:
@@ -209,7 +235,7 @@ def build_static(
         tuple(model.domains),
         steps,
         (stage,),
-        _provenance(model, config, prior, seed, model_sha256),
+        _provenance(model, config, prior, seed, model_sha256, runner),
     )
 
 
@@ -237,9 +263,15 @@ def _stage(
 
 
 def _provenance(
-    model: ScheduleModel, config: SearchConfig, prior: Prior, seed: int, model_sha256: str
+    model: ScheduleModel,
+    config: SearchConfig,
+    prior: Prior,
+    seed: int,
+    model_sha256: str,
+    runner: ConstrainedSearch | None = None,
 ) -> dict[str, Any]:
-    return {
+    extra = {} if runner is None else {"constraints": runner.record()}
+    return extra | {
         "model": model_sha256,
         "model_form": model.form,
         "target": model.target,
@@ -274,6 +306,11 @@ def schedule_to_dict(schedule: Schedule) -> dict[str, Any]:
                 "weights": schedule.weights_of(s),
                 "predicted_loss": s.predicted_loss,
             }
+            | (
+                {}
+                if s.predicted_loss_interval is None
+                else {"predicted_loss_interval": list(s.predicted_loss_interval)}
+            )
             for s in schedule.stages
         ],
         "provenance": dict(schedule.provenance),
@@ -358,7 +395,16 @@ def _stage_from_dict(raw: Any, domains: Sequence[str], where: str) -> Stage:
         end_fraction=float(raw["end_fraction"]),
         weights=tuple(float(w) for w in values),
         predicted_loss=None if loss is None else float(loss),
+        predicted_loss_interval=_interval_from(raw.get("predicted_loss_interval"), where),
     )
+
+
+def _interval_from(raw: Any, where: str) -> tuple[float, float, float] | None:
+    if raw is None:
+        return None
+    if not isinstance(raw, list) or len(raw) != 3 or not all(_is_number(v) for v in raw):
+        raise InputError(f"{where}: `predicted_loss_interval` must be [p10, p50, p90]")
+    return (float(raw[0]), float(raw[1]), float(raw[2]))
 
 
 def _is_int(value: Any) -> bool:

@@ -34,6 +34,7 @@ if TYPE_CHECKING:
 
     ScoreFn = Callable[[np.ndarray], np.ndarray]
     FeasibleFn = Callable[[np.ndarray], np.ndarray]
+    TransformFn = Callable[[np.ndarray], None]
 
 DEFAULT_CANDIDATES = 100_000
 DEFAULT_TOP_K = 128
@@ -96,6 +97,7 @@ def search_mixture(
     config: SearchConfig,
     rng: np.random.Generator,
     feasible: FeasibleFn | None = None,
+    transform: TransformFn | None = None,
 ) -> SearchResult:
     """Draw `config.candidates` Dirichlet(alpha * prior) mixtures, return the mean of the k best.
 
@@ -103,6 +105,8 @@ def search_mixture(
     `feasible`, if given, maps the same chunk to a boolean mask of candidates that satisfy the
     constraints; the others are dropped before ranking. Non-finite scores are dropped too.
     The chunk is a column-major view (each domain's column is contiguous); copy it to keep it.
+    `transform`, if given, rewrites each chunk of candidates in place before scoring (issue 8's
+    constraints use it to map candidates into a small feasible region).
     """
     import numpy as np
 
@@ -154,6 +158,8 @@ def search_mixture(
             with np.errstate(invalid="ignore", divide="ignore"):
                 block /= totals
             candidates = block.T
+            if transform is not None:
+                transform(candidates)
             losses = np.asarray(score(candidates), dtype=np.float64).reshape(-1)
             if losses.shape[0] != c:
                 raise ValueError(f"score returned {losses.shape[0]} values for {c} candidates")

@@ -37,13 +37,24 @@ def design(
         float | None,
         typer.Option("--proxy-tokens", help="Tokens one proxy trains on [default: 1000 x 2^20]."),
     ] = None,
+    constraints: Annotated[
+        Path | None,
+        typer.Option(
+            "--constraints",
+            metavar="FILE",
+            help="Constraints TOML (as for schedule): min/max weights, and available_tokens x "
+            "max_epochs capping each proxy's use of a domain.",
+        ),
+    ] = None,
 ) -> None:
     """Design proxy mixtures as RegMix did: Dirichlet draws around the prior.
 
     The prior is tempered to p^0.5; each mixture is one draw at a strength picked from 15
     log-spaced values in [0.1, 5]. Weights under 2e-4 are zeroed and the rest rounded to
     multiples of 2e-4 summing to exactly 1; duplicates are dropped. With --available-tokens,
-    a domain's weight is capped at min(max_epochs x available / proxy_tokens, 1). Output:
+    a domain's weight is capped at min(max_epochs x available / proxy_tokens, 1). With
+    --constraints every mixture also respects the file's min/max weights and token budgets
+    (a budget caps one proxy's use: max_epochs x available_tokens / --proxy-tokens). Output:
     {run: {domain: weight}} (.json) or run,<domain>... (.csv), runs p000, p001, ...
 
     Example: regmixd design --prior prior.json --runs 512 --seed 0 --out mixtures.csv
@@ -69,13 +80,43 @@ def design(
             MAX_EPOCHS if max_epochs is None else max_epochs,
             PROXY_TOKENS if proxy_tokens is None else proxy_tokens,
         )
-    mixtures = design_mixtures(weights, runs, seed, caps)
+    floors = None
+    if constraints is not None:
+        caps, floors = _constraint_bounds(
+            constraints, domains, caps, PROXY_TOKENS if proxy_tokens is None else proxy_tokens
+        )
+    mixtures = design_mixtures(weights, runs, seed, caps, floors=floors)
     text = mixtures_text(out_path, run_ids(runs), domains, mixtures)
     if out_path == STDOUT:
         out.print(text, end="", markup=False, highlight=False)
     else:
         atomic_write_text(Path(out_path), text)
     info(f"Designed {runs} mixtures over {len(domains)} domains (seed {seed}) -> {out_path}")
+
+
+def _constraint_bounds(
+    path: Path, domains: tuple[str, ...], caps: tuple[float, ...] | None, proxy_tokens: float
+) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Caps and floors from a constraints file; budgets cap one proxy's use of a domain."""
+    from regmixd_cli.constraints import check_bounds
+    from regmixd_cli.io.constraints import read_constraints
+
+    limits = read_constraints(path, domains)
+    assert limits is not None
+    if limits.has_budget and caps is not None:
+        raise UsageError(
+            f"--available-tokens and {path} both give token budgets; give them in one place"
+        )
+    if limits.max_change is not None or limits.tokens_per_step is not None:
+        info(f"{path}: [schedule] settings apply to schedules, not to proxy design; ignored")
+    upper = [
+        min(hi, b / proxy_tokens) if b is not None else hi
+        for hi, b in zip(limits.upper, limits.budget, strict=True)
+    ]
+    if caps is not None:
+        upper = [min(u, c) for u, c in zip(upper, caps, strict=True)]
+    check_bounds(limits, upper)
+    return tuple(upper), limits.lower
 
 
 def _read_available(path: Path, domains: tuple[str, ...]) -> list[float | None]:

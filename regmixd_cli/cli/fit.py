@@ -109,9 +109,22 @@ def fit(
             "--learning-rate", help="XGBoost learning rate (default: measured, see docs)."
         ),
     ] = None,
+    ensemble: Annotated[
+        int,
+        typer.Option(
+            "--ensemble",
+            metavar="B",
+            help="Also train B bootstrap replicas over runs (loss intervals, schedule --risk).",
+        ),
+    ] = 0,
     json_output: Annotated[
         bool, typer.Option("--json", help="Print the report as JSON on stdout.")
     ] = False,
+    plot: Annotated[
+        Path | None,
+        typer.Option("--plot", metavar="FILE", help="Also draw held-out vs predicted loss per "
+                     "stage from the cross-validation: FILE.png or FILE.svg."),
+    ] = None,
 ) -> None:
     """Fit the transition regressors and the RegMix endpoint model, with a cross-validation report.
 
@@ -119,11 +132,15 @@ def fit(
     """
     import dataclasses
 
+    from regmixd_cli.cli.compare import check_plot
     from regmixd_cli.io import dumps_json
     from regmixd_cli.io.store import read_store
     from regmixd_cli.model import FitConfig, XGBSettings, fit_model, save_model
     from regmixd_cli.transitions import parse_intervals
 
+    plot_format = check_plot(plot)  # before the fit: a bad --plot must not cost a whole fit
+    if ensemble < 0 or ensemble == 1:
+        raise UsageError(f"--ensemble {ensemble}: give 0 (none) or at least 2 replicas")
     grid = parse_intervals(intervals) if intervals is not None else None
     if grid is not None and switch_points is not None and switch_points != len(grid) - 1:
         raise UsageError(
@@ -170,7 +187,20 @@ def fit(
         )
     if fitted.prior_source == "proxy-mean":
         info("prior: proxy-mean (the mean mixture of the usable runs); change it with --prior")
-    save_model(out, fitted)
+    if ensemble:
+        from regmixd_cli.cli.schedule import progress_bar
+        from regmixd_cli.ensemble import ENSEMBLE_KEY, ensemble_blobs, fit_ensemble
+
+        with progress_bar(f"fitting {ensemble} bootstrap replicas", ensemble) as tick:
+            replicas = fit_ensemble(loaded, fitted, ensemble, tick, str(store))
+        extra = {ENSEMBLE_KEY: replicas.metadata}
+        save_model(out, fitted, extra, ensemble_blobs(replicas))
+    else:
+        save_model(out, fitted)
+    if plot is not None and plot_format is not None:
+        from regmixd_cli.cli.compare import plot_cv
+
+        plot_cv(fitted, plot, plot_format)
     if json_output:
         typer.echo(dumps_json(report), nl=False)
     else:

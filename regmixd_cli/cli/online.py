@@ -12,6 +12,15 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from regmixd_cli.cli._app import app, err, info, warn
+from regmixd_cli.cli._constraints import (
+    AvailableTokens,
+    ConstraintsFile,
+    MaxChange,
+    MaxEpochs,
+    MaxWeights,
+    MinWeights,
+    TokensPerStep,
+)
 from regmixd_cli.errors import InputError, UsageError
 
 if TYPE_CHECKING:
@@ -31,6 +40,7 @@ _PINNED = (
     "top_k",
     "alpha",
     "seed",
+    "constraints",
 )
 
 
@@ -95,6 +105,13 @@ def online(
             "--out-schedule", help="Write the decisions as schedule JSON here at the end."
         ),
     ] = None,
+    constraints: ConstraintsFile = None,
+    min_weight: MinWeights = None,
+    max_weight: MaxWeights = None,
+    available: AvailableTokens = None,
+    max_epochs: MaxEpochs = None,
+    tokens_per_step: TokensPerStep = None,
+    max_change: MaxChange = None,
 ) -> None:
     """Choose the mixture for the next segment of a live run from its observed loss.
 
@@ -150,6 +167,18 @@ def online(
         resolved = resolve_schedule_prior(prior, controller.model)
         controller.prior = resolved.as_dict(controller.model.domains)
         controller.prior_source = resolved.source
+    from regmixd_cli.cli._constraints import load_constraints
+
+    controller.constraints = load_constraints(
+        constraints,
+        controller.model.domains,
+        min_weights=min_weight,
+        max_weights=max_weight,
+        available=available,
+        max_epochs=max_epochs,
+        tokens_per_step=tokens_per_step,
+        max_change=max_change,
+    )
     if follow is None:
         assert step is not None and loss is not None
         _one_shot(controller, step, loss, as_json)
@@ -181,6 +210,7 @@ def _one_shot(controller: OnlineController, step: int, loss: float, as_json: boo
         prior=[controller.prior_weights[d] for d in controller.model.domains],
         search_config=controller.search_config,
         seed=controller.seed,
+        constraints=controller.constraints,
     )
     for message in decision.warnings:
         warn(message)
@@ -408,7 +438,7 @@ def _settings(controller: OnlineController, metric: str) -> dict[str, Any]:
         "model": provenance["model"],
         "target_steps": controller.target_steps,
         "metric": metric,
-        **{key: provenance[key] for key in _PINNED[3:]},
+        **{key: provenance.get(key) for key in _PINNED[3:]},
     }
 
 

@@ -11,6 +11,15 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from regmixd_cli.cli._app import app, err, info, out
+from regmixd_cli.cli._constraints import (
+    AvailableTokens,
+    ConstraintsFile,
+    MaxChange,
+    MaxEpochs,
+    MaxWeights,
+    MinWeights,
+    TokensPerStep,
+)
 from regmixd_cli.errors import UsageError
 
 if TYPE_CHECKING:
@@ -61,12 +70,30 @@ def schedule(
     as_json: Annotated[
         bool, typer.Option("--json", help="Also write the schedule JSON to stdout.")
     ] = False,
+    constraints: ConstraintsFile = None,
+    min_weight: MinWeights = None,
+    max_weight: MaxWeights = None,
+    available: AvailableTokens = None,
+    max_epochs: MaxEpochs = None,
+    tokens_per_step: TokensPerStep = None,
+    max_change: MaxChange = None,
+    risk: Annotated[
+        float | None,
+        typer.Option(
+            "--risk",
+            metavar="Q",
+            help="Rank candidates by the Q-quantile of the model's bootstrap ensemble "
+            "(0 < Q < 1; needs `fit --ensemble`).",
+        ),
+    ] = None,
 ) -> None:
     """Build an offline RegMix-D schedule (or, with --static, the RegMix mixture) from a model.
 
     Segment 0 uses the prior; each switch point then gets the mean of the --top-k best of
     --candidates Dirichlet mixtures, scored at the loss predicted so far (Algorithm 1). Proxy
-    steps map linearly onto --target-steps. The stage table goes to stderr.
+    steps map linearly onto --target-steps. The stage table goes to stderr. With
+    --constraints (or --min/--max/--available/--max-change) every stage, segment 0 included,
+    satisfies them. A model fitted with --ensemble adds 10-50-90% loss intervals per stage.
 
     Example: regmixd schedule model/ --target-steps 25000 --out schedule.json
     """
@@ -81,8 +108,34 @@ def schedule(
 
     if out_path is None and not as_json:
         raise UsageError("give --out FILE for the schedule (or --out - / --json for stdout)")
+    from regmixd_cli.cli._constraints import load_constraints, report_constraints
+    from regmixd_cli.ensemble import (
+        load_ensemble,
+        quantile_model,
+        require_ensemble,
+        schedule_intervals,
+        settings_record,
+        with_intervals,
+    )
+
     config = SearchConfig(candidates=candidates, top_k=top_k, alpha=alpha)
+    if risk is not None and not 0.0 < risk < 1.0:
+        raise UsageError(f"--risk {risk}: give a quantile strictly between 0 and 1")
     fitted = load_model(model)
+    limits = load_constraints(
+        constraints,
+        fitted.domains,
+        min_weights=min_weight,
+        max_weights=max_weight,
+        available=available,
+        max_epochs=max_epochs,
+        tokens_per_step=tokens_per_step,
+        max_change=max_change,
+    )
+    ensemble = load_ensemble(model, fitted)
+    rank = None
+    if risk is not None:
+        rank = quantile_model(fitted, require_ensemble(ensemble, model, "--risk"), risk)
     resolved = resolve_schedule_prior(prior, fitted)
     if prior is None:
         info(f"prior: the model's ({resolved.source})")
@@ -90,8 +143,20 @@ def schedule(
     total = 1 if static else fitted.n_switch_points
     with progress_bar("searching mixtures", total) as progress:
         result = build(
-            fitted, config, resolved, target_steps, seed, progress, model_sha256=model_hash(model)
+            fitted,
+            config,
+            resolved,
+            target_steps,
+            seed,
+            progress,
+            model_sha256=model_hash(model),
+            constraints=limits,
+            rank=rank,
         )
+    if ensemble is not None:
+        result = with_intervals(result, schedule_intervals(result, fitted, ensemble))
+        result.provenance["ensemble"] = settings_record(ensemble, True, risk)
+    report_constraints(result.provenance)
     text = schedule_json(result)
     to_stdout = as_json or (out_path is not None and str(out_path) == STDOUT)
     if out_path is not None and str(out_path) != STDOUT:

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from regmixd_cli.cli._app import app
-from regmixd_cli.errors import InputError
+from regmixd_cli.errors import InputError, UsageError
 
 
 @app.command()
@@ -18,6 +18,11 @@ def show(
         typer.Argument(metavar="STORE|MODEL|SCHEDULE", help="A store or model directory, or a "
                        "schedule JSON file."),
     ],
+    plot: Annotated[
+        Path | None,
+        typer.Option("--plot", metavar="FILE", help="Schedules: also draw the weights over "
+                     "training steps as stacked areas, FILE.png or FILE.svg."),
+    ] = None,
 ) -> None:
     """Summarise a trajectory store, a fitted model (with its cross-validation report), or a
     schedule (a table of stages and a stacked bar per stage).
@@ -30,6 +35,11 @@ def show(
     from regmixd_cli.io.model_files import MODEL_FILE
     from regmixd_cli.io.store import MANIFEST_FILE
 
+    if plot is not None and path.is_dir():
+        raise UsageError(
+            f"--plot draws schedules, and {path} is not a schedule file; for a model's "
+            "cross-validation figure use `regmixd fit STORE --out MODEL --plot FILE`"
+        )
     if path.is_dir():
         if (path / MANIFEST_FILE).is_file():
             show_store(path)
@@ -40,6 +50,10 @@ def show(
                 f"{path}: neither a trajectory store ({MANIFEST_FILE}) nor a model ({MODEL_FILE})"
             )
     elif path.is_file():
+        if plot is not None:  # first: a bad --plot fails before anything is printed
+            from regmixd_cli.cli.compare import plot_schedule
+
+            plot_schedule(path, plot)
         show_schedule(path)
     else:
         raise InputError(f"{path}: no such file or directory")

@@ -1,0 +1,130 @@
+"""The constraint options shared by `schedule` and `online` (SPEC section 4), and their report."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from regmixd_cli.cli._app import info
+from regmixd_cli.errors import UsageError
+
+if TYPE_CHECKING:
+    from regmixd_cli.constraints import Constraints
+
+ConstraintsFile = Annotated[
+    Path | None,
+    typer.Option(
+        "--constraints",
+        metavar="FILE",
+        help="TOML: [domains.<name>] min/max/available_tokens/max_epochs, "
+        "[schedule] tokens_per_step/max_change.",
+    ),
+]
+MinWeights = Annotated[
+    list[str] | None,
+    typer.Option("--min", metavar="DOMAIN=W", help="Smallest weight of a domain (repeatable)."),
+]
+MaxWeights = Annotated[
+    list[str] | None,
+    typer.Option("--max", metavar="DOMAIN=W", help="Largest weight of a domain (repeatable)."),
+]
+AvailableTokens = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--available",
+        metavar="DOMAIN=TOKENS",
+        help="Unique tokens of a domain's corpus (repeatable); needs --tokens-per-step.",
+    ),
+]
+MaxEpochs = Annotated[
+    float | None,
+    typer.Option("--max-epochs", help="Epochs allowed over every --available corpus [default: 1]."),
+]
+TokensPerStep = Annotated[
+    float | None,
+    typer.Option("--tokens-per-step", help="Target tokens per step (turns weights into tokens)."),
+]
+MaxChange = Annotated[
+    float | None,
+    typer.Option("--max-change", help="Largest L1 change between consecutive stages."),
+]
+
+
+def _pairs(values: list[str] | None, flag: str) -> dict[str, float] | None:
+    if not values:
+        return None
+    out: dict[str, float] = {}
+    for value in values:
+        name, sep, number = value.partition("=")
+        try:
+            out[name.strip()] = float(number)
+        except ValueError:
+            sep = ""
+        if not sep or not name.strip():
+            raise UsageError(f"{flag} {value!r}: expected DOMAIN=NUMBER")
+    return out
+
+
+def load_constraints(
+    path: Path | None,
+    domains: tuple[str, ...],
+    *,
+    min_weights: list[str] | None = None,
+    max_weights: list[str] | None = None,
+    available: list[str] | None = None,
+    max_epochs: float | None = None,
+    tokens_per_step: float | None = None,
+    max_change: float | None = None,
+) -> Constraints | None:
+    """The constraints of a command: `--constraints FILE`, overridden key by key by flags."""
+    from regmixd_cli.io.constraints import read_constraints
+
+    if max_epochs is not None and not available and path is None:
+        raise UsageError("--max-epochs needs --available DOMAIN=TOKENS (or --constraints FILE)")
+    overrides: dict[str, Any] = {
+        "min": _pairs(min_weights, "--min"),
+        "max": _pairs(max_weights, "--max"),
+        "available_tokens": _pairs(available, "--available"),
+        "max_epochs": max_epochs,
+        "tokens_per_step": tokens_per_step,
+        "max_change": max_change,
+    }
+    limits = read_constraints(path, domains, overrides)
+    if limits is not None:
+        from regmixd_cli.constraints import check_bounds
+
+        check_bounds(limits)  # min/max sums: fail before any work (budgets need the run length)
+    return limits
+
+
+def report_constraints(provenance: dict[str, Any]) -> None:
+    """Say on stderr what the constraints did: a projected prior, tight searches, token use."""
+    record = provenance.get("constraints")
+    if not record:
+        return
+    if record.get("prior_projected"):
+        info(
+            "constraints: the prior breaks them; segment 0 uses the nearest feasible mixture "
+            "(Euclidean projection onto the constrained simplex)"
+        )
+    for stage in record.get("stages", []):
+        if "feasible_fraction" not in stage:
+            continue
+        share = stage["feasible_fraction"]
+        how = (
+            "sampled inside the feasible region"
+            if stage["mode"] == "map"
+            else "infeasible candidates dropped"
+        )
+        info(
+            f"constraints: stage {stage['stage']}: {share:.2%} of Dirichlet candidates "
+            f"feasible ({how})"
+        )
+    for domain, use in sorted(record.get("token_use", {}).items()):
+        share = use["tokens_used"] / use["budget"] if use["budget"] > 0 else 0.0
+        info(
+            f"constraints: {domain} uses {use['tokens_used']:.4g} of its {use['budget']:.4g} "
+            f"budgeted tokens ({share:.1%})"
+        )
