@@ -5,7 +5,9 @@ The only module that imports xgboost, and only inside functions (cross-validatio
 - the endpoint booster (mixture -> loss at T_p, plain RegMix), always;
 - the transition booster(s) of the chosen form: one per stage (`per-stage`, features m..., loss)
   or one over all stages (`pooled`, features t, m..., loss), predicting the loss at the next
-  grid point. Endpoint-only stores (one observation per run) have no transition boosters.
+  grid point; or, for `curve-shift`, one booster per grid point t_1..t_N (mixture -> loss at
+  t_l; the endpoint booster is t_{N+1}) from which transitions are derived (`curve_shift`).
+  Endpoint-only stores (one observation per run) have no transition boosters.
 """
 
 from __future__ import annotations
@@ -27,9 +29,12 @@ from regmixd_cli.transitions import LossTable, build_loss_table, resolve_target
 
 PER_STAGE = "per-stage"
 POOLED = "pooled"
+CURVE_SHIFT = "curve-shift"
 AUTO = "auto"
-FORMS = (PER_STAGE, POOLED)
+FORMS = (PER_STAGE, POOLED, CURVE_SHIFT)
+TREE_FORMS = (PER_STAGE, POOLED)  # forms whose boosters take the current loss as a feature
 ENDPOINT = "endpoint"
+POINT = "point"  # curve-shift: mixture -> loss at one grid point
 
 Progress = Callable[[int, int], None]
 
@@ -128,7 +133,21 @@ class FittedModel:
     def features(self, kind: str) -> list[str]:
         """Feature order of a booster kind: endpoint, per-stage or pooled."""
         mix = [f"m:{d}" for d in self.domains]
-        return {ENDPOINT: mix, PER_STAGE: [*mix, "loss"], POOLED: ["t", *mix, "loss"]}[kind]
+        return {
+            ENDPOINT: mix,
+            PER_STAGE: [*mix, "loss"],
+            POOLED: ["t", *mix, "loss"],
+            CURVE_SHIFT: mix,
+        }[kind]
+
+    def predict_curves(self, mixtures: np.ndarray) -> np.ndarray:
+        """Curve-shift form: each mixture's predicted static loss at t_1..t_{N+1}, (C, N+1)."""
+        m = np.asarray(mixtures, dtype=np.float32)
+        names = [f"{POINT}_{j}" for j in range(1, self.n_switch_points + 1)] + [ENDPOINT]
+        curves = np.empty((m.shape[0], len(names)), dtype=np.float64)
+        for column, name in enumerate(names):
+            curves[:, column] = self.boosters[name].inplace_predict(m)
+        return curves
 
     def predict_transition(
         self, stage: int, mixtures: np.ndarray, loss: float | np.ndarray
@@ -141,6 +160,9 @@ class FittedModel:
             )
         if not 1 <= stage <= self.n_switch_points:
             raise ValueError(f"stage {stage} outside 1..{self.n_switch_points}")
+        if self.form == CURVE_SHIFT:
+            curves = self.predict_curves(mixtures)
+            return curve_shift(curves, self.grid, stage, loss)
         n_rows, n_domains = mixtures.shape
         # One allocation: the feature matrix in the booster's own column order.
         if self.form == POOLED:
@@ -173,6 +195,48 @@ class FittedModel:
         for stage in range(1, self.n_switch_points + 1):
             path[:, stage] = self.predict_transition(stage, mixtures, path[:, stage - 1])
         return path
+
+
+def curve_shift(
+    curves: np.ndarray, grid: tuple[float, ...], stage: int, loss: float | np.ndarray
+) -> np.ndarray:
+    """Next loss from (t_j, m, l) by moving along m's own static loss curve.
+
+    The run's state is its loss: a run at loss l that trains on m from now on behaves like m's
+    static run from the moment tau at which that run reached l, so the prediction is
+    g_m(tau + t_{j+1} - t_j). This extrapolates off the proxies' manifold (a schedule's history
+    differs from every static proxy) along a physically meaningful direction, where a tree fed
+    (m, l) jointly has no data. Curves are interpolated linearly in log t (loss curves are
+    close to power laws; linear in t is measurably worse), made non-increasing, and extended
+    past their ends with the end segments' slopes. A run never gets worse by training more.
+    """
+    n_rows, n_points = curves.shape
+    g = np.minimum.accumulate(curves, axis=1)
+    # Strictly decreasing, so every loss level has one time (flat stretches are ties).
+    g -= 1e-9 * np.arange(n_points)
+    log_t = np.log(np.asarray(grid, dtype=np.float64))
+    times = np.broadcast_to(log_t, g.shape)
+    level = np.broadcast_to(np.asarray(loss, dtype=np.float64), (n_rows,))
+    # tau: when m's curve reaches the current loss (descending curve: interpolate on -g).
+    tau = _interp_rows(-level, -g, times)
+    # Extrapolation far beyond the curve is a guess at best: keep tau within e^5 of the grid.
+    tau = np.clip(tau, log_t[0] - 5.0, log_t[-1] + 5.0)
+    step = float(grid[stage] - grid[stage - 1])
+    ahead = np.log(np.exp(tau) + step)
+    result: np.ndarray = np.minimum(_interp_rows(ahead, times, g), level)
+    return result
+
+
+def _interp_rows(x: np.ndarray, xp: np.ndarray, fp: np.ndarray) -> np.ndarray:
+    """Row-wise linear interpolation of (xp[i], fp[i]) at x[i], extended by the end slopes."""
+    n_rows, n_points = xp.shape
+    right = np.clip((xp < x[:, None]).sum(axis=1), 1, n_points - 1)
+    rows = np.arange(n_rows)
+    x0, x1 = xp[rows, right - 1], xp[rows, right]
+    f0, f1 = fp[rows, right - 1], fp[rows, right]
+    span = np.where(x1 > x0, x1 - x0, 1e-12)
+    result: np.ndarray = f0 + (f1 - f0) / span * (x - x0)
+    return result
 
 
 # --------------------------------------------------------------------------- fitting
@@ -218,6 +282,8 @@ def _design(
     m = table.mixtures[runs]
     if kind == ENDPOINT:
         return m, table.losses[runs, -1]
+    if kind == POINT:
+        return m, table.losses[runs, stage - 1]
     if kind == PER_STAGE:
         loss = table.losses[runs, stage - 1]
         return np.column_stack([m, loss]), table.losses[runs, stage]
@@ -238,6 +304,8 @@ def booster_kinds(table: LossTable, forms: tuple[str, ...]) -> list[tuple[str, s
         kinds += [(f"stage_{j}", PER_STAGE, j) for j in range(1, n_stages + 1)]
     if n_stages and POOLED in forms:
         kinds.append((POOLED, POOLED, 0))
+    if n_stages and CURVE_SHIFT in forms:
+        kinds += [(f"{POINT}_{j}", POINT, j) for j in range(1, n_stages + 1)]
     return kinds
 
 
@@ -252,7 +320,7 @@ def fit_booster(
     early_runs: np.ndarray | None = None,
 ) -> tuple[Any, int]:
     """Train one booster of `kind` on `runs` (residual target for transitions)."""
-    residual = kind != ENDPOINT and settings.residual
+    residual = kind in TREE_FORMS and settings.residual
     x, y = _design(table, runs, kind, stage)
     early = None
     if early_runs is not None:
@@ -275,7 +343,7 @@ def fit_model(
     from regmixd_cli.prior import resolve_prior
 
     if config.form not in (AUTO, *FORMS):
-        raise UsageError(f"--model {config.form!r}: choose auto, per-stage or pooled")
+        raise UsageError(f"--model {config.form!r}: choose auto, {', '.join(FORMS)}")
     target = resolve_target(store, config.target, where)
     table = build_loss_table(
         store,
@@ -403,10 +471,16 @@ def load_model(path: Path) -> FittedModel:
             names.append(POOLED)
         elif form == PER_STAGE:
             names += [f"stage_{j}" for j in range(1, len(grid))]
+        elif form == CURVE_SHIFT:
+            names += [f"{POINT}_{j}" for j in range(1, len(grid))]
         boosters = {}
         for name in names:
             booster = xgb.Booster()
             booster.load_model(bytearray(blobs[f"{name}.ubj"]))
+            widths = {len(f) for f in meta.get("features", {}).values()}
+            if widths and booster.num_features() not in widths:  # booster of another model
+                raise ValueError(f"{name}.ubj has {booster.num_features()} features, "
+                                 f"model.json lists {sorted(widths)}")
             booster.set_param({"nthread": default_threads()})
             boosters[name] = booster
         initial = meta["initial_loss"]

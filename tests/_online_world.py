@@ -51,7 +51,9 @@ def build_store(n_runs: int = 24, seed: int = 0, *, endpoint_only: bool = False)
         },
         orient="row",
     )
-    manifest = {"schema_version": "regmixd.store/v1", "domains": list(DOMAINS), "metrics": [TARGET]}
+    from regmixd_cli.io.store import build_manifest
+
+    manifest = build_manifest(DOMAINS, runs, trajectories, [])
     return Store(DOMAINS, runs, trajectories, manifest)
 
 

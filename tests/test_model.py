@@ -16,6 +16,7 @@ from regmixd_cli.metrics import pearson, r2, rank_average, spearman, top_k_overl
 from regmixd_cli.model import (
     FitConfig,
     XGBSettings,
+    curve_shift,
     fit_model,
     load_model,
     model_hash,
@@ -63,6 +64,12 @@ def test_held_out_accuracy_on_a_known_smooth_rule(fitted):
             assert row[form]["spearman"] > 0.95, (row["stage"], form, row[form])
     for form in ("per-stage", "pooled"):
         assert report["endpoint"]["rollout"][form]["spearman"] > 0.95
+    # Curve-shift predicts from mixture -> curve regressors (as hard to learn as the endpoint
+    # from 40 runs), but the observed l_j still places the run on its curve.
+    for row in report["transitions"]:
+        assert row["curve-shift"]["spearman"] > 0.9, row
+    curve = report["endpoint"]["rollout"]["curve-shift"]["spearman"]
+    assert curve > report["endpoint"]["endpoint"]["spearman"]
     # From l_1 onwards the trajectory carries information the mixture alone does not.
     rollout = report["endpoint"]["rollout"][fitted.form]["spearman"]
     assert rollout > report["endpoint"]["endpoint"]["spearman"] > 0.5
@@ -83,11 +90,55 @@ def test_model_fields(fitted, smooth):
     assert choice["form"] == fitted.form and "MAE" in choice["reason"]
 
 
-def test_auto_keeps_the_form_with_lower_held_out_error(fitted):
+def test_auto_keeps_curve_shift_unless_its_held_out_ranking_fails(fitted):
     truth_rows = fitted.report["transitions"]
+    rho = np.mean([r["curve-shift"]["spearman"] for r in truth_rows])
+    if rho >= crossval.CURVE_SHIFT_MIN_SPEARMAN:
+        assert fitted.form == "curve-shift"
+        return
     mean_mae = {f: np.mean([r[f]["mae"] for r in truth_rows]) for f in ("per-stage", "pooled")}
     # Equal numbers of rows per stage: the mean of stage MAEs is the overall MAE.
     assert fitted.form == min(mean_mae, key=lambda f: (mean_mae[f], f != "pooled"))
+
+
+def test_auto_falls_back_to_a_tree_form_when_curve_shift_ranks_badly(fitted, smooth):
+    from regmixd_cli.transitions import build_loss_table
+
+    table = build_loss_table(smooth, "val/loss", n_switch_points=2)
+    truth = table.losses[:, 1:]
+    rng = np.random.default_rng(0)
+    preds = {
+        "per-stage/next": truth + 0.02,
+        "pooled/next": truth + 0.01,
+        "curve-shift/next": truth + rng.normal(0.0, 10.0, truth.shape),  # noise: rho ~ 0
+    }
+    form, reason = crossval.choose_form(
+        "auto", ("per-stage", "pooled", "curve-shift"), table, preds
+    )
+    assert form == "pooled" and "curve-shift" in reason
+    preds["curve-shift/next"] = truth + 0.05  # worse MAE, perfect ranking: kept
+    form, _ = crossval.choose_form("auto", ("per-stage", "pooled", "curve-shift"), table, preds)
+    assert form == "curve-shift"
+
+
+def test_curve_shift_moves_along_the_mixtures_own_curve():
+    grid = (100.0, 200.0, 300.0)
+    # Loss linear in log t is interpolated exactly: g(t) = 6 - 0.5 log t.
+    curves = np.array([[6.0 - 0.5 * math.log(t) for t in grid]])
+    g = lambda t: 6.0 - 0.5 * math.log(t)  # noqa: E731
+    # On the curve: from g(t_1) the next loss is g(t_2).
+    assert curve_shift(curves, grid, 1, g(100.0)) == pytest.approx([g(200.0)])
+    # Off the curve (ahead of it: the run reached g(150) by t_1): g(150 + 100).
+    assert curve_shift(curves, grid, 1, g(150.0)) == pytest.approx([g(250.0)])
+    # Past the curve's end: extended with the last segment's slope in log t.
+    assert curve_shift(curves, grid, 2, g(300.0)) == pytest.approx([g(400.0)])
+    # Higher current loss -> higher next loss, and never above the current loss.
+    levels = np.linspace(7.0, 2.0, 11)
+    nxt = curve_shift(np.repeat(curves, 11, axis=0), grid, 1, levels)
+    assert np.all(np.diff(nxt) <= 0) and np.all(nxt <= levels)
+    # A curve that rises (regressor noise) is made non-increasing first.
+    bumpy = np.array([[4.0, 4.2, 3.5]])
+    assert curve_shift(bumpy, grid, 1, 4.0)[0] <= 4.0
 
 
 def test_cross_validation_is_grouped_and_early_stopping_never_sees_held_out_runs(
@@ -104,7 +155,7 @@ def test_cross_validation_is_grouped_and_early_stopping_never_sees_held_out_runs
     monkeypatch.setattr(crossval, "fit_booster", spy)
     fit_model(smooth, FitConfig(n_switch_points=1, folds=4, xgb=FAST))
     cv_calls = [c for c in calls if c[1] is not None]
-    assert len(cv_calls) == 4 * 3  # endpoint, one stage, pooled per fold
+    assert len(cv_calls) == 4 * 4  # endpoint, one stage, pooled, one curve point per fold
     held_out_sets = []
     for fit_runs, early_runs in cv_calls:
         assert not fit_runs & early_runs
@@ -137,7 +188,19 @@ def test_predict_transition_builds_the_recorded_feature_order(fitted, smooth):
     mixtures = smooth.runs.select(list(smooth.domains)).to_numpy().astype(np.float32)
     loss = np.linspace(4.0, 6.0, len(mixtures)).astype(np.float32)
     got = fitted.predict_transition(2, mixtures, loss)
-    assert got.shape == (len(mixtures),) and got.dtype == np.float32
+    assert got.shape == (len(mixtures),)
+    if fitted.form == "curve-shift":
+        curves = np.column_stack(
+            [
+                fitted.boosters[n].inplace_predict(mixtures)
+                for n in ("point_1", "point_2", "endpoint")
+            ]
+        )
+        assert got == pytest.approx(curve_shift(curves, fitted.grid, 2, loss))
+        assert fitted.features(fitted.form) == [f"m:{d}" for d in smooth.domains]
+        assert fitted.predict_transition(1, mixtures[:3], 5.0).shape == (3,)
+        return
+    assert got.dtype == np.float32
     if fitted.form == "pooled":
         features = np.column_stack([np.full(len(loss), fitted.grid[1]), mixtures, loss])
         booster = fitted.boosters["pooled"]

@@ -23,7 +23,7 @@ def report_tables(report: dict[str, Any]) -> list[Table]:
     tables = []
     forms = [
         f
-        for f in ("per-stage", "pooled")
+        for f in ("per-stage", "pooled", "curve-shift")
         if report["transitions"] and f in report["transitions"][0]
     ]
     if report["transitions"]:
@@ -93,7 +93,9 @@ def fit(
         str | None,
         typer.Option(help="Interval ends t1,..,tN+1 in proxy steps (instead of an even grid)."),
     ] = None,
-    model: Annotated[str, typer.Option("--model", help="auto | per-stage | pooled.")] = "auto",
+    model: Annotated[
+        str, typer.Option("--model", help="auto | per-stage | pooled | curve-shift.")
+    ] = "auto",
     folds: Annotated[int, typer.Option(help="Cross-validation folds (grouped by run).")] = 5,
     prior: Annotated[
         str | None, typer.Option(help="Prior mixture: JSON file, uniform, or proxy-mean (default).")
@@ -266,7 +268,9 @@ def evaluate(
 def show_model(path: Path) -> None:
     """Print a model's summary and cross-validation report as tables on stdout."""
     from regmixd_cli.io.model_files import read_model_dir
+    from regmixd_cli.model import load_model
 
+    load_model(Path(path))  # a summary of a model that cannot be used would mislead
     meta, _ = read_model_dir(Path(path))
     report = meta["report"]
     summary = Table(title=f"Model {path}", show_header=False)
