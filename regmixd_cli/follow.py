@@ -136,7 +136,7 @@ def parse_trainer_state(text: str, metric: str, name: str) -> tuple[Observation,
     """Evaluations of `metric` in a trainer_state.json's log_history; None if not (yet) valid."""
     try:
         data = json.loads(text)
-    except json.JSONDecodeError:
+    except (ValueError, RecursionError):  # half-written, or not JSON at all
         return None
     history = data.get("log_history") if isinstance(data, dict) else None
     if not isinstance(history, list):
@@ -162,6 +162,9 @@ def _jsonl_record(text: str, where: str, warnings: list[str]) -> Mapping[str, An
     except json.JSONDecodeError as exc:
         warnings.append(f"{where}: malformed JSON ({exc.msg}); line skipped")
         return None
+    except (ValueError, RecursionError):  # huge integers, deep nesting
+        warnings.append(f"{where}: malformed JSON; line skipped")
+        return None
     if not isinstance(record, dict):
         warnings.append(f"{where}: not a JSON object; line skipped")
         return None
@@ -169,7 +172,10 @@ def _jsonl_record(text: str, where: str, warnings: list[str]) -> Mapping[str, An
 
 
 def _csv_header(text: str, keys: tuple[str, ...], name: str) -> tuple[str, ...]:
-    header = tuple(c.strip() for c in next(csv.reader([text])))
+    try:
+        header = tuple(c.strip() for c in next(csv.reader([text])))
+    except csv.Error as exc:
+        raise InputError(f"{name}:1: unreadable CSV header ({exc}); is this a CSV log?") from None
     if "step" not in header:
         raise InputError(f"{name}:1: CSV header has no 'step' column; columns are {text}")
     long = {"metric", "value"} <= set(header)
@@ -184,7 +190,11 @@ def _csv_header(text: str, keys: tuple[str, ...], name: str) -> tuple[str, ...]:
 def _csv_record(
     text: str, header: tuple[str, ...], where: str, warnings: list[str]
 ) -> Mapping[str, Any] | None:
-    cells = next(csv.reader([text]))
+    try:
+        cells = next(csv.reader([text]))
+    except csv.Error as exc:
+        warnings.append(f"{where}: unreadable CSV ({exc}); line skipped")
+        return None
     if len(cells) != len(header):
         warnings.append(f"{where}: {len(cells)} fields, the header has {len(header)}; line skipped")
         return None
@@ -201,8 +211,9 @@ def _observation(step: Any, value: Any, where: str, warnings: list[str]) -> Obse
     try:
         step_f = float(step)
         value_f = float(value)
-    except (TypeError, ValueError):
-        warnings.append(f"{where}: step {step!r} or value {value!r} is not a number; skipped")
+    except (TypeError, ValueError, OverflowError):
+        warnings.append(f"{where}: step {step!r:.40} or value {value!r:.40} is not a number; "
+                        "skipped")
         return None
     if isinstance(step, bool) or isinstance(value, bool):
         warnings.append(f"{where}: step or value is a boolean; skipped")

@@ -52,8 +52,21 @@ def ingest(
 
     Example: regmixd ingest sample_logs/proxies --out store
     """
+    from regmixd_cli.io.store import lock_store
+
+    # One writer at a time: --append reads the store and writes it back (see lock_store).
+    with lock_store(out_dir, on_wait=info):
+        result, store = _ingest_locked(paths, out_dir, mixtures, fmt, final_step, append,
+                                       fill_missing_domains)
+    _finish_ingest(result, store, out_dir, json_out)
+
+
+def _ingest_locked(
+    paths: list[str], out_dir: Path, mixtures: str | None, fmt: str, final_step: int,
+    append: bool, fill_missing_domains: bool,
+) -> tuple[Any, Store]:
+    """Read the logs (and the store, with --append) and write the new store atomically."""
     from regmixd_cli.ingest import build_store
-    from regmixd_cli.io import dumps_json
     from regmixd_cli.io.spill import Spill
     from regmixd_cli.io.store import MANIFEST_FILE, open_store, read_store
     from regmixd_cli.readers import read_inputs
@@ -78,6 +91,11 @@ def ingest(
                              fill_missing_domains=fill_missing_domains, label=", ".join(paths),
                              sink=draft.write_trajectories)
         store = draft.finish(result.store)
+    return result, store
+
+
+def _finish_ingest(result: Any, store: Store, out_dir: Path, json_out: bool) -> None:
+    from regmixd_cli.io import dumps_json
 
     for message in result.warnings:
         warn(message)

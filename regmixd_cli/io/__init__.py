@@ -2,15 +2,24 @@
 
 Every output regmixd writes goes through `atomic_write_*` or `atomic_dir`, so a command that
 fails or is killed leaves what the user had exactly as it was (SPEC section 5).
+
+Temporary paths are hidden siblings of the output, named `.NAME.<pid>.<random>.tmp` (`.old`
+for a directory being swapped out). A process killed with SIGKILL cannot clean up, so the next
+write to the same output removes the leftovers of processes that are no longer alive (and puts
+back a directory that was caught between its two renames); leftovers of live processes are
+left alone. Readers never look at hidden paths, so leftovers are harmless meanwhile.
 """
 
 from __future__ import annotations
 
+import codecs
 import contextlib
+import errno
 import hashlib
 import json
 import os
 import shutil
+import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -40,11 +49,61 @@ def _umask() -> int:
     return mask
 
 
+def _tmp_prefix(path: Path) -> str:
+    """Prefix of `path`'s temporary siblings; the pid tells whether their writer is alive."""
+    return f".{path.name}.{os.getpid()}."
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # e.g. EPERM: a process of another user holds that pid
+        return True
+    return True
+
+
+def clean_stale_temps(path: Path) -> list[Path]:
+    """Remove temporary siblings of `path` left by dead processes; return what was removed.
+
+    A directory killed between the two renames of the fallback swap in `atomic_dir` is put
+    back at `path` first, so a SIGKILL never loses the previous output.
+    """
+    path = Path(path)
+    prefix = f".{path.name}."
+    removed: list[Path] = []
+    try:
+        siblings = [p for p in path.parent.iterdir() if p.name.startswith(prefix)]
+    except OSError:
+        return removed
+    for sibling in siblings:
+        rest = sibling.name[len(prefix):].split(".")
+        if len(rest) != 3 or rest[2] not in ("tmp", "old") or not rest[0].isdigit():
+            continue  # not one of ours (or a name from an older version): leave it
+        if _alive(int(rest[0])):
+            continue
+        previous = sibling / "previous"
+        with contextlib.suppress(OSError):
+            if rest[2] == "old" and previous.is_dir() and not os.path.lexists(path):
+                os.rename(previous, path)
+        if sibling.is_dir() and not sibling.is_symlink():
+            shutil.rmtree(sibling, ignore_errors=True)
+        else:
+            with contextlib.suppress(OSError):
+                sibling.unlink()
+        removed.append(sibling)
+    return removed
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Write `data` to `path` via a temporary file in the same directory and a rename."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    clean_stale_temps(path)
+    fd, tmp = tempfile.mkstemp(prefix=_tmp_prefix(path), suffix=".tmp", dir=path.parent)
     try:
         os.fchmod(fd, 0o666 & ~_umask())  # mkstemp's files are 0600; outputs follow the umask
         with os.fdopen(fd, "wb") as handle:
@@ -68,19 +127,49 @@ def write_json(path: Path, data: Any) -> None:
     atomic_write_text(path, dumps_json(data))
 
 
+def not_utf8_reason(data: bytes) -> str:
+    """Why bytes that failed to decode as UTF-8 are not accepted, and what to do about it."""
+    for bom, name in ((codecs.BOM_UTF32_LE, "UTF-32"), (codecs.BOM_UTF32_BE, "UTF-32"),
+                      (codecs.BOM_UTF16_LE, "UTF-16"), (codecs.BOM_UTF16_BE, "UTF-16")):
+        if data.startswith(bom):
+            return f"{name} text; regmixd reads UTF-8: convert it (iconv -f {name} -t UTF-8)"
+    if b"\x00" in data[:4096]:
+        return "binary data, not UTF-8 text"
+    return ("not UTF-8 text (Latin-1?); regmixd reads UTF-8: convert it "
+            "(iconv -f LATIN1 -t UTF-8)")
+
+
 def read_json(path: Path, what: str = "JSON file") -> Any:
-    """Read a JSON file, turning every failure into one InputError naming the file."""
+    """Read a JSON file, turning every failure into one InputError naming the file.
+
+    UTF-8 with or without a byte-order mark is accepted; other encodings are refused.
+    """
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        data = path.read_bytes()
     except FileNotFoundError:
         raise InputError(f"{path}: {what} not found") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InputError(f"{path}: cannot read {what} ({exc.__class__.__name__})") from None
+    except OSError as exc:
+        reason = exc.strerror or exc.__class__.__name__
+        raise InputError(f"{path}: cannot read {what} ({reason})") from None
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise InputError(f"{path}: cannot read {what}: {not_utf8_reason(data)}") from None
+    return loads_json(text, f"{path}", what)
+
+
+def loads_json(text: str | bytes, where: str, what: str = "JSON") -> Any:
+    """`json.loads` whose every failure is one InputError naming `where` (and the line)."""
     try:
         return json.loads(text)
     except json.JSONDecodeError as exc:
-        raise InputError(f"{path}:{exc.lineno}: malformed {what}: {exc.msg}") from None
+        raise InputError(f"{where}:{exc.lineno}: malformed {what}: {exc.msg}") from None
+    except RecursionError:
+        raise InputError(f"{where}: malformed {what}: nested too deeply") from None
+    except (ValueError, UnicodeDecodeError) as exc:  # e.g. an integer of > 4300 digits
+        message = str(exc).splitlines()[0] if str(exc) else exc.__class__.__name__
+        raise InputError(f"{where}: malformed {what}: {message[:80]}") from None
 
 
 @contextlib.contextmanager
@@ -93,7 +182,8 @@ def atomic_dir(path: Path) -> Iterator[Path]:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    clean_stale_temps(path)
+    tmp = Path(tempfile.mkdtemp(prefix=_tmp_prefix(path), suffix=".tmp", dir=path.parent))
     # mkdtemp makes a private (0700) directory; outputs get the usual umask-based mode.
     os.chmod(tmp, 0o777 & ~_umask())
     try:
@@ -106,7 +196,13 @@ def atomic_dir(path: Path) -> Iterator[Path]:
         if not path.is_dir():
             shutil.rmtree(tmp, ignore_errors=True)
             raise InputError(f"{path}: exists and is not a directory; choose another --out")
-        old = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".old", dir=path.parent))
+        if _exchange(tmp, path):
+            # One atomic step: `path` is the new directory and `tmp` holds the previous one.
+            shutil.rmtree(tmp, ignore_errors=True)
+            return
+        # No atomic exchange here (not Linux, or the filesystem lacks it): two renames; a
+        # kill between them leaves the previous directory in `old`, put back by the next write.
+        old = Path(tempfile.mkdtemp(prefix=_tmp_prefix(path), suffix=".old", dir=path.parent))
         os.rename(path, old / "previous")
     try:
         os.rename(tmp, path)
@@ -116,3 +212,28 @@ def atomic_dir(path: Path) -> Iterator[Path]:
         raise
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
+
+
+_AT_FDCWD = -100
+_RENAME_EXCHANGE = 2
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Swap two paths atomically (Linux renameat2 RENAME_EXCHANGE); False where unsupported."""
+    if not sys.platform.startswith("linux"):
+        return False
+    import ctypes
+
+    try:
+        renameat2 = ctypes.CDLL(None, use_errno=True).renameat2
+    except (OSError, AttributeError):  # a libc without renameat2 (glibc < 2.28, some musl)
+        return False
+    renameat2.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p,
+                          ctypes.c_uint]
+    renameat2.restype = ctypes.c_int
+    if renameat2(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE) == 0:
+        return True
+    code = ctypes.get_errno()
+    if code in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP, errno.ENOTSUP):
+        return False
+    raise OSError(code, os.strerror(code), str(b))

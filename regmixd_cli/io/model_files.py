@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from pathlib import Path
 from typing import Any
 
@@ -58,6 +59,7 @@ def read_model_dir(path: Path) -> tuple[dict[str, Any], dict[str, bytes]]:
             f"{file}: schema {found!r} is not {MODEL_SCHEMA!r}; not a model from this version "
             "of regmixd, fit it again"
         )
+    _check_document(document, file)
     files = document.get("files")
     if not isinstance(files, dict) or not files:
         raise ModelError(f"{file}: lists no booster files; fit the model again")
@@ -74,3 +76,42 @@ def read_model_dir(path: Path) -> tuple[dict[str, Any], dict[str, bytes]]:
             )
         blobs[str(name)] = data
     return document, blobs
+
+
+def _check_document(document: dict[str, Any], file: Path) -> None:
+    """The fields every reader of a model relies on agree with each other (model.json is
+    not hashed, so a hand edit shows up only here)."""
+
+    def number(value: Any) -> bool:
+        return (isinstance(value, int | float) and not isinstance(value, bool)
+                and math.isfinite(value))
+
+    domains = document.get("domains")
+    problem = ""
+    if (not isinstance(domains, list) or not domains
+            or not all(isinstance(d, str) and d for d in domains)
+            or len(set(domains)) != len(domains)):
+        problem = "`domains` is not a list of distinct names"
+    elif not isinstance(document.get("target"), str):
+        problem = "`target` is not a metric name"
+    else:
+        prior, grid = document.get("prior"), document.get("grid")
+        ranges, features = document.get("loss_ranges"), document.get("features")
+        mix = [f"m:{d}" for d in domains]
+        if (not isinstance(prior, dict) or set(prior) != set(domains)
+                or not all(number(w) for w in prior.values())):
+            problem = "`prior` does not give a weight for exactly the model's domains"
+        elif (not isinstance(grid, list) or not grid or not all(number(t) for t in grid)
+              or any(b <= a for a, b in zip(grid, grid[1:], strict=False))):
+            problem = "`grid` is not an increasing list of steps"
+        elif not isinstance(ranges, list) or not all(
+                isinstance(r, list) and len(r) == 2 and all(number(v) for v in r)
+                for r in ranges):
+            problem = "`loss_ranges` is not a list of [low, high] pairs"
+        elif not isinstance(features, dict) or not all(
+                isinstance(f, list) and [n for n in f if str(n).startswith("m:")] == mix
+                for f in features.values()):
+            problem = "`features` do not match `domains`"
+    if problem:
+        raise ModelError(f"{file}: incomplete or unreadable model ({problem}; edited or "
+                         "corrupt); fit it again with `regmixd fit`")

@@ -10,9 +10,10 @@ dictionaries of `run` and `metric` are rebuilt per row group in order of first a
 from __future__ import annotations
 
 import contextlib
+import os
 import shutil
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from queue import Queue
 from typing import TYPE_CHECKING, Any
@@ -239,6 +240,54 @@ def open_store(path: Path) -> Iterator[StoreDraft]:
         shutil.rmtree(draft.spill_dir, ignore_errors=True)
 
 
+@contextlib.contextmanager
+def lock_store(path: Path, on_wait: Callable[[str], None] | None = None) -> Iterator[None]:
+    """Hold the store's writer lock (`.NAME.lock` beside it) for a read-modify-write.
+
+    The lock is a sibling, not a file inside the store, because a write replaces the store
+    directory by rename. A second writer waits (after calling `on_wait` with a message) until
+    the first is done; the kernel drops the lock of a killed process. The holder deletes the
+    lock file before releasing it, so a waiter that then gets the lock of a deleted file sees
+    that the path no longer names it and locks the path anew.
+    """
+    path = Path(path)
+    try:
+        import fcntl
+    except ImportError:  # Windows: no advisory locks; concurrent writers are not supported
+        yield
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lock = path.parent / f".{path.name}.lock"
+    warned = False
+    while True:
+        try:
+            fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o666)
+        except OSError as exc:
+            raise InputError(f"{lock}: cannot create the store lock ({exc.strerror}); "
+                             "check the directory's permissions") from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            if on_wait is not None and not warned:
+                on_wait(f"{path}: another regmixd is writing this store; waiting for it "
+                        f"(lock {lock})")
+                warned = True
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        try:
+            same = os.stat(lock).st_ino == os.fstat(fd).st_ino
+        except FileNotFoundError:
+            same = False
+        if same:
+            break
+        os.close(fd)  # the holder before us deleted that file: lock the new one
+    try:
+        yield
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(lock)
+        os.close(fd)  # closing the descriptor releases the lock
+
+
 def write_store(path: Path, store: Store) -> Store:
     """Write a store atomically (sorted, deterministic) and return it with its final manifest."""
     with open_store(Path(path)) as draft:
@@ -265,7 +314,8 @@ def read_store(path: Path, *, verify: bool = True) -> Store:
             f"{path / MANIFEST_FILE}: store schema {found!r} is not {STORE_SCHEMA!r}; "
             "re-ingest the logs with this version of regmixd"
         )
-    files = manifest.get("files", {})
+    _check_manifest(manifest, path / MANIFEST_FILE)
+    files, domains = manifest["files"], manifest["domains"]
     for name in (RUNS_FILE, TRAJECTORIES_FILE):
         file = path / name
         if not file.is_file():
@@ -281,8 +331,34 @@ def read_store(path: Path, *, verify: bool = True) -> Store:
     except Exception as exc:  # polars raises several unrelated types for corrupt files
         raise InputError(
             f"{path}: unreadable Parquet in store ({exc.__class__.__name__})") from None
-    domains = tuple(manifest["domains"])
+    domains = tuple(domains)
     expected = {RUN, SOURCE, DIVERGED, *domains}
-    if set(runs.columns) != expected or tuple(trajectories.columns) != TRAJECTORY_COLUMNS:
+    if (set(runs.columns) != expected or tuple(trajectories.columns) != TRAJECTORY_COLUMNS
+            or runs.height != manifest["n_runs"] or trajectories.height != manifest["n_rows"]):
         raise InputError(f"{path}: store tables do not match the manifest; re-ingest the logs")
     return Store(domains, runs, trajectories, manifest)
+
+
+def _check_manifest(manifest: dict[str, Any], file: Path) -> None:
+    """The fields readers rely on have the right types (a hand-edited manifest may not)."""
+
+    def names(value: Any, allow_empty: bool = False) -> bool:
+        return (isinstance(value, list) and (allow_empty or bool(value))
+                and all(isinstance(v, str) and v for v in value) and len(set(value)) == len(value))
+
+    def count(value: Any) -> bool:
+        return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+    inputs = manifest.get("inputs")
+    ok = (
+        isinstance(manifest.get("files"), dict)
+        and names(manifest.get("domains"))
+        and names(manifest.get("metrics"), allow_empty=True)
+        and all(count(manifest.get(key)) for key in ("n_runs", "n_rows", "n_diverged"))
+        and isinstance(inputs, list)
+        and all(isinstance(i, dict) and isinstance(i.get("path"), str)
+                and isinstance(i.get("sha256"), str) for i in inputs)
+    )
+    if not ok:
+        raise InputError(f"{file}: store manifest is missing fields or has wrong types (edited "
+                         "or corrupt); re-ingest the logs")

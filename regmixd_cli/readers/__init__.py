@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from regmixd_cli.errors import InputError, UsageError
+from regmixd_cli.io import not_utf8_reason
 from regmixd_cli.io.spill import Spill
 from regmixd_cli.readers.base import (
     CSV,
@@ -68,12 +69,18 @@ def detect_format(path: str | Path) -> str:
     """The format of a file, decided from its first bytes; InputError if none fits."""
     shown = str(path)
     head = read_head(Path(path))
+    if b"\x00" in head[:4096]:  # UTF-16/32 or binary: no log format has NUL bytes
+        raise InputError(f"{shown}: {not_utf8_reason(head)}")
     text = head.decode("utf-8-sig", errors="replace").lstrip()
     if not text:
         raise InputError(f"{shown}: empty file; nothing to ingest")
     if text.startswith("{"):
         return _detect_json(Path(path), text, shown)
-    header = [c.strip() for c in next(csv.reader([text.split("\n", 1)[0].rstrip("\r")]), [])]
+    try:
+        first_line = text.split("\n", 1)[0].rstrip("\r")
+        header = [c.strip() for c in next(csv.reader([first_line]), [])]
+    except csv.Error:
+        header = []
     if header and header[0] == "index" and len(header) > 1:
         return REGMIX
     if header and header[0] == "Step" and any(" - " in c for c in header[1:]):
@@ -90,7 +97,7 @@ def _detect_json(path: Path, text: str, shown: str) -> str:
     first = text.split("\n", 1)[0].strip()
     try:
         obj = json.loads(first)
-    except json.JSONDecodeError:
+    except (ValueError, RecursionError):
         obj = None
     if isinstance(obj, dict) and "run" in obj:
         return JSONL
@@ -102,7 +109,7 @@ def _detect_json(path: Path, text: str, shown: str) -> str:
         # A multi-line JSON document: a mixtures file is small enough to parse whole.
         try:
             data = json.loads(path.read_text(encoding="utf-8-sig"))
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        except (OSError, ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
             data = None
         if isinstance(data, dict) and "log_history" in data:
             return HF

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from regmixd_cli.domain import METRIC, RUN, STEP, TOKENS, VALUE
 from regmixd_cli.errors import InputError
+from regmixd_cli.io import not_utf8_reason
 
 if TYPE_CHECKING:
     import polars as pl
@@ -109,14 +110,17 @@ def read_head(path: Path, n_bytes: int = 65536) -> bytes:
 def read_text(path: Path) -> str:
     """A whole text file (small formats only), as an InputError if unreadable."""
     try:
-        return Path(path).read_text(encoding="utf-8-sig")
+        data = Path(path).read_bytes()
     except FileNotFoundError:
         raise InputError(f"{path}: no such file; check the path") from None
-    except UnicodeDecodeError:
-        raise InputError(f"{path}: not UTF-8 text; is this a log file?") from None
     except OSError as exc:
         reason = exc.strerror or exc.__class__.__name__
         raise InputError(f"{path}: cannot read ({reason})") from None
+    try:
+        # Universal newlines, as Path.read_text gives them.
+        return data.decode("utf-8-sig").replace("\r\n", "\n").replace("\r", "\n")
+    except UnicodeDecodeError:
+        raise InputError(f"{path}: {not_utf8_reason(data)}") from None
 
 
 def parse_number(raw: Any) -> float | None:

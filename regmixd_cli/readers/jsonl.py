@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from regmixd_cli.domain import METRIC, RUN, STEP, TOKENS, VALUE
 from regmixd_cli.errors import InputError
-from regmixd_cli.io import sha256_file
+from regmixd_cli.io import not_utf8_reason, sha256_file
 from regmixd_cli.io.spill import Spill
 from regmixd_cli.readers.base import (
     JSONL,
@@ -378,7 +378,7 @@ def _decode(raw: bytes, where: str, *, first: bool) -> str:
     try:
         return raw.decode("utf-8-sig" if first else "utf-8")
     except UnicodeDecodeError:
-        raise InputError(f"{where}: not UTF-8 text; is this a JSONL log?") from None
+        raise InputError(f"{where}: {not_utf8_reason(raw)}") from None
 
 
 def _parse_object(text: str, where: str) -> dict[str, Any]:
@@ -388,6 +388,9 @@ def _parse_object(text: str, where: str) -> dict[str, Any]:
         raise InputError(
             f"{where}: malformed JSON ({exc.msg} at column {exc.colno}); fix or remove the line"
         ) from None
+    except (ValueError, RecursionError):  # an integer of > 4300 digits, deep nesting
+        raise InputError(f"{where}: malformed JSON (too deeply nested or a number too long); "
+                         "fix or remove the line") from None
     if not isinstance(obj, dict):
         raise InputError(f"{where}: expected one JSON object per line, got {type(obj).__name__}")
     return obj

@@ -73,6 +73,9 @@ def _from_json(text: str, shown: str) -> dict[str, MixtureRecord]:
         raise InputError(
             f"{shown}:{exc.lineno}: malformed JSON ({exc.msg}); fix the file"
         ) from None
+    except (ValueError, RecursionError):  # an integer of > 4300 digits, deep nesting
+        raise InputError(f"{shown}: malformed JSON (too deeply nested or a number too long); "
+                         "fix the file") from None
     if not isinstance(data, dict) or not data:
         raise InputError(f"{shown}: a mixtures JSON is an object {{run: {{domain: weight}}}}")
     mixtures: dict[str, MixtureRecord] = {}

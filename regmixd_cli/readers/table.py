@@ -21,7 +21,10 @@ def read_header(path: Path, shown: str) -> list[str]:
     """The stripped column names of a CSV file's first line."""
     text = read_text(path)
     first = text.split("\n", 1)[0]
-    row = next(csv.reader([first]), [])
+    try:
+        row = next(csv.reader([first]), [])
+    except csv.Error as exc:
+        raise InputError(f"{shown}:1: unreadable CSV header ({exc}); is this a CSV file?") from None
     return [name.strip() for name in row]
 
 
@@ -51,9 +54,12 @@ def _ragged_line(path: Path, width: int) -> str:
     """The line number of the first row with more fields than the header ('?' if none)."""
     with open(path, encoding="utf-8", errors="replace", newline="") as handle:
         reader = csv.reader(handle)
-        for row in reader:
-            if len(row) > width:
-                return str(reader.line_num)
+        try:
+            for row in reader:
+                if len(row) > width:
+                    return str(reader.line_num)
+        except csv.Error:
+            return str(reader.line_num)
     return "?"
 
 
