@@ -46,3 +46,17 @@ def test_help_does_not_import_heavy_libraries():
 def test_unknown_command_is_usage_error(cli):
     result = cli("no-such-command")
     assert result.exit_code == 2
+
+
+def test_usage_errors_are_one_error_line_with_exit_2(cli):
+    result = cli("ingest", "logs", "--formt", "jsonl")
+    assert result.exit_code == 2
+    assert result.stderr.splitlines() == [
+        "Error: No such option: --formt (Possible options: --format, --out) "
+        "(see `regmixd ingest --help`)"
+    ]
+    assert result.stdout == ""
+    missing = cli("fit")
+    assert missing.exit_code == 2
+    assert missing.stderr.startswith("Error: Missing argument")
+    assert len(missing.stderr.splitlines()) == 1

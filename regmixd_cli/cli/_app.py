@@ -6,7 +6,9 @@ libraries (polars, xgboost) inside their functions so `regmixd --help` stays ins
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+import os
+import sys
+from typing import Annotated, Any, TextIO
 
 import typer
 from rich.console import Console
@@ -15,9 +17,18 @@ from typer.core import TyperGroup
 from regmixd_cli import __version__
 from regmixd_cli.errors import RegmixdError
 
+
+def _width(stream: TextIO) -> int | None:
+    """Rich's width, except 160 columns for files and pipes (rich would assume 80 and cut
+    the cross-validation tables); $COLUMNS still wins."""
+    if os.environ.get("COLUMNS") or stream.isatty():
+        return None
+    return 160
+
+
 # stdout carries data only; everything meant for a person goes to stderr.
-out = Console(soft_wrap=True, highlight=False)
-err = Console(stderr=True, soft_wrap=True, highlight=False)
+out = Console(soft_wrap=True, highlight=False, width=_width(sys.stdout))
+err = Console(stderr=True, soft_wrap=True, highlight=False, width=_width(sys.stderr))
 
 
 def warn(message: str) -> None:
@@ -29,6 +40,9 @@ def info(message: str) -> None:
     """Print one informational line on stderr."""
     err.print(message, markup=False, highlight=False)
 
+
+# Click's UsageError, found through typer's public BadParameter (typer vendors its own Click).
+_USAGE_ERROR: Any = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "UsageError")
 
 # `regmixd --help` lists commands in pipeline order rather than registration order.
 COMMAND_ORDER = (
@@ -49,6 +63,15 @@ class _Group(TyperGroup):
             return super().invoke(ctx)
         except RegmixdError as exc:
             err.print(f"Error: {exc}", markup=False, highlight=False)
+            raise typer.Exit(exc.exit_code) from None
+        except _USAGE_ERROR as exc:
+            # Click prints usage, a hint and a blank line before its message; scripts get the
+            # one `Error:` line SPEC section 2 promises, with the way to the help in it.
+            if type(exc).__name__ == "NoArgsIsHelpError":
+                raise
+            where = exc.ctx.command_path if exc.ctx is not None else "regmixd"
+            message = f"Error: {exc.format_message()} (see `{where} --help`)"
+            err.print(message, markup=False, highlight=False)
             raise typer.Exit(exc.exit_code) from None
 
 
