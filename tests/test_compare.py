@@ -253,3 +253,16 @@ def test_the_ensemble_gives_an_interval_where_the_model_has_one():
     (banded,) = predict_plans(_Linear(0.5, (_Linear(0.4), _Linear(0.7))), [plan])
     assert banded.bands == ((5.0, 5.0), (4.3, 4.6), (3.6, 4.2))
     assert banded.outside == (False, False, True)  # 4.0 is below what the proxies reached
+
+
+def test_compare_table_marks_exactly_the_extrapolated_points(cli, model):
+    args = ("compare", model, "prior", "static", "offline", "--candidates", "500")
+    table = cli(*args)
+    data = _json(cli(*args, "--json"))
+    assert table.exit_code == 0, table.output
+    expected = 0
+    for item in data["items"]:
+        flags = [p["outside_training_range"] for p in item["points"]]
+        expected += sum(flags[1:-1]) + flags[-1] * (1 if item["final_from"] == "endpoint" else 2)
+    assert table.stdout.count(" *") == expected
+    assert ("* marks predictions outside" in table.stderr) == (expected > 0)

@@ -159,8 +159,11 @@ def comparison_tables(result: dict[str, Any]) -> list[Table]:
     for s in switch[1:]:
         losses.add_column(f"@{s}", justify="right", no_wrap=True)
     for item in items:
+        marks = [" *" if p["outside_training_range"] else "" for p in item["points"]]
         final = _loss(item["final_loss"]) + (" e" if item["final_from"] == "endpoint" else "")
-        rollout = _loss(item["rollout_loss"])
+        if item["final_from"] != "endpoint" and marks:
+            final += marks[-1]
+        rollout = _loss(item["rollout_loss"]) + (marks[-1] if marks else "")
         if item["rollout_interval"] is not None:
             low, high = item["rollout_interval"]
             rollout += f"\n[{low:.4f}, {high:.4f}]"
@@ -170,7 +173,8 @@ def comparison_tables(result: dict[str, Any]) -> list[Table]:
             final,
             f"{item['delta_to_best']:+.4f}",
             rollout,
-            *(_loss(v) for v in item["switch_losses"][1:]),
+            *(_loss(v) + mark for v, mark in
+              zip(item["switch_losses"][1:], marks[1:-1], strict=True)),
         ]
         losses.add_row(*row)
     shares = Table(title="Share of tokens over the whole run", show_edge=False, pad_edge=False)
