@@ -52,6 +52,8 @@ class Chunk:
     warnings: tuple[str, ...]
     other_runs: frozenset[str]
     metrics_seen: frozenset[str]
+    records: int = 0  # complete lines of the followed run that carry a step (with or without
+    # the metric): how much evidence there is that a missing metric is misnamed
 
 
 def detect_format(path: Path, fmt: str = "auto") -> str:
@@ -84,6 +86,7 @@ def parse_chunk(data: bytes, cursor: LogCursor, *, fmt: str, metric: str, name: 
     warnings: list[str] = []
     other_runs: set[str] = set()
     metrics_seen: set[str] = set()
+    records = 0
     header, run, line_no = cursor.header, cursor.run, cursor.line
     keys = metric_keys(metric)
     for raw in data[:end].split(b"\n")[:-1]:
@@ -115,6 +118,7 @@ def parse_chunk(data: bytes, cursor: LogCursor, *, fmt: str, metric: str, name: 
                 continue
         if "step" not in record:  # e.g. a mixture line
             continue
+        records += 1
         metrics_seen.update(k for k in record if k not in _RESERVED)
         key = next((k for k in keys if record.get(k) not in (None, "")), None)
         if key is None:  # a line without this metric (e.g. a training-loss line)
@@ -129,6 +133,7 @@ def parse_chunk(data: bytes, cursor: LogCursor, *, fmt: str, metric: str, name: 
         tuple(warnings),
         frozenset(other_runs),
         frozenset(metrics_seen),
+        records,
     )
 
 
@@ -212,8 +217,9 @@ def _observation(step: Any, value: Any, where: str, warnings: list[str]) -> Obse
         step_f = float(step)
         value_f = float(value)
     except (TypeError, ValueError, OverflowError):
-        warnings.append(f"{where}: step {step!r:.40} or value {value!r:.40} is not a number; "
-                        "skipped")
+        warnings.append(
+            f"{where}: step {step!r:.40} or value {value!r:.40} is not a number; skipped"
+        )
         return None
     if isinstance(step, bool) or isinstance(value, bool):
         warnings.append(f"{where}: step or value is a boolean; skipped")

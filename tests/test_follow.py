@@ -271,7 +271,12 @@ def test_timeout_without_a_log(cli, model_dir, tmp_path):
     result = follow(cli, model_dir, tmp_path / "later.jsonl", "--timeout", "0.2")
     assert result.exit_code == 0, result.output
     assert result.stdout == ""
-    assert "Waiting for" in result.stderr and "timed out" in result.stderr
+    waiting = f"Warning: {tmp_path / 'later.jsonl'} does not exist yet; waiting for it to appear"
+    assert waiting in result.stderr and "timed out" in result.stderr
+    assert result.stderr.index(waiting) < result.stderr.index("timed out")  # said at start
+    assert result.stderr.count("does not exist yet") == 1
+    assert "later.jsonl never appeared; check the --follow path" in result.stderr
+    assert "no value of metric" not in result.stderr  # no metric to blame: there was no log
     assert "0 of 3 switch points decided" in result.stderr
 
 
@@ -392,3 +397,171 @@ def test_a_replaced_log_is_read_again_from_the_start(cli, model_dir, tmp_path):
     assert result.exit_code == 0, result.output
     assert [d["switch"] for d in lines(result.stdout)] == [1, 2, 3]
     assert "truncated or replaced" in result.stderr
+
+
+# --------------------------------------------------------------------------- new-user review fixes
+
+
+def test_records_count_the_followed_runs_lines_with_a_step():
+    data = (
+        b'{"run": "r", "mixture": {"a": 1.0}}\n'
+        b'{"run": "r", "step": 100, "train/loss": 4.1}\n'
+        b'{"run": "x", "step": 100, "train/loss": 9.1}\n'
+        b'{"run": "r", "step": 200, "val/loss": 3.8}\n'
+        b'{"run": "r", "step": 3'
+    )
+    assert jsonl(data).records == 2
+
+
+def watcher(model_dir: Path, log: Path, *args: str | Path, deadline: float = 60.0):
+    """Run a watcher in a subprocess, killed after `deadline` s: a hang fails, never blocks."""
+    command = [
+        sys.executable, "-m", "regmixd_cli", "online", str(model_dir), "--follow", str(log),
+        "--target-steps", "6000", "--candidates", "2000", "--poll", "0.03", *map(str, args),
+    ]  # fmt: skip
+    try:
+        return subprocess.run(command, capture_output=True, text=True, timeout=deadline)
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"the watcher was still running after {deadline:g} s: --timeout was ignored")
+
+
+def test_a_half_written_last_line_does_not_hold_off_the_timeout(model_dir, tmp_path):
+    # A trainer that died mid-write: the unfinished line waits, but the log is idle.
+    log, state = tmp_path / "partial.jsonl", tmp_path / "state.json"
+    log.write_text(obs(1500, 3.5) + '{"run": "big", "step": 20')
+    result = watcher(model_dir, log, "--timeout", "0.3", "--state", state)
+    assert result.returncode == 0, result.stderr
+    assert [d["switch"] for d in lines(result.stdout)] == [1]
+    assert "timed out" in result.stderr
+    assert f"{log}:2: the last line is incomplete (no newline)" in result.stderr
+    assert [d["switch"] for d in json.loads(state.read_text())["decisions"]] == [1]
+
+
+def test_growth_is_judged_by_size_not_by_the_unread_tail(tmp_path):
+    from regmixd_cli.cli.online import _LogSource
+
+    log = tmp_path / "log.jsonl"
+    log.write_text(obs(1500, 3.5) + '{"run": "big", "step": 20')
+    source = _LogSource(log, "jsonl", "val/loss", None)
+    observations, grew = source.read()
+    assert [o.step for o in observations] == [1500] and grew
+    assert source.read() == ((), False)  # the same unfinished line is not growth
+    assert source.partial_line() == 2
+    with open(log, "a", encoding="utf-8") as handle:
+        handle.write('00, "val/loss": 3.1}\n')
+    observations, grew = source.read()
+    assert [o.step for o in observations] == [2000] and grew
+    assert source.partial_line() is None
+
+
+def test_a_trainer_state_left_invalid_is_not_growth(tmp_path):
+    from regmixd_cli.cli.online import _LogSource
+
+    path = tmp_path / "trainer_state.json"
+    path.write_text('{"log_history": [{"step": 100, "eval_valid_loss": 4.0}')
+    source = _LogSource(path, "hf", "valid", None)
+    assert source.read() == ((), True)  # a new version, invalid: warned once
+    assert source.read() == ((), False)  # the same version again: idle, so --timeout runs
+    path.write_text('{"log_history": [{"step": 100, "eval_valid_loss": 4.0}]}')
+    observations, grew = source.read()
+    assert [o.step for o in observations] == [100] and grew
+
+
+@pytest.mark.parametrize("option", ["--out-schedule", "--state"])
+def test_an_output_path_that_is_a_directory_is_refused_before_watching(
+    cli, model_dir, tmp_path, option
+):
+    log, target = tmp_path / "log.jsonl", tmp_path / "existing_dir"
+    log.write_text(obs(1500, 3.5))
+    target.mkdir()
+    result = follow(cli, model_dir, log, "--timeout", "0.2", option, target)
+    assert result.exit_code == 3, result.output
+    assert result.stderr.startswith("Error:") and str(target) in result.stderr
+    assert option in result.stderr and "directory" in result.stderr
+    assert result.stdout == ""  # nothing was decided before the refusal
+    assert "Following" not in result.stderr
+
+
+def test_an_output_path_under_a_file_is_refused(cli, model_dir, tmp_path):
+    log = tmp_path / "log.jsonl"
+    log.write_text(obs(1500, 3.5))
+    result = follow(cli, model_dir, log, "--timeout", "0.2", "--out-schedule", log / "s.json")
+    assert result.exit_code == 3, result.output
+    assert result.stderr.startswith("Error:") and str(log) in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("--out-schedule", "{log}"), "--out-schedule {log} is the followed log"),
+        (("--state", "{tmp}/s.json", "--out-schedule", "{tmp}/s.json"), "two different files"),
+    ],
+)
+def test_output_paths_must_not_collide(cli, model_dir, tmp_path, args, message):
+    log = tmp_path / "log.jsonl"
+    log.write_text(obs(1500, 3.5))
+    before = log.read_bytes()
+    fill = {"log": log, "tmp": tmp_path}
+    result = follow(cli, model_dir, log, "--timeout", "0.2", *(a.format(**fill) for a in args))
+    assert result.exit_code == 2, result.output
+    assert result.stderr.startswith("Error:") and message.format(**fill) in result.stderr
+    assert log.read_bytes() == before
+
+
+def test_a_misnamed_metric_is_flagged_as_soon_as_lines_are_read(cli, model_dir, tmp_path):
+    log = tmp_path / "log.jsonl"
+    log.write_text(obs(1500, 3.5))  # one line, with val/loss
+    result = follow(cli, model_dir, log, "--metric", "val/los", "--timeout", "0.2")
+    assert result.exit_code == 0, result.output  # a warning, not an error: it may appear later
+    hint = "no value of metric 'val/los' in the 1 line(s) read so far; metrics seen: val/loss"
+    assert hint in result.stderr and "did you mean --metric val/loss?" in result.stderr
+    assert result.stderr.index(hint) < result.stderr.index("Stopped (")  # before the end
+    assert result.stderr.count("no value of metric") == 1  # once
+
+
+def test_a_metric_never_seen_in_many_lines_is_flagged_and_watching_goes_on(model_dir, tmp_path):
+    log = tmp_path / "log.jsonl"
+    log.write_text(
+        "".join(json.dumps({"run": "big", "step": s, "train/loss": 4.0}) + "\n" for s in range(25))
+    )
+    command = [
+        sys.executable, "-m", "regmixd_cli", "online", str(model_dir), "--follow", str(log),
+        "--target-steps", "6000", "--candidates", "2000", "--poll", "0.03", "--timeout", "20",
+    ]  # fmt: skip
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    with subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
+    ) as proc:  # the context closes the pipes even when an assertion fails
+        _check_the_early_warning(proc, log)
+    assert proc.returncode == 0
+
+
+def _check_the_early_warning(proc: subprocess.Popen, log: Path) -> None:
+    try:
+        seen = []
+        for line in proc.stderr:  # until the early warning (or the end, without the fix)
+            seen.append(line)
+            if "no value of metric" in line:
+                break
+        hint = "no value of metric 'val/loss' in the 25 line(s) read so far"
+        assert hint in seen[-1] and "check --metric (still watching)" in seen[-1], seen
+        assert proc.poll() is None  # a warning, not an exit: the metric may appear later ...
+        with open(log, "a", encoding="utf-8") as handle:
+            handle.write(obs(1500, 3.5))
+        assert json.loads(proc.stdout.readline())["switch"] == 1  # ... and here it is
+        proc.send_signal(signal.SIGTERM)
+        _, rest = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert "no value of metric" not in rest  # once
+
+
+def test_a_few_lines_without_the_metric_are_not_flagged_early(cli, model_dir, tmp_path):
+    log = tmp_path / "log.jsonl"
+    log.write_text(json.dumps({"run": "big", "step": 10, "train/loss": 4.0}) + "\n")
+    result = follow(cli, model_dir, log, "--timeout", "0.2")
+    assert result.exit_code == 0, result.output
+    assert "read so far" not in result.stderr  # one training-loss line proves nothing yet
+    assert "no value of metric 'val/loss' was read; metrics seen: train/loss" in result.stderr

@@ -318,7 +318,15 @@ def test_online_matches_offline_when_the_run_follows_the_prediction(cli, model_d
     [
         (("--step", "1500"), "give --step and --loss"),
         (("--step", "1500", "--loss", "3", "--follow", "x.jsonl"), "exclusive"),
-        (("--step", "1500", "--loss", "3", "--state", "s.json"), "--state only work"),
+        (("--step", "1500", "--loss", "3", "--state", "s.json"), "--state only works with"),
+        (
+            ("--step", "1500", "--loss", "3", "--out-schedule", "s.json"),
+            "--out-schedule only works with --follow",
+        ),
+        (
+            ("--step", "1500", "--loss", "3", "--state", "s.json", "--out-schedule", "o.json"),
+            "--state, --out-schedule only work with --follow",
+        ),
         (("--step", "5000", "--loss", "3"), "after the last switch point"),
         (("--step", "1500", "--loss", "3", "--top-k", "5000"), "--top-k"),
     ],

@@ -28,6 +28,9 @@ if TYPE_CHECKING:
     from regmixd_cli.online import Decision, OnlineController
 
 STATE_SCHEMA = "regmixd.online-state/v1"
+# Lines with a step but without the followed metric after which a misnamed --metric is
+# suspected (trainers log training loss more often than evaluations, so not after one line).
+SUSPECT_RECORDS = 20
 # The settings a state file pins: a restarted watcher must decide exactly as the first one did.
 _PINNED = (
     "model",
@@ -145,11 +148,14 @@ def online(
             if value is not None
         ]
         if extra:
-            raise UsageError(f"{', '.join(extra)} only work with --follow")
+            verb = "works" if len(extra) == 1 else "work"
+            raise UsageError(f"{', '.join(extra)} only {verb} with --follow")
     if not poll > 0:
         raise UsageError(f"--poll must be > 0 seconds, got {poll}")
     if timeout is not None and not timeout > 0:
         raise UsageError(f"--timeout must be > 0 seconds, got {timeout}")
+    if follow is not None:
+        _check_follow_paths(follow, state, out_schedule)
 
     from regmixd_cli.schedule import resolve_schedule_prior
 
@@ -194,6 +200,23 @@ def online(
         poll,
         out_schedule,
     )
+
+
+def _check_follow_paths(log: Path, state: Path | None, out_schedule: Path | None) -> None:
+    """Refuse unusable output paths before watching: a watcher may run for hours, and a path
+    it cannot write would otherwise only fail at the end, after every decision was printed."""
+    from regmixd_cli.io import check_output_file
+
+    outputs = [("--state", state), ("--out-schedule", out_schedule)]
+    for option, path in outputs:
+        if path is not None:
+            check_output_file(path, option)  # the same rule (and exit 3) as every other output
+    named = {option: path.resolve() for option, path in outputs if path is not None}
+    for option, path in named.items():
+        if path == log.resolve():
+            raise UsageError(f"{option} {log} is the followed log; choose another {option} file")
+    if len(named) == 2 and named["--state"] == named["--out-schedule"]:
+        raise UsageError(f"--state and --out-schedule are both {state}; give two different files")
 
 
 def _one_shot(controller: OnlineController, step: int, loss: float, as_json: bool) -> None:
@@ -269,6 +292,9 @@ def _follow(
     info(f"Following {log} ({fmt}) for {metric}; switch points at steps {steps}")
     if controller.decisions:
         info(f"{len(controller.decisions)} decision(s) restored from {state_path}")
+    if not log.exists():
+        # Not an error: a watcher is often started before the trainer creates its log.
+        warn(f"{log} does not exist yet; waiting for it to appear (check the --follow path)")
     stop: list[str] = []
     previous = {
         sig: signal.signal(sig, lambda s, _f: stop.append(signal.Signals(s).name))
@@ -276,10 +302,13 @@ def _follow(
     }
     source = _LogSource(log, fmt, metric, run)
     reason = "all switch points decided"
+    finished = False
     try:
         idle_since = time.monotonic()
         while not controller.done:
             observations, grew = source.read()
+            if source.metric_suspect():
+                warn(source.metric_hint(early=True))
             finished = False
             for obs in observations:
                 if obs.step >= controller.target_steps:
@@ -331,7 +360,16 @@ def _follow(
         write_json(out_schedule, controller.to_schedule())
     n_done = len(controller.decisions)
     info(f"Stopped ({reason}); {n_done} of {len(controller.switch_steps)} switch points decided")
-    if not controller.done and not source.seen_metric:
+    if not controller.done and not finished:
+        partial = source.partial_line()
+        if partial is not None:
+            warn(
+                f"{log}:{partial}: the last line is incomplete (no newline) and was not read; "
+                "did the trainer stop mid-write?"
+            )
+    if not controller.done and not log.exists():
+        warn(f"{log} never appeared; check the --follow path")
+    elif not controller.done and not source.seen_metric and not source.metric_warned:
         warn(source.metric_hint())
 
 
@@ -360,16 +398,17 @@ class _LogSource:
         self.announced: set[str] = set()
         self.metrics: set[str] = set()
         self.seen_metric = False
-        self.waiting_warned = False
+        self.metric_warned = False
+        self.records = 0  # complete lines with a step read from the followed run
+        # Line logs: the size at the last read. Growth is judged by it, not by the cursor:
+        # a half-written last line stays unconsumed, and must not count as growth forever.
+        self.size: int | None = None
 
     def read(self) -> tuple[tuple[Observation, ...], bool]:
         """New observations, and whether the file changed since the last read."""
         try:
             stat = self.path.stat()
-        except FileNotFoundError:
-            if not self.waiting_warned:
-                info(f"Waiting for {self.path} to appear")
-                self.waiting_warned = True
+        except FileNotFoundError:  # announced once by the caller at start
             return (), False
         if self.fmt == "hf":
             return self._read_whole(stat.st_mtime_ns, stat.st_size)
@@ -378,20 +417,22 @@ class _LogSource:
     def _read_whole(self, mtime: int, size: int) -> tuple[tuple[Observation, ...], bool]:
         from regmixd_cli.follow import parse_trainer_state
 
-        if self.signature == (mtime, size):
+        # A version already parsed, or already found unreadable/invalid, is no growth: a file
+        # left half-written by a dead trainer must not hold off --timeout forever.
+        if (mtime, size) in (self.signature, self.bad_signature):
             return (), False
         try:
             text = self.path.read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as exc:
             warn(f"{self.path}: cannot read yet ({exc.__class__.__name__}); retrying")
+            self.bad_signature = (mtime, size)
             return (), True
         observations = parse_trainer_state(text, self.metric, str(self.path))
         if observations is None:
-            # Half-written (the trainer rewrites it in place): read again on the next poll,
+            # Half-written (the trainer rewrites it in place): read again when it changes,
             # and say so once per version of the file.
-            if self.bad_signature != (mtime, size):
-                warn(f"{self.path}: not valid trainer_state JSON yet; retrying")
-                self.bad_signature = (mtime, size)
+            warn(f"{self.path}: not valid trainer_state JSON yet; retrying")
+            self.bad_signature = (mtime, size)
             return (), True
         self.signature = (mtime, size)
         self.seen_metric = self.seen_metric or bool(observations)
@@ -404,9 +445,12 @@ class _LogSource:
         if size < self.cursor.offset or replaced:
             warn(f"{self.path} was truncated or replaced; reading it again from the start")
             self.cursor = LogCursor(run=self.run)
+            self.size = None
         self.inode = inode
-        if size == self.cursor.offset:
+        if size == self.size or size == self.cursor.offset:
+            self.size = size
             return (), False
+        self.size = size
         with open(self.path, "rb") as handle:
             handle.seek(self.cursor.offset)
             data = handle.read(size - self.cursor.offset)
@@ -423,13 +467,47 @@ class _LogSource:
             )
             self.announced.add(other)
         self.metrics |= chunk.metrics_seen
+        self.records += chunk.records
         self.seen_metric = self.seen_metric or bool(chunk.observations)
         return chunk.observations, True
 
-    def metric_hint(self) -> str:
-        """Why nothing was decided, when the metric never appeared."""
+    def partial_line(self) -> int | None:
+        """The line number of a half-written last line left unread, if there is one."""
+        if self.fmt == "hf" or self.size is None or self.size <= self.cursor.offset:
+            return None
+        return self.cursor.line + 1
+
+    def metric_suspect(self) -> bool:
+        """True once (then False) when the lines read so far suggest --metric is misnamed.
+
+        Evidence: a metric seen in the log is a near-miss of the requested name (a typo), or
+        SUSPECT_RECORDS lines with a step carried other metrics and never this one.
+        """
+        if self.metric_warned or self.seen_metric or not self.metrics:
+            return False
+        if self.records < SUSPECT_RECORDS and not self._near_misses():
+            return False
+        self.metric_warned = True
+        return True
+
+    def _near_misses(self) -> list[str]:
+        import difflib
+
+        return difflib.get_close_matches(self.metric, sorted(self.metrics), n=3, cutoff=0.75)
+
+    def metric_hint(self, early: bool = False) -> str:
+        """Why nothing is (or was) decided: the metric has not appeared in the log."""
         seen = ", ".join(sorted(self.metrics)) or "none"
-        return f"{self.path}: no value of metric {self.metric!r} was read; metrics seen: {seen}"
+        near = self._near_misses()
+        if early:
+            hint = (
+                f"{self.path}: no value of metric {self.metric!r} in the {self.records} line(s) "
+                f"read so far; metrics seen: {seen}"
+            )
+            hint += f"; did you mean --metric {near[0]}?" if near else "; check --metric"
+            return hint + " (still watching)"
+        hint = f"{self.path}: no value of metric {self.metric!r} was read; metrics seen: {seen}"
+        return hint + (f"; did you mean --metric {near[0]}?" if near else "")
 
 
 def _settings(controller: OnlineController, metric: str) -> dict[str, Any]:
