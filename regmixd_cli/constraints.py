@@ -72,12 +72,15 @@ def parse_constraints(
     domains: Sequence[str],
     where: str,
     overrides: Mapping[str, Any] | None = None,
+    *,
+    owner: str = "the model",
 ) -> Constraints:
     """Constraints from a parsed TOML document (`where` names it) and flag overrides.
 
     `overrides` may hold `min`/`max`/`available_tokens` ({domain: value}), `max_epochs`
     (applies to every domain with available tokens), `tokens_per_step`, `max_change`.
     Problems in the file are InputErrors naming it; problems in flags are UsageErrors.
+    `owner` names where `domains` come from in messages ("the model", "the prior").
     """
     spec: dict[str, dict[str, float]] = {}
     schedule: dict[str, float] = {}
@@ -94,7 +97,7 @@ def parse_constraints(
         strangers = sorted(set(raw_domains) - set(domains))
         if strangers:
             raise InputError(
-                f"{where}: unknown domain(s) {', '.join(strangers)}; the model has "
+                f"{where}: unknown domain(s) {', '.join(strangers)}; {owner} has "
                 f"{', '.join(domains)}"
             )
         for name, table in raw_domains.items():
@@ -126,7 +129,7 @@ def parse_constraints(
             for name, value in values.items():
                 if name not in domains:
                     raise UsageError(
-                        f"--{key.replace('_', '-')} {name}=...: unknown domain; the model has "
+                        f"--{key.replace('_', '-')} {name}=...: unknown domain; {owner} has "
                         f"{', '.join(domains)}"
                     )
                 spec.setdefault(name, {})[key] = _number(value, f"--{key} {name}", UsageError)

@@ -123,8 +123,10 @@ def choose_form(
     next-interval Spearman below CURVE_SHIFT_MIN_SPEARMAN); then the tree form with the lower
     held-out next-interval MAE (ties: pooled).
     """
-    if table.endpoint_only:
+    if table.endpoint_only and table.endpoint_logs:
         return None, "endpoint-only store (one observation per run): no transition model"
+    if table.endpoint_only:
+        return None, "one grid point (--switch-points 0): the endpoint model alone (RegMix)"
     truth = table.losses[:, 1:]
     errors = {form: mae(truth, preds[f"{form}/next"]) for form in forms}
     if requested != AUTO:

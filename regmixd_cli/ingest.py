@@ -301,12 +301,18 @@ def _mixtures(
             if any(abs(a - b) > AGREE_TOLERANCE
                    for a, b in zip(weights, previous.weights, strict=True)):
                 raise InputError(
-                    f"{record.where}: run {run!r} has a different mixture in {previous.where}; "
+                    f"{_run_at(record.where, run)} has a different mixture in {previous.where}; "
                     "a run has one mixture: keep one"
                 )
             sources = tuple(sorted({*previous.sources, p.path}))
             found[run] = _Mixture(previous.weights, previous.where, sources)
     return found
+
+
+def _run_at(where: str, run: str) -> str:
+    """`FILE: run 'r0'`, without naming the run twice when `where` already names it."""
+    named = f"run {run!r}"
+    return where if where.endswith(named) else f"{where}: {named}"
 
 
 def _check_runs_match(
@@ -325,7 +331,7 @@ def _check_runs_match(
     if unobserved:
         run = unobserved[0]
         raise InputError(
-            f"{mixtures[run].where}: run {run!r} has a mixture but no observations "
+            f"{_run_at(mixtures[run].where, run)} has a mixture but no observations "
             f"({len(unobserved)} such run(s)); add its logs, or remove the mixture"
         )
 

@@ -61,6 +61,14 @@ def check_mixture(
     return tuple(v / total for v in values)
 
 
+def check_prior_spec(spec: str | None) -> None:
+    """Fail early on a `--prior` that is neither uniform, proxy-mean nor an existing file."""
+    if spec is None or spec in (UNIFORM, PROXY_MEAN):
+        return
+    if not Path(spec).is_file():
+        raise UsageError(f"--prior {spec!r}: not a file, and not 'uniform' or 'proxy-mean'")
+
+
 def resolve_prior(
     spec: str | None, domains: Sequence[str], proxy_mean: Sequence[float] | None = None
 ) -> Prior:
@@ -74,9 +82,8 @@ def resolve_prior(
         return Prior(tuple(float(w) / total for w in proxy_mean), PROXY_MEAN)
     if spec == UNIFORM:
         return Prior(tuple(1.0 / len(domains) for _ in domains), UNIFORM)
+    check_prior_spec(spec)
     path = Path(spec)
-    if not path.is_file():
-        raise UsageError(f"--prior {spec!r}: not a file, and not 'uniform' or 'proxy-mean'")
     data = read_json(path, "prior mixture")
     if not isinstance(data, dict):
         raise InputError(f"{path}: a prior must be a JSON object {{domain: weight}}")

@@ -319,8 +319,11 @@ def schedule_to_dict(schedule: Schedule) -> dict[str, Any]:
 
 def schedule_from_dict(data: Any, where: str) -> Schedule:
     """Parse and check a schedule JSON document; every problem is an InputError naming `where`."""
-    if not isinstance(data, dict):
-        raise InputError(f"{where}: a schedule must be a JSON object")
+    if not isinstance(data, dict) or "schema_version" not in data:
+        raise InputError(
+            f"{where}: not a schedule JSON (no schema_version {SCHEDULE_SCHEMA!r}); give a file "
+            "written by `regmixd schedule`"
+        )
     version = data.get("schema_version")
     if version != SCHEDULE_SCHEMA:
         raise InputError(

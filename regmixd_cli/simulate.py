@@ -501,11 +501,14 @@ def world_from_dict(data: Any, where: str) -> World:
     return world
 
 
-def stages_from_document(data: Any, world: World, where: str) -> list[Stage]:
+def stages_from_document(
+    data: Any, world: World, where: str, *, allow_missing: bool = True
+) -> list[Stage]:
     """Stages of a schedule JSON v1 document or of a plain mixture `{domain: weight}`.
 
     Reads only what scoring needs: each stage's fractions (or steps / target_steps) and
-    weights. Domains the document leaves out get weight 0; unknown domains are InputErrors.
+    weights. Domains the document leaves out get weight 0 if `allow_missing`, else they are
+    InputErrors; unknown domains are InputErrors.
     """
     from regmixd_cli.domain import SCHEDULE_SCHEMA
     from regmixd_cli.prior import check_mixture
@@ -513,7 +516,9 @@ def stages_from_document(data: Any, world: World, where: str) -> list[Stage]:
     if not isinstance(data, dict) or not data:
         raise InputError(f"{where}: expected a schedule JSON or a mixture {{domain: weight}}")
     if "stages" not in data:
-        return static_stages(check_mixture(data, world.domains, where, fill_missing=True))
+        return static_stages(
+            check_mixture(data, world.domains, where, fill_missing=allow_missing)
+        )
     if data.get("schema_version", SCHEDULE_SCHEMA) != SCHEDULE_SCHEMA:
         raise InputError(f"{where}: schema {data['schema_version']!r} is not {SCHEDULE_SCHEMA!r}")
     raw_stages = data["stages"]
@@ -526,7 +531,7 @@ def stages_from_document(data: Any, world: World, where: str) -> list[Stage]:
         if not isinstance(raw, dict) or not isinstance(raw.get("weights"), dict):
             raise InputError(f"{at}: expected an object with `weights` {{domain: weight}}")
         bounds = _stage_bounds(raw, total, at)
-        weights = check_mixture(raw["weights"], world.domains, at, fill_missing=True)
+        weights = check_mixture(raw["weights"], world.domains, at, fill_missing=allow_missing)
         stages.append((*bounds, weights))
     try:
         check_stages(world, stages)

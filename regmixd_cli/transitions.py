@@ -41,6 +41,8 @@ class LossTable:
     diverged: tuple[str, ...]
     short: tuple[str, ...]
     endpoint_only: bool
+    # The store itself holds one observation per run (RegMix's CSVs), not just a 1-point grid.
+    endpoint_logs: bool = True
 
     @property
     def n_runs(self) -> int:
@@ -128,7 +130,8 @@ def build_loss_table(
     """The usable runs' target loss on the interval grid; diverged and short runs left out.
 
     A store with at most one observation per run (RegMix's CSV pair) gives the endpoint-only
-    grid (T_p,).
+    grid (T_p,); so does a one-point grid (`--switch-points 0`): no transitions to learn.
+    A grid reaching past every run's log is a UsageError saying so.
     """
     import polars as pl
 
@@ -153,6 +156,10 @@ def build_loss_table(
     else:
         proxy_steps = max(float(per_run[r][0][-1]) for r in healthy)
         grid = (proxy_steps,) if endpoint_only else even_grid(proxy_steps, n_switch_points)
+    _check_grid_reach(grid, [per_run[r][0] for r in healthy], target, intervals is not None,
+                      where)
+    endpoint_logs = endpoint_only
+    endpoint_only = endpoint_only or len(grid) == 1
 
     runs_frame = store.runs.select([RUN, *store.domains])
     mixture_of = {str(row[0]): row[1:] for row in runs_frame.iter_rows()}
@@ -185,7 +192,28 @@ def build_loss_table(
         diverged=tuple(sorted(diverged_set)),
         short=tuple(sorted(short)),
         endpoint_only=endpoint_only,
+        endpoint_logs=endpoint_logs,
     )
+
+
+def _check_grid_reach(
+    grid: Sequence[float], steps: Sequence[np.ndarray], target: str, from_intervals: bool,
+    where: str,
+) -> None:
+    """A grid that ends after every run's last step (or starts before every first) fits none."""
+    fix = "use --intervals within the runs" if from_intervals else "use fewer --switch-points"
+    last = max(float(s[-1]) for s in steps)
+    if grid[-1] > last:
+        raise UsageError(
+            f"{where}: the grid ends at step {grid[-1]:g} but the longest run logs {target} "
+            f"to step {last:g}; {fix}"
+        )
+    first = min(float(s[0]) for s in steps)
+    if grid[0] < first:
+        raise UsageError(
+            f"{where}: the grid starts at step {grid[0]:g} but no run logs {target} before step "
+            f"{first:g}; {fix}"
+        )
 
 
 @dataclass(frozen=True, slots=True)

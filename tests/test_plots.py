@@ -113,3 +113,15 @@ def test_missing_matplotlib_says_how_to_install_it(cli, model, schedule, tmp_pat
         assert result.stderr.startswith("Error:")
         assert "pip install 'regmixd[plot]'" in result.stderr
     assert not list(tmp_path.iterdir())  # nothing written, not even the model
+
+
+def test_compare_plot_to_a_directory_fails_before_any_work(cli, tmp_path):
+    from _online_world import fit_tiny_model
+
+    model = fit_tiny_model(tmp_path / "model")
+    target = tmp_path / "fig.png"
+    target.mkdir()
+    result = cli("compare", model, "prior", "--plot", target)
+    assert result.exit_code == 3
+    assert result.stderr.startswith("Error:") and "fig.png" in result.stderr
+    assert result.stdout == ""

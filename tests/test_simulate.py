@@ -298,7 +298,7 @@ def test_cli_score_and_oracle(cli, tmp_path):
     world = make_world(4, 0)
     mixture = tmp_path / "m.json"
     mixture.write_text(json.dumps({"pile_cc": 0.7, "arxiv": 0.3}))
-    result = cli("simulate", "score", world_path, mixture, "--json")
+    result = cli("simulate", "score", world_path, mixture, "--json", "--allow-missing-domains")
     assert result.exit_code == 0, result.output
     scored = json.loads(result.stdout)
     assert scored["final_loss"] == true_final_loss(world, static_stages([0.7, 0, 0.3, 0]))

@@ -92,6 +92,13 @@ def load_constraints(
         "max_change": max_change,
     }
     limits = read_constraints(path, domains, overrides)
+    if limits is not None and path is None and limits.has_budget and (
+        limits.tokens_per_step is None
+    ):
+        raise UsageError(
+            "--available needs --tokens-per-step N (the target's tokens per step) to turn "
+            "weights into tokens; add it"
+        )
     if limits is not None:
         from regmixd_cli.constraints import check_bounds
 

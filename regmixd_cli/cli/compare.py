@@ -33,9 +33,11 @@ def check_plot(path: Path | None) -> str | None:
     """The figure format of `--plot`, checked before any work (None without --plot)."""
     if path is None:
         return None
+    from regmixd_cli.io import check_output_file
     from regmixd_cli.plots import plot_format, require_matplotlib
 
     fmt = plot_format(path.name)
+    check_output_file(path, "--plot")
     require_matplotlib()
     return fmt
 

@@ -60,11 +60,19 @@ def design(
     Example: regmixd design --prior prior.json --runs 512 --seed 0 --out mixtures.csv
     """
     from regmixd_cli.design import MAX_EPOCHS, PROXY_TOKENS, caps_from_tokens, design_mixtures
-    from regmixd_cli.io import atomic_write_text, read_json
+    from regmixd_cli.io import atomic_write_text, check_output_file, read_json
     from regmixd_cli.io.worlds import mixtures_text
-    from regmixd_cli.prior import check_mixture
+    from regmixd_cli.prior import PROXY_MEAN, UNIFORM, check_mixture
     from regmixd_cli.simulate import run_ids
 
+    if str(prior) in (UNIFORM, PROXY_MEAN) and not prior.is_file():
+        raise UsageError(
+            f"--prior {prior}: design needs a prior FILE {{domain: weight}} (it has no model "
+            "or runs to take the domain names from); for a uniform prior, write every domain "
+            "with the same weight"
+        )
+    if out_path != STDOUT:
+        check_output_file(Path(out_path))
     data = read_json(prior, "prior mixture")
     if not isinstance(data, dict) or not data:
         raise InputError(f"{prior}: a prior must be a JSON object {{domain: weight}}")
@@ -101,7 +109,7 @@ def _constraint_bounds(
     from regmixd_cli.constraints import check_bounds
     from regmixd_cli.io.constraints import read_constraints
 
-    limits = read_constraints(path, domains)
+    limits = read_constraints(path, domains, owner="the prior")
     assert limits is not None
     if limits.has_budget and caps is not None:
         raise UsageError(

@@ -87,7 +87,8 @@ def fit(
     ] = None,
     switch_points: Annotated[
         int | None,
-        typer.Option("--switch-points", help="N, switch points (grid of N+1 intervals)."),
+        typer.Option("--switch-points", help="N, switch points (grid of N+1 intervals); 0 fits "
+                     "the endpoint model alone (RegMix, no transitions)."),
     ] = None,
     intervals: Annotated[
         str | None,
@@ -135,12 +136,15 @@ def fit(
     import dataclasses
 
     from regmixd_cli.cli.compare import check_plot
-    from regmixd_cli.io import dumps_json
+    from regmixd_cli.io import check_output_dir, check_output_file, dumps_json
     from regmixd_cli.io.store import read_store
     from regmixd_cli.model import FitConfig, XGBSettings, fit_model, save_model
     from regmixd_cli.transitions import parse_intervals
 
     plot_format = check_plot(plot)  # before the fit: a bad --plot must not cost a whole fit
+    check_output_dir(out)
+    if plot is not None:
+        check_output_file(plot, "--plot")
     if ensemble < 0 or ensemble == 1:
         raise UsageError(f"--ensemble {ensemble}: give 0 (none) or at least 2 replicas")
     grid = parse_intervals(intervals) if intervals is not None else None
@@ -182,7 +186,10 @@ def fit(
         )
     report = fitted.report
     _warn_excluded(report["excluded"], fitted.proxy_steps)
-    if report["endpoint_only"]:
+    if report["endpoint_only"] and (switch_points == 0 or (grid is not None and len(grid) == 1)):
+        info("one grid point (--switch-points 0): fitted the endpoint model alone (RegMix); "
+             "schedules from this model need --static")
+    elif report["endpoint_only"]:
         warn(
             "the store has one observation per run (endpoint losses only): fitted the endpoint "
             "model alone (RegMix); schedules from this model need --static"

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from regmixd_cli.cli._app import app, info, out
+from regmixd_cli.errors import UsageError
 
 STORE_DIR = "store"
 MODEL_DIR = "model"
@@ -28,7 +30,9 @@ def run(
         str | None, typer.Option(help="Metric to model; default: the only val*/eval* metric.")
     ] = None,
     switch_points: Annotated[
-        int | None, typer.Option("--switch-points", help="N switch points (default 5).")
+        int | None,
+        typer.Option("--switch-points", help="N switch points (default 5); 0 gives the static "
+                     "RegMix mixture only."),
     ] = None,
     target_steps: Annotated[
         int | None,
@@ -50,6 +54,45 @@ def run(
 
     Example: regmixd run sample_logs/proxies --out runs/demo
     """
+    from regmixd_cli.io import check_output_dir, check_output_file
+    from regmixd_cli.prior import check_prior_spec
+
+    # Cheap checks first: a bad argument must not cost an ingest and a fit.
+    if switch_points is not None and switch_points < 0:
+        raise UsageError(f"--switch-points {switch_points}: must be 0 or more")
+    check_prior_spec(prior)
+    check_output_dir(out_dir)
+    for name in (STORE_DIR, MODEL_DIR):
+        check_output_dir(out_dir / name)
+    for name in (SCHEDULE_FILE, STATIC_FILE):
+        check_output_file(out_dir / name)
+    # A failure later removes what this invocation created; earlier outputs stay as they were
+    # (each one is replaced atomically, so none is left half-written).
+    top = out_dir  # the outermost directory this invocation would create
+    while not top.parent.exists() and top.parent != top:
+        top = top.parent
+    created = [top] if not out_dir.exists() else [
+        out_dir / name for name in (STORE_DIR, MODEL_DIR, SCHEDULE_FILE, STATIC_FILE)
+        if not (out_dir / name).exists()
+    ]
+    try:
+        _run(paths, out_dir, mixtures, target, switch_points, target_steps, prior, candidates,
+             seed, as_json)
+    except BaseException:
+        for path in created:
+            if path.is_dir():
+                shutil.rmtree(path, ignore_errors=True)
+            elif path.exists():
+                path.unlink()
+        raise
+
+
+def _run(
+    paths: list[str], out_dir: Path, mixtures: str | None, target: str | None,
+    switch_points: int | None, target_steps: int | None, prior: str | None, candidates: int,
+    seed: int, as_json: bool,
+) -> None:
+    """The steps of `run`, once its arguments are checked."""
     from regmixd_cli.cli.fit import fit
     from regmixd_cli.cli.ingest import ingest
     from regmixd_cli.cli.schedule import progress_bar, render_schedule
@@ -79,7 +122,7 @@ def run(
         write_schedule(out_dir / SCHEDULE_FILE, shown)
         info(f"wrote {out_dir / SCHEDULE_FILE} and {out_dir / STATIC_FILE} (static RegMix)")
     else:
-        info(f"endpoint-only logs: wrote the static RegMix mixture {out_dir / STATIC_FILE}")
+        info(f"endpoint-only model: wrote the static RegMix mixture {out_dir / STATIC_FILE}")
     if as_json:
         typer.echo(schedule_json(shown), nl=False)
     else:

@@ -97,6 +97,7 @@ def schedule(
 
     Example: regmixd schedule model/ --target-steps 25000 --out schedule.json
     """
+    from regmixd_cli.io import check_output_file
     from regmixd_cli.io.schedule import schedule_json, write_schedule
     from regmixd_cli.model import load_model, model_hash
     from regmixd_cli.schedule import (
@@ -108,6 +109,8 @@ def schedule(
 
     if out_path is None and not as_json:
         raise UsageError("give --out FILE for the schedule (or --out - / --json for stdout)")
+    if out_path is not None and str(out_path) != STDOUT:
+        check_output_file(out_path)  # before the search: a bad --out must not cost it
     from regmixd_cli.cli._constraints import load_constraints, report_constraints
     from regmixd_cli.ensemble import (
         load_ensemble,
@@ -203,9 +206,11 @@ def export(
     Example: regmixd export schedule.json --to megatron --prefix pile_cc=/data/pile_cc_text_document
     """
     from regmixd_cli.export import export_schedule, parse_prefixes
-    from regmixd_cli.io import atomic_write_text
+    from regmixd_cli.io import atomic_write_text, check_output_file
     from regmixd_cli.io.schedule import read_schedule
 
+    if str(out_path) != STDOUT:
+        check_output_file(out_path)
     loaded = read_schedule(schedule_file)
     text = export_schedule(loaded, to, parse_prefixes(prefix, loaded.domains))
     if str(out_path) == STDOUT:

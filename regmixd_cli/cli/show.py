@@ -50,7 +50,11 @@ def show(
                 f"{path}: neither a trajectory store ({MANIFEST_FILE}) nor a model ({MODEL_FILE})"
             )
     elif path.is_file():
-        if plot is not None:  # first: a bad --plot fails before anything is printed
+        if plot is not None:
+            from regmixd_cli.io import check_output_file
+
+            # first: a bad --plot fails before anything is printed
+            check_output_file(plot, "--plot")
             from regmixd_cli.cli.compare import plot_schedule
 
             plot_schedule(path, plot)

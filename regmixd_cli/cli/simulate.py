@@ -94,12 +94,13 @@ def simulate(
     import numpy as np
 
     from regmixd_cli.design import MAX_EPOCHS, design_mixtures
-    from regmixd_cli.io import sha256_file
+    from regmixd_cli.io import check_output_dir, sha256_file
     from regmixd_cli.io.worlds import write_simulation
     from regmixd_cli.simulate import make_world, mixture_array, run_ids, simulate_runs
 
     if out_dir is None:
         raise UsageError("give --out DIR for the world and its logs")
+    check_output_dir(out_dir)
     settings: dict[str, Any] = {
         "seed": seed,
         "steps": steps,
@@ -165,12 +166,19 @@ def score(
     as_json: Annotated[
         bool, typer.Option("--json", help="Write the result as JSON to stdout.")
     ] = False,
+    allow_missing: Annotated[
+        bool,
+        typer.Option(
+            "--allow-missing-domains",
+            help="Give domains the mixture leaves out weight 0 (unknown domains stay an error).",
+        ),
+    ] = False,
 ) -> None:
     """True final loss of a schedule (or of one static mixture) in a simulated world.
 
-    Stages are read from start_fraction/end_fraction and weights (SPEC 3.4); domains a file
-    leaves out get weight 0. Losses are at proxy scale; the target run's loss is that divided
-    by param_ratio^beta (shown too).
+    Stages are read from start_fraction/end_fraction and weights (SPEC 3.4); every domain of
+    the world needs a weight (0 is fine) unless --allow-missing-domains. Losses are at proxy
+    scale; the target run's loss is that divided by param_ratio^beta (shown too).
 
     Example: regmixd simulate score sample_logs/proxies/world.json schedule.json
     """
@@ -180,7 +188,8 @@ def score(
 
     world = read_world(world_path)
     stages = stages_from_document(
-        read_json(schedule_path, "schedule or mixture"), world, str(schedule_path)
+        read_json(schedule_path, "schedule or mixture"), world, str(schedule_path),
+        allow_missing=allow_missing,
     )
     ends = true_loss_curve(world, stages, [end * world.proxy_steps for _, end, _ in stages])
     final = float(ends[-1])
@@ -231,13 +240,17 @@ def oracle(
 
     Example: regmixd simulate oracle sample_logs/proxies/world.json --out oracle.json
     """
-    from regmixd_cli.io import dumps_json, write_json
+    from regmixd_cli.io import check_output_file, dumps_json, write_json
     from regmixd_cli.io.worlds import read_world, world_hash
     from regmixd_cli.oracle import METHOD_SCHEDULE, METHOD_STATIC, OracleConfig, find_oracle
     from regmixd_cli.oracle import oracle_document as document
 
     if as_json and out_path == STDOUT:
         raise UsageError("--json and --out - both write to stdout; pick one")
+    if out_path is not None and out_path != STDOUT:  # before the search, not after it
+        check_output_file(Path(out_path))
+    if static_out is not None:
+        check_output_file(static_out, "--static-out")
     world = read_world(world_path)
     config = OracleConfig()
     total = config.refine_starts * config.static_iterations + config.schedule_iterations

@@ -98,9 +98,43 @@ def clean_stale_temps(path: Path) -> list[Path]:
     return removed
 
 
+def _blocking_file(path: Path) -> Path | None:
+    """The nearest existing ancestor of `path` that is not a directory, if any."""
+    for parent in path.parents:
+        if parent.exists() or parent.is_symlink():
+            return None if parent.is_dir() else parent
+    return None
+
+
+def check_output_file(path: Path, option: str = "--out") -> None:
+    """Refuse, before any work, an output file path that is a directory or cannot be made.
+
+    An InputError (exit 3), as for any other existing path of the wrong kind.
+    """
+    path = Path(path)
+    if path.is_dir():
+        raise InputError(f"{path}: is a directory; give a file path to {option}")
+    blocker = _blocking_file(path)
+    if blocker is not None:
+        raise InputError(f"{path}: cannot write it, {blocker} is a file, not a directory; "
+                         f"choose another {option}")
+
+
+def check_output_dir(path: Path, option: str = "--out") -> None:
+    """Refuse, before any work, an output directory path that is a file or cannot be made."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise InputError(f"{path}: exists and is not a directory; choose another {option}")
+    blocker = _blocking_file(path)
+    if blocker is not None:
+        raise InputError(f"{path}: cannot create it, {blocker} is a file, not a directory; "
+                         f"choose another {option}")
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Write `data` to `path` via a temporary file in the same directory and a rename."""
     path = Path(path)
+    check_output_file(path, "the output")  # a late check: commands check their paths first
     path.parent.mkdir(parents=True, exist_ok=True)
     clean_stale_temps(path)
     fd, tmp = tempfile.mkstemp(prefix=_tmp_prefix(path), suffix=".tmp", dir=path.parent)
@@ -181,6 +215,7 @@ def atomic_dir(path: Path) -> Iterator[Path]:
     anything fails before the swap, `path` is untouched and the temporary directory removed.
     """
     path = Path(path)
+    check_output_dir(path, "the output")
     path.parent.mkdir(parents=True, exist_ok=True)
     clean_stale_temps(path)
     tmp = Path(tempfile.mkdtemp(prefix=_tmp_prefix(path), suffix=".tmp", dir=path.parent))

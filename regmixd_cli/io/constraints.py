@@ -12,9 +12,16 @@ from regmixd_cli.errors import InputError
 
 
 def read_constraints(
-    path: Path | None, domains: Sequence[str], overrides: Mapping[str, Any] | None = None
+    path: Path | None,
+    domains: Sequence[str],
+    overrides: Mapping[str, Any] | None = None,
+    *,
+    owner: str = "the model",
 ) -> Constraints | None:
-    """Constraints from `path` (TOML) and flag `overrides`; None when neither gives any."""
+    """Constraints from `path` (TOML) and flag `overrides`; None when neither gives any.
+
+    `owner` names where `domains` come from, for messages about unknown domains.
+    """
     data = None
     if path is not None:
         path = Path(path)
@@ -32,5 +39,6 @@ def read_constraints(
     if data is None and not given:
         return None
     return parse_constraints(
-        data, domains, str(path) if path is not None else "constraint flags", given
+        data, domains, str(path) if path is not None else "constraint flags", given,
+        owner=owner,
     )

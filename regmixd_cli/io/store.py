@@ -32,7 +32,7 @@ from regmixd_cli.domain import (
     Store,
 )
 from regmixd_cli.errors import InputError
-from regmixd_cli.io import atomic_dir, read_json, sha256_file, write_json
+from regmixd_cli.io import atomic_dir, check_output_dir, read_json, sha256_file, write_json
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -256,6 +256,7 @@ def lock_store(path: Path, on_wait: Callable[[str], None] | None = None) -> Iter
     except ImportError:  # Windows: no advisory locks; concurrent writers are not supported
         yield
         return
+    check_output_dir(path.parent)  # a file in the way; `path` itself is the caller's to check
     path.parent.mkdir(parents=True, exist_ok=True)
     lock = path.parent / f".{path.name}.lock"
     warned = False
