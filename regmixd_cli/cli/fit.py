@@ -131,7 +131,7 @@ def fit(
 ) -> None:
     """Fit the transition regressors and the RegMix endpoint model, with a cross-validation report.
 
-    Example: regmixd fit runs.store --out model --target val/pile_cc
+    Example: regmixd fit store --out model --target val/pile_cc
     """
     import dataclasses
 
