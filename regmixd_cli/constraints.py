@@ -192,7 +192,9 @@ def _build(
     )
 
 
-def check_bounds(constraints: Constraints, upper: Sequence[float] | None = None) -> None:
+def check_bounds(
+    constraints: Constraints, upper: Sequence[float] | np.ndarray | None = None
+) -> None:
     """InfeasibleError naming the binding constraint when no mixture fits the bounds."""
     lo = list(constraints.lower)
     hi = list(constraints.upper if upper is None else upper)
@@ -400,7 +402,8 @@ class BudgetPlan:
         tokens = float(c.tokens_per_step or 1.0) * max(self.steps_left, 1)
         with np.errstate(invalid="ignore"):
             rate = np.where(np.isinf(self.remaining), 1.0, np.maximum(self.remaining, 0) / tokens)
-        return np.minimum(np.asarray(c.upper), rate)
+        caps: np.ndarray = np.minimum(np.asarray(c.upper), rate)
+        return caps
 
     def region(self, with_change: bool = True) -> Region:
         """The feasible set of the next stage; InfeasibleError naming the binding constraint."""
@@ -429,7 +432,9 @@ class BudgetPlan:
         self.previous = w
 
 
-def fit_first(plan: BudgetPlan, prior: Sequence[float]) -> tuple[tuple[float, ...], bool]:
+def fit_first(
+    plan: BudgetPlan, prior: Sequence[float] | np.ndarray
+) -> tuple[tuple[float, ...], bool]:
     """Segment 0's mixture: the prior if it is feasible, else the nearest feasible mixture."""
     import numpy as np
 
@@ -454,7 +459,10 @@ class StageSearch:
 
 
 def feasible_fraction(
-    region: Region, prior: Sequence[float], alpha: float, rng: np.random.Generator
+    region: Region,
+    prior: Sequence[float] | np.ndarray,
+    alpha: float,
+    rng: np.random.Generator,
 ) -> float:
     """Share of Dirichlet(alpha * prior) candidates inside the region (a pilot sample)."""
     import numpy as np
@@ -469,7 +477,7 @@ def feasible_fraction(
 
 def search_region(
     score: Callable[[np.ndarray], np.ndarray],
-    prior: Sequence[float],
+    prior: Sequence[float] | np.ndarray,
     config: SearchConfig,
     rng: np.random.Generator,
     region: Region,
@@ -591,7 +599,7 @@ def violations(
 def online_region(
     constraints: Constraints,
     target_steps: int,
-    prior: Sequence[float],
+    prior: Sequence[float] | np.ndarray,
     history: Sequence[tuple[int, Sequence[float]]] | None,
     start: int,
 ) -> tuple[Region, tuple[float, ...], bool]:

@@ -130,7 +130,8 @@ def _dirichlet(rng: np.random.Generator, alpha: np.ndarray) -> np.ndarray:
     log_g = np.where(active, log_g, -np.inf)
     log_g -= log_g.max(axis=1, keepdims=True)
     g = np.exp(log_g)
-    return g / g.sum(axis=1, keepdims=True)
+    draws: np.ndarray = g / g.sum(axis=1, keepdims=True)
+    return draws
 
 
 def _round_units(weights: np.ndarray, cfg: DesignConfig) -> np.ndarray:
@@ -148,4 +149,5 @@ def _round_units(weights: np.ndarray, cfg: DesignConfig) -> np.ndarray:
     rank = np.empty_like(order)
     np.put_along_axis(rank, order, np.arange(w.shape[1])[None, :].repeat(len(w), 0), axis=1)
     units += (rank < short[:, None]).astype(np.int64)
-    return units
+    result: np.ndarray = units
+    return result

@@ -143,7 +143,10 @@ def _to_polars(table: pa.Table) -> pl.DataFrame:
     import polars as pl
 
     frame: Any = pl.from_arrow(table)
-    return frame.with_columns(pl.col(RUN, METRIC).cast(pl.String)).select(TRAJECTORY_COLUMNS)
+    result: pl.DataFrame = frame.with_columns(pl.col(RUN, METRIC).cast(pl.String)).select(
+        TRAJECTORY_COLUMNS
+    )
+    return result
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,8 +173,8 @@ def _sources(parsed: Sequence[Parsed], existing: Store | None) -> list[_Source]:
         elif p.observations is not None and p.observations.height:
             frames.append((p.path, p.observations))
     for path, frame in frames:
-        counts = frame.group_by(RUN).len()
-        sources.append(_Source(path, dict(counts.iter_rows()), long=frame))
+        run_counts = frame.group_by(RUN).len()
+        sources.append(_Source(path, dict(run_counts.iter_rows()), long=frame))
     # Long sources before wide ones keep an existing store's rows first among repeats.
     return sorted(sources, key=lambda s: s.long is None)
 

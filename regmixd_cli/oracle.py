@@ -147,7 +147,8 @@ def _softmax(z: np.ndarray) -> np.ndarray:
     import numpy as np
 
     e = np.exp(z - z.max(axis=-1, keepdims=True))
-    return e / e.sum(axis=-1, keepdims=True)
+    probs: np.ndarray = e / e.sum(axis=-1, keepdims=True)
+    return probs
 
 
 def round_weights(weights: Any) -> tuple[float, ...]:

@@ -225,11 +225,13 @@ def _skill(
         seen = np.einsum("ps,bsk->bpk", span, weights) / avail
         rep = dyn.repetition_decay
         excess = np.maximum(seen - 1.0, 0.0)
-        return avail * np.where(seen <= 1.0, seen, 1.0 - rep * np.expm1(-excess / rep))
+        out: np.ndarray = avail * np.where(seen <= 1.0, seen, 1.0 - rep * np.expm1(-excess / rep))
+        return out
 
     def usefulness(u: np.ndarray) -> np.ndarray:
         late_share = (u**dyn.transition_power)[:, None]
-        return (1.0 - late_share) * early + late_share * late
+        mixed: np.ndarray = (1.0 - late_share) * early + late_share * late
+        return mixed
 
     grid = np.linspace(0.0, 1.0, n + 1)
     e_grid = effective(grid)
@@ -241,7 +243,8 @@ def _skill(
         0.5 * (v_grid[cell] + usefulness(fractions)) * (effective(fractions) - e_grid[:, cell])
     )
     skill = np.maximum(s_grid[:, cell] + partial, 0.0)
-    return (skill**dyn.concavity).sum(axis=-1)
+    total: np.ndarray = (skill**dyn.concavity).sum(axis=-1)
+    return total
 
 
 def _losses(
@@ -301,7 +304,7 @@ def true_loss_curve(
     fractions = np.asarray(steps, dtype=float) / world.proxy_steps
     if np.any(fractions < 0) or np.any(fractions > 1 + 1e-12):
         raise UsageError(f"steps must lie in [0, {world.proxy_steps}]")
-    loss = _losses(world, edges, weights[None], np.clip(fractions, 0.0, 1.0))[0]
+    loss: np.ndarray = _losses(world, edges, weights[None], np.clip(fractions, 0.0, 1.0))[0]
     if scale == "target":
         return loss / world.target_scale
     if scale != "proxy":

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, cast
 
 import typer
 
@@ -145,7 +145,8 @@ def show_store(path: Path) -> None:
         domains.add_column(name, justify="left" if name == "domain" else "right")
     for domain in store.domains:
         col = store.runs.get_column(domain)
-        domains.add_row(domain, f"{col.mean():.4f}", f"{col.min():.4f}", f"{col.max():.4f}",
+        mean, low, high = (cast(float, v) for v in (col.mean(), col.min(), col.max()))
+        domains.add_row(domain, f"{mean:.4f}", f"{low:.4f}", f"{high:.4f}",
                         str(int((col > 0).sum())))
     out.print(domains)
 

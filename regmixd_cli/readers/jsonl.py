@@ -223,7 +223,7 @@ def _n_values(wide: pl.DataFrame) -> int:
     """Non-null values read, counting each non-null mixture field as one (keys in the text)."""
     import polars as pl
 
-    total = wide.height * wide.width - sum(wide.null_count().row(0))
+    total: int = wide.height * wide.width - sum(wide.null_count().row(0))
     if MIXTURE in wide.columns:
         fields = wide.filter(pl.col(MIXTURE).is_not_null()).get_column(MIXTURE).struct.unnest()
         total += fields.height * fields.width - sum(fields.null_count().row(0))
