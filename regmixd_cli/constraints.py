@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from regmixd_cli.errors import InfeasibleError, InputError, UsageError
+from regmixd_cli.prior import reject_unknown_domains
 
 if TYPE_CHECKING:
     import numpy as np
@@ -94,12 +95,7 @@ def parse_constraints(
         raw_domains = data.get("domains", {})
         if not isinstance(raw_domains, Mapping):
             raise InputError(f"{where}: `domains` must be a table of [domains.<name>] tables")
-        strangers = sorted(set(raw_domains) - set(domains))
-        if strangers:
-            raise InputError(
-                f"{where}: unknown domain(s) {', '.join(strangers)}; {owner} has "
-                f"{', '.join(domains)}"
-            )
+        reject_unknown_domains(raw_domains, domains, where, f"{owner} has")
         for name, table in raw_domains.items():
             at = f"{where}: [domains.{name}]"
             if not isinstance(table, Mapping):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,6 +27,17 @@ class Prior:
         return dict(zip(domains, self.weights, strict=True))
 
 
+def reject_unknown_domains(
+    names: Iterable[str], domains: Sequence[str], where: str, owner: str = "expected are"
+) -> None:
+    """InputError naming `where` if any of `names` is not one of `domains`."""
+    unknown = sorted(set(names) - set(domains))
+    if unknown:
+        raise InputError(
+            f"{where}: unknown domain(s) {', '.join(unknown)}; {owner} {', '.join(domains)}"
+        )
+
+
 def check_mixture(
     weights: Mapping[str, Any], domains: Sequence[str], where: str, *, fill_missing: bool = False
 ) -> tuple[float, ...]:
@@ -35,12 +46,7 @@ def check_mixture(
     Negative or non-finite weights, unknown domains, missing domains (unless `fill_missing`),
     and sums off 1 by more than 0.01 are InputErrors naming `where`.
     """
-    unknown = sorted(set(weights) - set(domains))
-    if unknown:
-        raise InputError(
-            f"{where}: unknown domain(s) {', '.join(unknown)}; "
-            f"expected some of {', '.join(domains)}"
-        )
+    reject_unknown_domains(weights, domains, where)
     missing = [d for d in domains if d not in weights]
     if missing and not fill_missing:
         raise InputError(

@@ -130,15 +130,12 @@ def _constraint_bounds(
 def _read_available(path: Path, domains: tuple[str, ...]) -> list[float | None]:
     """Unique tokens per domain from a JSON {domain: tokens}; domains left out are uncapped."""
     from regmixd_cli.io import read_json
+    from regmixd_cli.prior import reject_unknown_domains
 
     data = read_json(path, "available-tokens file")
     if not isinstance(data, dict):
         raise InputError(f"{path}: expected a JSON object {{domain: tokens}}")
-    unknown = sorted(set(data) - set(domains))
-    if unknown:
-        raise InputError(
-            f"{path}: unknown domain(s) {', '.join(unknown)}; the prior names {', '.join(domains)}"
-        )
+    reject_unknown_domains(data, domains, str(path), "the prior has")
     values: list[float | None] = []
     for d in domains:
         raw = data.get(d)
