@@ -40,11 +40,11 @@ def token_use(doc: dict, domains: list[str]) -> np.ndarray:
 
 
 def calibration(model_dir: Path, world, seed: int, n_runs: int) -> dict[str, float]:
-    from regmixd_cli.design import design_mixtures
-    from regmixd_cli.ensemble import interval, load_ensemble
-    from regmixd_cli.model import load_model
-    from regmixd_cli.simulate import runs_to_store, simulate_runs
-    from regmixd_cli.transitions import build_loss_table
+    from regmixd_cli.sim.design import design_mixtures
+    from regmixd_cli.fit.ensemble import interval, load_ensemble
+    from regmixd_cli.fit.model import load_model
+    from regmixd_cli.sim.world import runs_to_store, simulate_runs
+    from regmixd_cli.fit.transitions import build_loss_table
 
     model = load_model(model_dir)
     ens = load_ensemble(model_dir, model)
@@ -91,9 +91,9 @@ def make_scarce_world(
     """`regmixd simulate`'s world with one domain's unique tokens divided by `scarcity`."""
     import dataclasses
 
-    from regmixd_cli.design import MAX_EPOCHS, design_mixtures
-    from regmixd_cli.io.worlds import write_simulation
-    from regmixd_cli.simulate import make_world, run_ids, simulate_runs
+    from regmixd_cli.sim.design import MAX_EPOCHS, design_mixtures
+    from regmixd_cli.sim.files import write_simulation
+    from regmixd_cli.sim.world import make_world, run_ids, simulate_runs
 
     world = make_world(n_domains, seed)
     available = list(world.available)
@@ -119,7 +119,7 @@ def main() -> None:
     parser.add_argument("--scarcity", type=float, default=8.0)
     parser.add_argument("--work", type=Path, default=Path("/tmp/regmixd-constraints-bench"))
     args = parser.parse_args()
-    from regmixd_cli.simulate import true_loss_curve, world_from_dict
+    from regmixd_cli.sim.world import true_loss_curve, world_from_dict
 
     results = []
     for seed in args.seeds:

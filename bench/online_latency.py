@@ -24,7 +24,7 @@ def world_store(n_runs: int = 128, n_domains: int = 17, seed: int = 0):
     import polars as pl
 
     from regmixd_cli.domain import Store
-    from regmixd_cli.io.store import build_manifest
+    from regmixd_cli.store.files import build_manifest
 
     rng = np.random.default_rng(seed)
     domains = tuple(f"d{k:02d}" for k in range(n_domains))
@@ -57,9 +57,9 @@ def main() -> None:
     parser.add_argument("--candidates", type=int, default=100_000)
     args = parser.parse_args()
 
-    from regmixd_cli.model import FitConfig, fit_model, load_model, save_model
-    from regmixd_cli.online import decide_online, target_switch_steps
-    from regmixd_cli.search import SearchConfig
+    from regmixd_cli.fit.model import FitConfig, fit_model, load_model, save_model
+    from regmixd_cli.online.controller import decide_online, target_switch_steps
+    from regmixd_cli.plan.search import SearchConfig
 
     with tempfile.TemporaryDirectory() as tmp:
         model_dir = Path(tmp) / "model"

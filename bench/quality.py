@@ -59,8 +59,8 @@ def _stages(schedule: Any) -> list[tuple[float, float, tuple[float, ...]]]:
 
 def _online(world: Any, model: Any, prior: Any, config: Any, seed: int) -> float:
     """True final loss of a target run steered online from its own observed losses."""
-    from regmixd_cli.online import OnlineController
-    from regmixd_cli.simulate import true_final_loss, true_loss_curve
+    from regmixd_cli.online.controller import OnlineController
+    from regmixd_cli.sim.world import true_final_loss, true_loss_curve
 
     steps = world.target_steps
     controller = OnlineController(
@@ -91,12 +91,12 @@ def _online(world: Any, model: Any, prior: Any, config: Any, seed: int) -> float
 
 def one_world(seed: int, n_domains: int, candidates: int | None, workdir: Path) -> dict[str, Any]:
     """Every method's true final loss in the world of `seed`."""
-    from regmixd_cli.design import MAX_EPOCHS, caps_from_tokens, design_mixtures
-    from regmixd_cli.model import FitConfig, fit_model
-    from regmixd_cli.oracle import find_oracle
-    from regmixd_cli.schedule import build_schedule, build_static, resolve_schedule_prior
-    from regmixd_cli.search import SearchConfig
-    from regmixd_cli.simulate import make_world, runs_to_store, simulate_runs, true_final_loss
+    from regmixd_cli.sim.design import MAX_EPOCHS, caps_from_tokens, design_mixtures
+    from regmixd_cli.fit.model import FitConfig, fit_model
+    from regmixd_cli.sim.oracle import find_oracle
+    from regmixd_cli.plan.schedule import build_schedule, build_static, resolve_schedule_prior
+    from regmixd_cli.plan.search import SearchConfig
+    from regmixd_cli.sim.world import make_world, runs_to_store, simulate_runs, true_final_loss
 
     started = time.perf_counter()
     world = make_world(n_domains, seed)

@@ -80,9 +80,9 @@ def recording(model: Any, log: Log) -> Any:
 
 def real_model(seed: int, n_runs: int) -> tuple[Any, float]:
     """What `regmixd fit` makes of a simulated world: FitConfig() defaults (auto form)."""
-    from regmixd_cli.design import MAX_EPOCHS, caps_from_tokens, design_mixtures
-    from regmixd_cli.model import FitConfig, fit_model
-    from regmixd_cli.simulate import make_world, runs_to_store, simulate_runs
+    from regmixd_cli.sim.design import MAX_EPOCHS, caps_from_tokens, design_mixtures
+    from regmixd_cli.fit.model import FitConfig, fit_model
+    from regmixd_cli.sim.world import make_world, runs_to_store, simulate_runs
 
     world = make_world(N_DOMAINS, seed)
     proxy_tokens = world.proxy_steps * world.tokens_per_step
@@ -98,7 +98,7 @@ def synthetic_model(rounds: int, depth: int, nthread: int) -> Any:
     """The earlier stand-in: one booster (512 x 5 rows, features m..., loss) for every stage."""
     import xgboost as xgb
 
-    from regmixd_cli.model import FittedModel
+    from regmixd_cli.fit.model import FittedModel
 
     rng = np.random.default_rng(0)
     m = rng.dirichlet(np.ones(N_DOMAINS), size=512 * N_SWITCH).astype(np.float32)
@@ -150,9 +150,9 @@ def paired(run: Callable[[Any], Any], model: Any, repeats: int) -> tuple[Log, di
 
 
 def main() -> None:
-    from regmixd_cli.model import default_threads
-    from regmixd_cli.schedule import build_schedule, resolve_schedule_prior
-    from regmixd_cli.search import SearchConfig, search_mixture
+    from regmixd_cli.fit.model import default_threads
+    from regmixd_cli.plan.schedule import build_schedule, resolve_schedule_prior
+    from regmixd_cli.plan.search import SearchConfig, search_mixture
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3)

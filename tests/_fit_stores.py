@@ -9,7 +9,7 @@ import numpy as np
 import polars as pl
 
 from regmixd_cli.domain import Store
-from regmixd_cli.io.store import build_manifest, write_store
+from regmixd_cli.store.files import build_manifest, write_store
 
 
 def smooth_world(

@@ -10,7 +10,7 @@ import pytest
 from _online_world import DOMAINS, fit_tiny_model
 
 from regmixd_cli.cli.schedule import render_schedule, show_schedule
-from regmixd_cli.io.schedule import read_schedule, schedule_schema_path
+from regmixd_cli.plan.schedule_file import read_schedule, schedule_schema_path
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,7 @@ from _online_world import DOMAINS, fit_tiny_model
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from regmixd_cli.constraints import (
+from regmixd_cli.plan.constraints import (
     ConstrainedSearch,
     Region,
     online_region,
@@ -19,7 +19,7 @@ from regmixd_cli.constraints import (
     violations,
 )
 from regmixd_cli.errors import InfeasibleError, InputError, UsageError
-from regmixd_cli.search import SearchConfig
+from regmixd_cli.plan.search import SearchConfig
 
 FAST = ("--candidates", "2000", "--top-k", "16")
 
@@ -420,8 +420,8 @@ def test_design_respects_min_and_max(cli, tmp_path):
 def ensemble_dir(tmp_path_factory):
     from _online_world import TARGET, build_store
 
-    from regmixd_cli.ensemble import ENSEMBLE_KEY, ensemble_blobs, fit_ensemble
-    from regmixd_cli.model import FitConfig, XGBSettings, fit_model, save_model
+    from regmixd_cli.fit.ensemble import ENSEMBLE_KEY, ensemble_blobs, fit_ensemble
+    from regmixd_cli.fit.model import FitConfig, XGBSettings, fit_model, save_model
 
     settings = XGBSettings(learning_rate=0.3, max_rounds=20, early_stopping_rounds=5, nthread=1)
     config = FitConfig(target=TARGET, n_switch_points=3, folds=2, xgb=settings)
@@ -436,7 +436,7 @@ def ensemble_dir(tmp_path_factory):
 def test_schedule_from_an_ensemble_model_carries_intervals(cli, ensemble_dir):
     import jsonschema
 
-    from regmixd_cli.io.schedule import schedule_schema_path
+    from regmixd_cli.plan.schedule_file import schedule_schema_path
 
     result = cli("schedule", ensemble_dir, "--json", *FAST)
     assert result.exit_code == 0, result.output

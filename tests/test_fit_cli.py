@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from regmixd_cli.io.store import store_hash
+from regmixd_cli.store.files import store_hash
 from tests._fit_stores import make_store, smooth_store, smooth_world
 
 FAST = ("--max-rounds", "60", "--learning-rate", "0.15", "--switch-points", "2")
@@ -168,7 +168,7 @@ def test_endpoint_only_store_fits_regmix_alone(cli, tmp_path):
     steps = (1000,)
     domains, weights, curves = smooth_world(n_runs=20, steps=steps)
     store = tmp_path / "store"
-    from regmixd_cli.io.store import write_store
+    from regmixd_cli.store.files import write_store
 
     write_store(store, make_store(domains, weights, curves, steps))
     result = _fit(cli, store, tmp_path / "m", "--json")

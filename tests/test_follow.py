@@ -15,7 +15,7 @@ import pytest
 from _online_world import fit_tiny_model
 
 from regmixd_cli.errors import InputError, UsageError
-from regmixd_cli.follow import (
+from regmixd_cli.online.follow import (
     LogCursor,
     detect_format,
     metric_keys,

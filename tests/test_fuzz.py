@@ -122,8 +122,8 @@ def ingest_file(fmt: str = "auto", mixtures: bytes | None = None) -> Callable[[P
     """Read a file the way `regmixd ingest` does, then build (and check) the store."""
 
     def read(path: Path) -> Any:
-        from regmixd_cli.ingest import build_store
-        from regmixd_cli.readers import read_inputs
+        from regmixd_cli.store.ingest import build_store
+        from regmixd_cli.store.readers import read_inputs
 
         given = None
         if mixtures is not None:
@@ -160,7 +160,7 @@ def test_mutated_logs(sample, data):
 @FUZZ
 @given(data=st.data())
 def test_mutated_jsonl_through_the_line_scan(data):
-    from regmixd_cli.readers.jsonl import _read_lines
+    from regmixd_cli.store.readers.jsonl import _read_lines
 
     text = data.draw(mutated(SAMPLES["jsonl"]))
     check(lambda p: _read_lines(p, str(p)), text)
@@ -170,7 +170,7 @@ def test_mutated_jsonl_through_the_line_scan(data):
 @FUZZ
 @given(data=st.data())
 def test_mutated_mixtures_files(sample, data):
-    from regmixd_cli.readers.mixtures import read_mixtures
+    from regmixd_cli.store.readers.mixtures import read_mixtures
 
     check(read_mixtures, data.draw(mutated(SAMPLES[sample])))
 
@@ -178,8 +178,8 @@ def test_mutated_mixtures_files(sample, data):
 @FUZZ
 @given(data=st.data())
 def test_mutated_mixtures_json_values(data):
-    from regmixd_cli.prior import check_mixture
-    from regmixd_cli.readers.mixtures import read_mixtures
+    from regmixd_cli.weights import check_mixture
+    from regmixd_cli.store.readers.mixtures import read_mixtures
 
     def read(path: Path) -> None:
         for record in read_mixtures(path).mixtures.values():
@@ -191,7 +191,7 @@ def test_mutated_mixtures_json_values(data):
 @FUZZ
 @given(data=st.data())
 def test_mutated_trainer_state(data):
-    from regmixd_cli.readers.hf import read_hf
+    from regmixd_cli.store.readers.hf import read_hf
 
     document = json.loads(SAMPLES["hf"]) if SAMPLES["hf"].rstrip().endswith(b"}") else {
         "log_history": [{"step": 10, "loss": 3.0, "eval_pile_cc_loss": 3.1}]}
@@ -204,7 +204,7 @@ def test_mutated_trainer_state(data):
 @FUZZ
 @given(data=st.binary(max_size=2000))
 def test_any_bytes_as_trainer_state(data):
-    from regmixd_cli.readers.hf import read_hf
+    from regmixd_cli.store.readers.hf import read_hf
 
     check(read_hf, data, "run_a/trainer_state.json")
 
@@ -238,8 +238,8 @@ def schedule_document() -> dict[str, Any]:
 @FUZZ
 @given(data=st.data())
 def test_mutated_schedule_json(schedule_document, data):
-    from regmixd_cli.export import export_schedule
-    from regmixd_cli.io.schedule import read_schedule
+    from regmixd_cli.plan.export import export_schedule
+    from regmixd_cli.plan.schedule_file import read_schedule
 
     def read(path: Path) -> None:
         loaded = read_schedule(path)
@@ -260,7 +260,7 @@ def test_mutated_schedule_json(schedule_document, data):
 @FUZZ
 @given(data=st.data())
 def test_mutated_model_json(model_dir, data):
-    from regmixd_cli.model import load_model
+    from regmixd_cli.fit.model import load_model
 
     document = json.loads((model_dir / "model.json").read_text())
     choice = data.draw(st.sampled_from(["bytes", "json", "json", "booster"]))
@@ -296,7 +296,7 @@ def test_mutated_model_json(model_dir, data):
 @FUZZ
 @given(data=st.data())
 def test_mutated_world_json(data):
-    from regmixd_cli.io.worlds import read_world
+    from regmixd_cli.sim.files import read_world
 
     choice = data.draw(st.sampled_from(["bytes", "json", "json"]))
     raw = (data.draw(mutated(SAMPLES["world"])) if choice == "bytes"
@@ -311,7 +311,7 @@ def test_mutated_world_json(data):
 @FUZZ
 @given(data=st.data())
 def test_follow_chunks(fmt, data):
-    from regmixd_cli.follow import LogCursor, parse_chunk
+    from regmixd_cli.online.follow import LogCursor, parse_chunk
 
     sample = SAMPLES["jsonl"] if fmt == "jsonl" else SAMPLES["csv_wide"]
     chunk = data.draw(st.one_of(mutated(sample), st.binary(max_size=2000)))
@@ -329,7 +329,7 @@ def test_follow_chunks(fmt, data):
 @FUZZ
 @given(data=st.data())
 def test_follow_trainer_state(data):
-    from regmixd_cli.follow import parse_trainer_state
+    from regmixd_cli.online.follow import parse_trainer_state
 
     raw = data.draw(st.one_of(mutated(SAMPLES["hf"]), st.binary(max_size=1000)))
     try:

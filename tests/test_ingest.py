@@ -11,9 +11,9 @@ import pytest
 
 from regmixd_cli.domain import STORE_SCHEMA
 from regmixd_cli.errors import InputError
-from regmixd_cli.ingest import build_store
-from regmixd_cli.io.store import read_store
-from regmixd_cli.readers import read_inputs, read_jsonl
+from regmixd_cli.store.ingest import build_store
+from regmixd_cli.store.files import read_store
+from regmixd_cli.store.readers import read_inputs, read_jsonl
 
 SAMPLE_FORMATS = Path(__file__).resolve().parent.parent / "sample_logs" / "formats"
 
@@ -216,8 +216,8 @@ def interleaved_log(tmp_path: Path) -> Path:
 def ingest_with(path: Path, out: Path, *, batch_bytes: int, part_bytes: int, bucket_rows: int,
                 spill: bool) -> None:
     """What `regmixd ingest` does, with the batch, part and bucket sizes forced."""
-    from regmixd_cli.io.spill import Spill
-    from regmixd_cli.io.store import open_store
+    from regmixd_cli.store.spill import Spill
+    from regmixd_cli.store.files import open_store
 
     with open_store(out) as draft:
         parsed = read_jsonl(path, spill=Spill(draft.spill_dir) if spill else None,
@@ -274,7 +274,7 @@ def test_wide_and_long_sources_merge(cli, tmp_path):
 
 
 def test_trajectory_bytes_do_not_depend_on_chunking(tmp_path, monkeypatch):
-    from regmixd_cli.io import store as store_io
+    from regmixd_cli.store import files as store_io
 
     monkeypatch.setattr(store_io, "ROW_GROUP_ROWS", 4)
     frame = pl.DataFrame({"run": ["a"] * 5 + ["b"] * 6, "step": list(range(11)),

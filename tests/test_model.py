@@ -8,12 +8,12 @@ import math
 import numpy as np
 import pytest
 
-from regmixd_cli import crossval
-from regmixd_cli import model as model_module
+from regmixd_cli.fit import crossval
+from regmixd_cli.fit import model as model_module
 from regmixd_cli.domain import MODEL_SCHEMA
 from regmixd_cli.errors import ModelError, UsageError
-from regmixd_cli.metrics import pearson, r2, rank_average, spearman, top_k_overlap
-from regmixd_cli.model import (
+from regmixd_cli.fit.metrics import pearson, r2, rank_average, spearman, top_k_overlap
+from regmixd_cli.fit.model import (
     FitConfig,
     XGBSettings,
     curve_shift,
@@ -102,7 +102,7 @@ def test_auto_keeps_curve_shift_unless_its_held_out_ranking_fails(fitted):
 
 
 def test_auto_falls_back_to_a_tree_form_when_curve_shift_ranks_badly(fitted, smooth):
-    from regmixd_cli.transitions import build_loss_table
+    from regmixd_cli.fit.transitions import build_loss_table
 
     table = build_loss_table(smooth, "val/loss", n_switch_points=2)
     truth = table.losses[:, 1:]

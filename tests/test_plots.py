@@ -75,7 +75,7 @@ def test_compare_plot(cli, model, schedule, tmp_path, suffix):
 
 def test_fit_plot(cli, tmp_path):
     pytest.importorskip("matplotlib")
-    from regmixd_cli.io.store import write_store
+    from regmixd_cli.store.files import write_store
 
     store = tmp_path / "store"
     write_store(store, build_store())

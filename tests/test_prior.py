@@ -7,7 +7,7 @@ import json
 import pytest
 
 from regmixd_cli.errors import InputError, UsageError
-from regmixd_cli.prior import check_mixture, resolve_prior
+from regmixd_cli.weights import check_mixture, resolve_prior
 
 DOMAINS = ("a", "b", "c")
 

@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import pytest
 
-from regmixd_cli.design import MAX_EPOCHS, caps_from_tokens, design_mixtures
-from regmixd_cli.model import FitConfig, XGBSettings, fit_model
-from regmixd_cli.prior import Prior
-from regmixd_cli.schedule import build_schedule, build_static
-from regmixd_cli.search import SearchConfig
-from regmixd_cli.simulate import make_world, runs_to_store, simulate_runs, true_final_loss
+from regmixd_cli.sim.design import MAX_EPOCHS, caps_from_tokens, design_mixtures
+from regmixd_cli.fit.model import FitConfig, XGBSettings, fit_model
+from regmixd_cli.weights import Prior
+from regmixd_cli.plan.schedule import build_schedule, build_static
+from regmixd_cli.plan.search import SearchConfig
+from regmixd_cli.sim.world import make_world, runs_to_store, simulate_runs, true_final_loss
 
 FAST = XGBSettings(max_rounds=300, learning_rate=0.1, early_stopping_rounds=20)
 

@@ -10,7 +10,7 @@ import polars as pl
 import pytest
 
 from regmixd_cli.errors import InputError
-from regmixd_cli.readers import (
+from regmixd_cli.store.readers import (
     detect_format,
     read_csv,
     read_hf,
@@ -20,8 +20,8 @@ from regmixd_cli.readers import (
     read_regmix,
     read_wandb,
 )
-from regmixd_cli.readers.base import normalise_domain, normalise_metric
-from regmixd_cli.readers.hf import run_id
+from regmixd_cli.store.readers.base import normalise_domain, normalise_metric
+from regmixd_cli.store.readers.hf import run_id
 
 COLUMNS = ["run", "step", "tokens", "metric", "value"]
 

@@ -19,8 +19,8 @@ import pytest
 from typer.testing import CliRunner
 
 from regmixd_cli.cli import app
-from regmixd_cli.io import atomic_dir, clean_stale_temps
-from regmixd_cli.io.store import MANIFEST_FILE, lock_store, read_store
+from regmixd_cli.files import atomic_dir, clean_stale_temps
+from regmixd_cli.store.files import MANIFEST_FILE, lock_store, read_store
 
 DOMAINS = ("arxiv", "github", "pile_cc")
 TARGET = "val/pile_cc"
@@ -129,7 +129,7 @@ def test_sigkill_during_ingest_keeps_the_previous_store(tmp_path):
 # kill lands after the boosters are written and before the directory is complete.
 SLOW_MODEL_WRITE = """
 import sys, time
-import regmixd_cli.io.model_files as files
+import regmixd_cli.fit.files as files
 real = files.write_json
 def slow(path, data):
     time.sleep(60)
@@ -143,7 +143,7 @@ app()
 
 @pytest.mark.slow
 def test_sigkill_during_fit_keeps_the_previous_model(base, tmp_path):
-    from regmixd_cli.model import load_model
+    from regmixd_cli.fit.model import load_model
 
     model = tmp_path / "model"
     first = regmixd("fit", base["store"], "--out", model, "--switch-points", "3", "--folds", "2",
@@ -196,7 +196,7 @@ def test_a_directory_caught_between_renames_is_put_back(tmp_path):
 
 
 def test_fallback_swap_without_renameat2(tmp_path, monkeypatch):
-    import regmixd_cli.io as io
+    import regmixd_cli.files as io
 
     monkeypatch.setattr(io, "_exchange", lambda a, b: False)
     out = tmp_path / "out"

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from regmixd_cli.errors import InputError
-from regmixd_cli.io import atomic_write_bytes
+from regmixd_cli.files import atomic_write_bytes
 from tests.conftest import SAMPLE_LOGS
 
 PROXIES = SAMPLE_LOGS / "proxies"

@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from regmixd_cli.errors import InfeasibleError, UsageError
-from regmixd_cli.search import SearchConfig, search_mixture
+from regmixd_cli.plan.search import SearchConfig, search_mixture
 
 
 def distance_to(target: np.ndarray):

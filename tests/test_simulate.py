@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from regmixd_cli.errors import InputError, UsageError
-from regmixd_cli.oracle import OracleConfig, find_oracle, oracle_document
-from regmixd_cli.simulate import (
+from regmixd_cli.sim.oracle import OracleConfig, find_oracle, oracle_document
+from regmixd_cli.sim.world import (
     Dynamics,
     World,
     even_stages,

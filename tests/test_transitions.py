@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from regmixd_cli.errors import UsageError
-from regmixd_cli.transitions import (
+from regmixd_cli.fit.transitions import (
     build_loss_table,
     build_transitions,
     even_grid,

@@ -14,7 +14,7 @@ import typer
 from rich.console import Console
 from typer.core import TyperGroup
 
-from regmixd_cli import __version__
+from regmixd_cli._version import __version__
 from regmixd_cli.errors import RegmixdError
 
 

@@ -11,7 +11,7 @@ from regmixd_cli.cli._app import info
 from regmixd_cli.errors import UsageError
 
 if TYPE_CHECKING:
-    from regmixd_cli.constraints import Constraints
+    from regmixd_cli.plan.constraints import Constraints
 
 ConstraintsFile = Annotated[
     Path | None,
@@ -79,7 +79,7 @@ def load_constraints(
     max_change: float | None = None,
 ) -> Constraints | None:
     """The constraints of a command: `--constraints FILE`, overridden key by key by flags."""
-    from regmixd_cli.io.constraints import read_constraints
+    from regmixd_cli.plan.constraints_file import read_constraints
 
     if max_epochs is not None and not available and path is None:
         raise UsageError("--max-epochs needs --available DOMAIN=TOKENS (or --constraints FILE)")
@@ -100,7 +100,7 @@ def load_constraints(
             "weights into tokens; add it"
         )
     if limits is not None:
-        from regmixd_cli.constraints import check_bounds
+        from regmixd_cli.plan.constraints import check_bounds
 
         check_bounds(limits)  # min/max sums: fail before any work (budgets need the run length)
     return limits

@@ -17,8 +17,8 @@ from regmixd_cli.errors import UsageError
 if TYPE_CHECKING:
     from rich.table import Table
 
-    from regmixd_cli.compare import Plan, Prediction
-    from regmixd_cli.model import FittedModel
+    from regmixd_cli.plan.compare import Plan, Prediction
+    from regmixd_cli.fit.model import FittedModel
 
 METHOD_LABELS = {
     "regmix-d-offline": "RegMix-D",
@@ -33,8 +33,8 @@ def check_plot(path: Path | None) -> str | None:
     """The figure format of `--plot`, checked before any work (None without --plot)."""
     if path is None:
         return None
-    from regmixd_cli.io import check_output_file
-    from regmixd_cli.plots import plot_format, require_matplotlib
+    from regmixd_cli.files import check_output_file
+    from regmixd_cli.cli._plots import plot_format, require_matplotlib
 
     fmt = plot_format(path.name)
     check_output_file(path, "--plot")
@@ -44,7 +44,7 @@ def check_plot(path: Path | None) -> str | None:
 
 def write_plot(path: Path, data: bytes) -> None:
     """Write a figure atomically and say so on stderr."""
-    from regmixd_cli.io import atomic_write_bytes
+    from regmixd_cli.files import atomic_write_bytes
 
     atomic_write_bytes(path, data)
     info(f"wrote {path}")
@@ -52,8 +52,8 @@ def write_plot(path: Path, data: bytes) -> None:
 
 def plot_schedule(schedule_file: Path, plot: Path) -> None:
     """`show SCHEDULE --plot FILE`: the schedule's weights as stacked areas over steps."""
-    from regmixd_cli.io.schedule import read_schedule
-    from regmixd_cli.plots import schedule_figure
+    from regmixd_cli.plan.schedule_file import read_schedule
+    from regmixd_cli.cli._plots import schedule_figure
 
     fmt = check_plot(plot)
     assert fmt is not None
@@ -62,7 +62,7 @@ def plot_schedule(schedule_file: Path, plot: Path) -> None:
 
 def plot_cv(fitted: FittedModel, plot: Path, fmt: str) -> None:
     """`fit --plot FILE`: held-out vs out-of-fold predicted loss, per stage and at T_p."""
-    from regmixd_cli.plots import cv_figure
+    from regmixd_cli.cli._plots import cv_figure
 
     preds = dict(fitted.cv_predictions)
     truth = preds.pop("truth")
@@ -77,9 +77,9 @@ def _load_plan(
     builtin: tuple[Any, int, str] | None = None,
 ) -> tuple[Plan, int | None]:
     """An item as a plan, and the target steps it carries (schedules only)."""
-    from regmixd_cli.compare import BUILTINS, builtin_plan, plan_from_mixture, plan_from_schedule
-    from regmixd_cli.io.mixture import read_plan_file
-    from regmixd_cli.schedule import Schedule
+    from regmixd_cli.plan.compare import BUILTINS, builtin_plan, plan_from_mixture, plan_from_schedule
+    from regmixd_cli.plan.mixture_file import read_plan_file
+    from regmixd_cli.plan.schedule import Schedule
 
     if builtin is not None and item in BUILTINS:
         config, seed, sha = builtin
@@ -220,9 +220,9 @@ def predict(
 
     Example: regmixd predict runs/demo/model runs/demo/schedule.json
     """
-    from regmixd_cli.compare import predict_plans, prediction_to_dict
-    from regmixd_cli.io import dumps_json
-    from regmixd_cli.model import load_model
+    from regmixd_cli.plan.compare import predict_plans, prediction_to_dict
+    from regmixd_cli.files import dumps_json
+    from regmixd_cli.fit.model import load_model
 
     fitted = load_model(model)
     plan, carried = _load_plan(item, fitted, allow_missing)
@@ -279,10 +279,10 @@ def compare(
     Example: regmixd compare runs/demo/model prior static offline --plot compare.png
     """
     from regmixd_cli.cli.schedule import progress_bar
-    from regmixd_cli.compare import axis_steps, comparison_to_dict, predict_plans
-    from regmixd_cli.io import dumps_json
-    from regmixd_cli.model import load_model, model_hash
-    from regmixd_cli.search import SearchConfig
+    from regmixd_cli.plan.compare import axis_steps, comparison_to_dict, predict_plans
+    from regmixd_cli.files import dumps_json
+    from regmixd_cli.fit.model import load_model, model_hash
+    from regmixd_cli.plan.search import SearchConfig
 
     fmt = check_plot(plot)
     fitted = load_model(model)
@@ -296,7 +296,7 @@ def compare(
     predictions = predict_plans(fitted, [p for p, _ in loaded])
     result = comparison_to_dict(predictions, fitted, steps)
     if fmt is not None and plot is not None:
-        from regmixd_cli.plots import comparison_figure
+        from regmixd_cli.cli._plots import comparison_figure
 
         at = axis_steps(fitted.grid, fitted.proxy_steps, steps)
         write_plot(plot, comparison_figure(predictions, fitted.domains, at, fitted.target, fmt))

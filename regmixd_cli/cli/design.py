@@ -59,11 +59,11 @@ def design(
 
     Example: regmixd design --prior prior.json --runs 512 --seed 0 --out mixtures.csv
     """
-    from regmixd_cli.design import MAX_EPOCHS, PROXY_TOKENS, caps_from_tokens, design_mixtures
-    from regmixd_cli.io import atomic_write_text, check_output_file, read_json
-    from regmixd_cli.io.worlds import mixtures_text
-    from regmixd_cli.prior import PROXY_MEAN, UNIFORM, check_mixture
-    from regmixd_cli.simulate import run_ids
+    from regmixd_cli.sim.design import MAX_EPOCHS, PROXY_TOKENS, caps_from_tokens, design_mixtures
+    from regmixd_cli.files import atomic_write_text, check_output_file, read_json
+    from regmixd_cli.sim.files import mixtures_text
+    from regmixd_cli.weights import PROXY_MEAN, UNIFORM, check_mixture
+    from regmixd_cli.sim.world import run_ids
 
     if str(prior) in (UNIFORM, PROXY_MEAN) and not prior.is_file():
         raise UsageError(
@@ -106,8 +106,8 @@ def _constraint_bounds(
     path: Path, domains: tuple[str, ...], caps: tuple[float, ...] | None, proxy_tokens: float
 ) -> tuple[tuple[float, ...], tuple[float, ...]]:
     """Caps and floors from a constraints file; budgets cap one proxy's use of a domain."""
-    from regmixd_cli.constraints import check_bounds
-    from regmixd_cli.io.constraints import read_constraints
+    from regmixd_cli.plan.constraints import check_bounds
+    from regmixd_cli.plan.constraints_file import read_constraints
 
     limits = read_constraints(path, domains, owner="the prior")
     assert limits is not None
@@ -129,8 +129,8 @@ def _constraint_bounds(
 
 def _read_available(path: Path, domains: tuple[str, ...]) -> list[float | None]:
     """Unique tokens per domain from a JSON {domain: tokens}; domains left out are uncapped."""
-    from regmixd_cli.io import read_json
-    from regmixd_cli.prior import reject_unknown_domains
+    from regmixd_cli.files import read_json
+    from regmixd_cli.weights import reject_unknown_domains
 
     data = read_json(path, "available-tokens file")
     if not isinstance(data, dict):

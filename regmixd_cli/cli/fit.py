@@ -62,7 +62,7 @@ def report_tables(report: dict[str, Any]) -> list[Table]:
 
 
 def _warn_excluded(excluded: dict[str, list[str]], proxy_steps: float) -> None:
-    from regmixd_cli.transitions import name_some
+    from regmixd_cli.fit.transitions import name_some
 
     if excluded["diverged"]:
         names = excluded["diverged"]
@@ -136,10 +136,10 @@ def fit(
     import dataclasses
 
     from regmixd_cli.cli.compare import check_plot
-    from regmixd_cli.io import check_output_dir, check_output_file, dumps_json
-    from regmixd_cli.io.store import read_store
-    from regmixd_cli.model import FitConfig, XGBSettings, fit_model, save_model
-    from regmixd_cli.transitions import parse_intervals
+    from regmixd_cli.files import check_output_dir, check_output_file, dumps_json
+    from regmixd_cli.store.files import read_store
+    from regmixd_cli.fit.model import FitConfig, XGBSettings, fit_model, save_model
+    from regmixd_cli.fit.transitions import parse_intervals
 
     plot_format = check_plot(plot)  # before the fit: a bad --plot must not cost a whole fit
     check_output_dir(out)
@@ -198,7 +198,7 @@ def fit(
         info("prior: proxy-mean (the mean mixture of the usable runs); change it with --prior")
     if ensemble:
         from regmixd_cli.cli.schedule import progress_bar
-        from regmixd_cli.ensemble import ENSEMBLE_KEY, ensemble_blobs, fit_ensemble
+        from regmixd_cli.fit.ensemble import ENSEMBLE_KEY, ensemble_blobs, fit_ensemble
 
         with progress_bar(f"fitting {ensemble} bootstrap replicas", ensemble) as tick:
             replicas = fit_ensemble(loaded, fitted, ensemble, tick, str(store))
@@ -256,10 +256,10 @@ def evaluate(
 
     Example: regmixd evaluate model test.store --json
     """
-    from regmixd_cli.evaluate import evaluate_model
-    from regmixd_cli.io import dumps_json
-    from regmixd_cli.io.store import read_store
-    from regmixd_cli.model import load_model
+    from regmixd_cli.fit.evaluate import evaluate_model
+    from regmixd_cli.files import dumps_json
+    from regmixd_cli.store.files import read_store
+    from regmixd_cli.fit.model import load_model
 
     if top_k < 1:
         raise UsageError(f"--top-k {top_k}: must be at least 1")
@@ -274,8 +274,8 @@ def evaluate(
 
 def show_model(path: Path) -> None:
     """Print a model's summary and cross-validation report as tables on stdout."""
-    from regmixd_cli.io.model_files import read_model_dir
-    from regmixd_cli.model import load_model
+    from regmixd_cli.fit.files import read_model_dir
+    from regmixd_cli.fit.model import load_model
 
     load_model(Path(path))  # a summary of a model that cannot be used would mislead
     meta, _ = read_model_dir(Path(path))

@@ -52,7 +52,7 @@ def ingest(
 
     Example: regmixd ingest sample_logs/proxies --out store
     """
-    from regmixd_cli.io.store import lock_store
+    from regmixd_cli.store.files import lock_store
 
     # One writer at a time: --append reads the store and writes it back (see lock_store).
     with lock_store(out_dir, on_wait=info):
@@ -66,10 +66,10 @@ def _ingest_locked(
     append: bool, fill_missing_domains: bool,
 ) -> tuple[Any, Store]:
     """Read the logs (and the store, with --append) and write the new store atomically."""
-    from regmixd_cli.ingest import build_store
-    from regmixd_cli.io.spill import Spill
-    from regmixd_cli.io.store import MANIFEST_FILE, open_store, read_store
-    from regmixd_cli.readers import read_inputs
+    from regmixd_cli.store.ingest import build_store
+    from regmixd_cli.store.spill import Spill
+    from regmixd_cli.store.files import MANIFEST_FILE, open_store, read_store
+    from regmixd_cli.store.readers import read_inputs
 
     existing = None
     if out_dir.exists():
@@ -95,7 +95,7 @@ def _ingest_locked(
 
 
 def _finish_ingest(result: Any, store: Store, out_dir: Path, json_out: bool) -> None:
-    from regmixd_cli.io import dumps_json
+    from regmixd_cli.files import dumps_json
 
     for message in result.warnings:
         warn(message)
@@ -123,7 +123,7 @@ def show_store(path: Path) -> None:
     from rich.table import Table
 
     from regmixd_cli.domain import DIVERGED, METRIC, RUN, STEP, VALUE
-    from regmixd_cli.io.store import read_store
+    from regmixd_cli.store.files import read_store
 
     store: Store = read_store(Path(path))
     manifest = store.manifest

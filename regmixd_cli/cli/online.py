@@ -24,8 +24,8 @@ from regmixd_cli.cli._constraints import (
 from regmixd_cli.errors import InputError, UsageError
 
 if TYPE_CHECKING:
-    from regmixd_cli.follow import LogCursor, Observation
-    from regmixd_cli.online import Decision, OnlineController
+    from regmixd_cli.online.follow import LogCursor, Observation
+    from regmixd_cli.online.controller import Decision, OnlineController
 
 STATE_SCHEMA = "regmixd.online-state/v1"
 # Lines with a step but without the followed metric after which a misnamed --metric is
@@ -128,7 +128,7 @@ def online(
 
     Example: regmixd online model/ --follow log.jsonl --target-steps 25000 --state st.json
     """
-    from regmixd_cli.online import OnlineController
+    from regmixd_cli.online.controller import OnlineController
 
     one_shot = step is not None or loss is not None
     if follow is None and not (step is not None and loss is not None):
@@ -157,7 +157,7 @@ def online(
     if follow is not None:
         _check_follow_paths(follow, state, out_schedule)
 
-    from regmixd_cli.schedule import resolve_schedule_prior
+    from regmixd_cli.plan.schedule import resolve_schedule_prior
 
     controller = OnlineController(
         model,
@@ -205,7 +205,7 @@ def online(
 def _check_follow_paths(log: Path, state: Path | None, out_schedule: Path | None) -> None:
     """Refuse unusable output paths before watching: a watcher may run for hours, and a path
     it cannot write would otherwise only fail at the end, after every decision was printed."""
-    from regmixd_cli.io import check_output_file
+    from regmixd_cli.files import check_output_file
 
     outputs = [("--state", state), ("--out-schedule", out_schedule)]
     for option, path in outputs:
@@ -220,8 +220,8 @@ def _check_follow_paths(log: Path, state: Path | None, out_schedule: Path | None
 
 
 def _one_shot(controller: OnlineController, step: int, loss: float, as_json: bool) -> None:
-    from regmixd_cli.io import dumps_json
-    from regmixd_cli.online import decide_online
+    from regmixd_cli.files import dumps_json
+    from regmixd_cli.online.controller import decide_online
 
     decision = decide_online(
         controller.model,
@@ -282,7 +282,7 @@ def _follow(
     out_schedule: Path | None,
 ) -> None:
     """Watch `log` and decide at every switch point; the loop and the clock live here."""
-    from regmixd_cli.follow import detect_format
+    from regmixd_cli.online.follow import detect_format
 
     fmt = detect_format(log, log_format)
     settings = _settings(controller, metric)
@@ -355,7 +355,7 @@ def _follow(
     if state_path is not None:
         _save_state(state_path, settings, controller)
     if out_schedule is not None:
-        from regmixd_cli.io import write_json
+        from regmixd_cli.files import write_json
 
         write_json(out_schedule, controller.to_schedule())
     n_done = len(controller.decisions)
@@ -387,7 +387,7 @@ class _LogSource:
     """Reads what is new in a log: appended complete lines, or a rewritten trainer_state.json."""
 
     def __init__(self, path: Path, fmt: str, metric: str, run: str | None) -> None:
-        from regmixd_cli.follow import LogCursor
+        from regmixd_cli.online.follow import LogCursor
 
         self.path, self.fmt, self.metric = path, fmt, metric
         self.run = run
@@ -415,7 +415,7 @@ class _LogSource:
         return self._read_lines(stat.st_size, stat.st_ino)
 
     def _read_whole(self, mtime: int, size: int) -> tuple[tuple[Observation, ...], bool]:
-        from regmixd_cli.follow import parse_trainer_state
+        from regmixd_cli.online.follow import parse_trainer_state
 
         # A version already parsed, or already found unreadable/invalid, is no growth: a file
         # left half-written by a dead trainer must not hold off --timeout forever.
@@ -439,7 +439,7 @@ class _LogSource:
         return observations, True
 
     def _read_lines(self, size: int, inode: int) -> tuple[tuple[Observation, ...], bool]:
-        from regmixd_cli.follow import LogCursor, parse_chunk
+        from regmixd_cli.online.follow import LogCursor, parse_chunk
 
         replaced = self.inode is not None and inode != self.inode
         if size < self.cursor.offset or replaced:
@@ -522,8 +522,8 @@ def _settings(controller: OnlineController, metric: str) -> dict[str, Any]:
 
 def _load_state(path: Path, settings: dict[str, Any]) -> list[Decision]:
     """Decisions of an earlier watcher of the same run; settings must match exactly."""
-    from regmixd_cli.io import read_json
-    from regmixd_cli.online import Decision
+    from regmixd_cli.files import read_json
+    from regmixd_cli.online.controller import Decision
 
     if not path.exists():
         return []
@@ -544,7 +544,7 @@ def _load_state(path: Path, settings: dict[str, Any]) -> list[Decision]:
 
 
 def _save_state(path: Path, settings: dict[str, Any], controller: OnlineController) -> None:
-    from regmixd_cli.io import write_json
+    from regmixd_cli.files import write_json
 
     write_json(
         path,

@@ -54,8 +54,8 @@ def run(
 
     Example: regmixd run sample_logs/proxies --out runs/demo
     """
-    from regmixd_cli.io import check_output_dir, check_output_file
-    from regmixd_cli.prior import check_prior_spec
+    from regmixd_cli.files import check_output_dir, check_output_file
+    from regmixd_cli.weights import check_prior_spec
 
     # Cheap checks first: a bad argument must not cost an ingest and a fit.
     if switch_points is not None and switch_points < 0:
@@ -96,10 +96,10 @@ def _run(
     from regmixd_cli.cli.fit import fit
     from regmixd_cli.cli.ingest import ingest
     from regmixd_cli.cli.schedule import progress_bar, render_schedule
-    from regmixd_cli.io.schedule import schedule_json, write_schedule
-    from regmixd_cli.model import load_model, model_hash
-    from regmixd_cli.schedule import build_schedule, build_static, resolve_schedule_prior
-    from regmixd_cli.search import SearchConfig
+    from regmixd_cli.plan.schedule_file import schedule_json, write_schedule
+    from regmixd_cli.fit.model import load_model, model_hash
+    from regmixd_cli.plan.schedule import build_schedule, build_static, resolve_schedule_prior
+    from regmixd_cli.plan.search import SearchConfig
 
     store, model_dir = out_dir / STORE_DIR, out_dir / MODEL_DIR
     ingest(paths=paths, out_dir=store, mixtures=mixtures)

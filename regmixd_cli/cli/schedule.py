@@ -25,7 +25,7 @@ from regmixd_cli.errors import UsageError
 if TYPE_CHECKING:
     from rich.console import Console
 
-    from regmixd_cli.schedule import ProgressFn, Schedule
+    from regmixd_cli.plan.schedule import ProgressFn, Schedule
 
 STDOUT = "-"
 BAR_WIDTH = 60
@@ -97,22 +97,22 @@ def schedule(
 
     Example: regmixd schedule model/ --target-steps 25000 --out schedule.json
     """
-    from regmixd_cli.io import check_output_file
-    from regmixd_cli.io.schedule import schedule_json, write_schedule
-    from regmixd_cli.model import load_model, model_hash
-    from regmixd_cli.schedule import (
+    from regmixd_cli.files import check_output_file
+    from regmixd_cli.plan.schedule_file import schedule_json, write_schedule
+    from regmixd_cli.fit.model import load_model, model_hash
+    from regmixd_cli.plan.schedule import (
         build_schedule,
         build_static,
         resolve_schedule_prior,
     )
-    from regmixd_cli.search import SearchConfig
+    from regmixd_cli.plan.search import SearchConfig
 
     if out_path is None and not as_json:
         raise UsageError("give --out FILE for the schedule (or --out - / --json for stdout)")
     if out_path is not None and str(out_path) != STDOUT:
         check_output_file(out_path)  # before the search: a bad --out must not cost it
     from regmixd_cli.cli._constraints import load_constraints, report_constraints
-    from regmixd_cli.ensemble import (
+    from regmixd_cli.fit.ensemble import (
         load_ensemble,
         quantile_model,
         require_ensemble,
@@ -205,9 +205,9 @@ def export(
 
     Example: regmixd export schedule.json --to megatron --prefix pile_cc=/data/pile_cc_text_document
     """
-    from regmixd_cli.export import export_schedule, parse_prefixes
-    from regmixd_cli.io import atomic_write_text, check_output_file
-    from regmixd_cli.io.schedule import read_schedule
+    from regmixd_cli.plan.export import export_schedule, parse_prefixes
+    from regmixd_cli.files import atomic_write_text, check_output_file
+    from regmixd_cli.plan.schedule_file import read_schedule
 
     if str(out_path) != STDOUT:
         check_output_file(out_path)
@@ -222,7 +222,7 @@ def export(
 
 def show_schedule(path: Path) -> None:
     """`regmixd show SCHEDULE`: the stage table and a stacked bar per stage, on stdout."""
-    from regmixd_cli.io.schedule import read_schedule
+    from regmixd_cli.plan.schedule_file import read_schedule
 
     render_schedule(read_schedule(path), out)
 

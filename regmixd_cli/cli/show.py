@@ -32,8 +32,8 @@ def show(
     from regmixd_cli.cli.fit import show_model
     from regmixd_cli.cli.ingest import show_store
     from regmixd_cli.cli.schedule import show_schedule
-    from regmixd_cli.io.model_files import MODEL_FILE
-    from regmixd_cli.io.store import MANIFEST_FILE
+    from regmixd_cli.fit.files import MODEL_FILE
+    from regmixd_cli.store.files import MANIFEST_FILE
 
     if plot is not None and path.is_dir():
         raise UsageError(
@@ -51,7 +51,7 @@ def show(
             )
     elif path.is_file():
         if plot is not None:
-            from regmixd_cli.io import check_output_file
+            from regmixd_cli.files import check_output_file
 
             # first: a bad --plot fails before anything is printed
             check_output_file(plot, "--plot")

@@ -13,7 +13,7 @@ from regmixd_cli.cli._app import app, err, info, out
 from regmixd_cli.errors import UsageError
 
 if TYPE_CHECKING:
-    from regmixd_cli.simulate import ProgressFn
+    from regmixd_cli.sim.world import ProgressFn
 
 STDOUT = "-"
 PROGRESS_MIN_RUNS = 256
@@ -93,10 +93,10 @@ def simulate(
         return
     import numpy as np
 
-    from regmixd_cli.design import MAX_EPOCHS, design_mixtures
-    from regmixd_cli.io import check_output_dir, sha256_file
-    from regmixd_cli.io.worlds import write_simulation
-    from regmixd_cli.simulate import make_world, mixture_array, run_ids, simulate_runs
+    from regmixd_cli.sim.design import MAX_EPOCHS, design_mixtures
+    from regmixd_cli.files import check_output_dir, sha256_file
+    from regmixd_cli.sim.files import write_simulation
+    from regmixd_cli.sim.world import make_world, mixture_array, run_ids, simulate_runs
 
     if out_dir is None:
         raise UsageError("give --out DIR for the world and its logs")
@@ -144,7 +144,7 @@ def simulate(
 
 def _read_mixtures(path: Path) -> tuple[tuple[str, ...], dict[str, dict[str, Any]]]:
     """Domains (in first-seen order) and {run: {domain: weight}} of a mixtures file."""
-    from regmixd_cli.readers.mixtures import read_mixtures
+    from regmixd_cli.store.readers.mixtures import read_mixtures
 
     parsed = read_mixtures(path)
     weights = {run: dict(rec.weights) for run, rec in parsed.mixtures.items()}
@@ -182,9 +182,9 @@ def score(
 
     Example: regmixd simulate score sample_logs/proxies/world.json schedule.json
     """
-    from regmixd_cli.io import dumps_json, read_json
-    from regmixd_cli.io.worlds import read_world
-    from regmixd_cli.simulate import stages_from_document, true_loss_curve
+    from regmixd_cli.files import dumps_json, read_json
+    from regmixd_cli.sim.files import read_world
+    from regmixd_cli.sim.world import stages_from_document, true_loss_curve
 
     world = read_world(world_path)
     stages = stages_from_document(
@@ -240,10 +240,10 @@ def oracle(
 
     Example: regmixd simulate oracle sample_logs/proxies/world.json --out oracle.json
     """
-    from regmixd_cli.io import check_output_file, dumps_json, write_json
-    from regmixd_cli.io.worlds import read_world, world_hash
-    from regmixd_cli.oracle import METHOD_SCHEDULE, METHOD_STATIC, OracleConfig, find_oracle
-    from regmixd_cli.oracle import oracle_document as document
+    from regmixd_cli.files import check_output_file, dumps_json, write_json
+    from regmixd_cli.sim.files import read_world, world_hash
+    from regmixd_cli.sim.oracle import METHOD_SCHEDULE, METHOD_STATIC, OracleConfig, find_oracle
+    from regmixd_cli.sim.oracle import oracle_document as document
 
     if as_json and out_path == STDOUT:
         raise UsageError("--json and --out - both write to stdout; pick one")

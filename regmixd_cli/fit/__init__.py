@@ -1,0 +1,1 @@
+"""Fitting: transition rows, the model forms, training, cross-validation, ensembles."""

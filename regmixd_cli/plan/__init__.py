@@ -1,0 +1,1 @@
+"""Planning: the candidate search, constraints, schedules, exports and comparisons."""

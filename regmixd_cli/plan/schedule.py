@@ -1,0 +1,418 @@
+"""Offline schedules (RegMix-D Algorithm 1, SPEC 1.5), static RegMix (1.7), schedule JSON v1 (3.4).
+
+Conventions recorded in docs/DECISIONS.md:
+- Proxy interval ends t_l map to target steps S_l = round_half_up(t_l * T_target / T_p); stages
+  are half-open [S_l, S_{l+1}), contiguous, covering [0, T_target). T_target defaults to T_p.
+- Weights are written rounded to 6 decimals and still sum to exactly 1 (in millionths): the
+  rounding remainder goes to the largest weight. The rounded mixture is the one whose loss is
+  predicted, so every number in the file describes exactly the mixture the file prescribes.
+- A stage's `predicted_loss` is the predicted target-metric loss at the END of the stage, on the
+  proxy scale. Segment 0 runs the prior, and its value is the model's initial loss (the mean
+  over proxies of l_1, the loss observed at t_1), which is also where Algorithm 1 starts.
+- Each search draws from its own child of `SeedSequence(seed)` (child j for switch point j), so a
+  stage's candidates do not depend on how many candidates earlier stages drew.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol
+
+from regmixd_cli._version import __version__
+from regmixd_cli.plan.constraints import ConstrainedSearch, Constraints
+from regmixd_cli.domain import SCHEDULE_SCHEMA
+from regmixd_cli.errors import InputError, ModelError, UsageError
+from regmixd_cli.weights import PROXY_MEAN, Prior, resolve_prior
+from regmixd_cli.plan.search import SearchConfig, search_mixture
+
+if TYPE_CHECKING:
+    import numpy as np
+
+METHOD_OFFLINE = "regmix-d-offline"
+METHOD_STATIC = "regmix-static"
+METHOD_ONLINE = "regmix-d-online"
+METHODS = (METHOD_OFFLINE, METHOD_STATIC, METHOD_ONLINE)
+
+WEIGHT_DECIMALS = 6
+FRACTION_DECIMALS = 4
+LOSS_DECIMALS = 6
+# Stage weights read back from a file must sum to 1 within this (files are written exact).
+SUM_TOLERANCE = 1e-6
+
+ProgressFn = Callable[[int, int], None]
+
+
+class ScheduleModel(Protocol):
+    """What the schedule needs from a fitted model (regmixd_cli.fit.model.FittedModel has it)."""
+
+    @property
+    def domains(self) -> tuple[str, ...]: ...
+    @property
+    def target(self) -> str: ...
+    @property
+    def grid(self) -> tuple[float, ...]: ...
+    @property
+    def proxy_steps(self) -> float: ...
+    @property
+    def prior(self) -> dict[str, float]: ...
+    @property
+    def prior_source(self) -> str: ...
+    @property
+    def form(self) -> str | None: ...
+    @property
+    def initial_loss(self) -> float: ...
+    @property
+    def n_switch_points(self) -> int: ...
+    @property
+    def has_transitions(self) -> bool: ...
+
+    def predict_transition(self, stage: int, mixtures: np.ndarray, loss: Any) -> np.ndarray: ...
+
+    def predict_endpoint(self, mixtures: np.ndarray) -> np.ndarray: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Stage:
+    """One half-open segment [start_step, end_step) of the target run and its mixture."""
+
+    start_step: int
+    end_step: int
+    start_fraction: float
+    end_fraction: float
+    weights: tuple[float, ...]  # in the schedule's domain order
+    predicted_loss: float | None
+    # (p10, p50, p90) of the model's bootstrap replicas, when the model has an ensemble.
+    predicted_loss_interval: tuple[float, float, float] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Schedule:
+    """A mixture schedule: stages over [0, target_steps), and where it came from."""
+
+    method: str
+    domains: tuple[str, ...]
+    target_steps: int
+    stages: tuple[Stage, ...]
+    provenance: dict[str, Any]
+
+    def weights_of(self, stage: Stage) -> dict[str, float]:
+        """A stage's weights as {domain: weight}."""
+        return dict(zip(self.domains, stage.weights, strict=True))
+
+
+def round_weights(weights: Sequence[float] | np.ndarray) -> tuple[float, ...]:
+    """Round to WEIGHT_DECIMALS so the rounded weights sum to exactly 1 (largest absorbs slack)."""
+    scale = 10**WEIGHT_DECIMALS
+    values = [float(w) for w in weights]
+    total = math.fsum(values)
+    units = [math.floor(v / total * scale + 0.5) for v in values]
+    largest = max(range(len(units)), key=lambda i: (values[i], -i))
+    units[largest] += scale - sum(units)
+    return tuple(u / scale for u in units)
+
+
+def stage_boundaries(grid: Sequence[float], proxy_steps: float, target_steps: int) -> list[int]:
+    """[0, S_1, ..., S_N, T]: interval ends mapped to target steps, rounded half up."""
+    inner = [math.floor(t * target_steps / proxy_steps + 0.5) for t in grid[:-1]]
+    bounds = [0, *inner, target_steps]
+    if any(b >= e for b, e in zip(bounds, bounds[1:], strict=False)):
+        raise UsageError(
+            f"--target-steps {target_steps} is too small for {len(bounds) - 1} stages "
+            f"(a stage would be empty); give at least {len(bounds) - 1} steps"
+        )
+    return bounds
+
+
+def resolve_schedule_prior(spec: str | None, model: ScheduleModel) -> Prior:
+    """`--prior` for a schedule: None means the prior recorded in the model."""
+    model_prior = tuple(float(model.prior[d]) for d in model.domains)
+    if spec is None:
+        return Prior(model_prior, model.prior_source)
+    if spec == PROXY_MEAN and model.prior_source != PROXY_MEAN:
+        raise UsageError(
+            f"--prior proxy-mean: the model was fitted with prior {model.prior_source!r} and does "
+            "not record the proxy mean; refit with --prior proxy-mean, or give FILE or uniform"
+        )
+    return resolve_prior(spec, model.domains, proxy_mean=model_prior)
+
+
+def build_schedule(
+    model: ScheduleModel,
+    config: SearchConfig,
+    prior: Prior,
+    target_steps: int | None,
+    seed: int,
+    progress: ProgressFn | None = None,
+    *,
+    model_sha256: str = "",
+    constraints: Constraints | None = None,
+    rank: ScheduleModel | None = None,
+) -> Schedule:
+    """RegMix-D Algorithm 1: segment 0 = prior, then one search per switch point at (t_j, l).
+
+    With `constraints`, every stage (segment 0 included) satisfies them (regmixd_cli.plan.constraints).
+    With `rank`, candidates are ranked by that model (e.g. an ensemble quantile) instead.
+    """
+    import numpy as np
+
+    if not model.has_transitions or model.form is None or model.n_switch_points < 1:
+        raise ModelError(
+            "the model has no transition regressors (it was fitted on endpoint-only data or with "
+            "0 switch points); use `regmixd schedule MODEL --static` for the RegMix mixture"
+        )
+    steps = _target_steps(model, target_steps)
+    bounds = stage_boundaries(model.grid, model.proxy_steps, steps)
+    n = model.n_switch_points
+    children = np.random.SeedSequence(seed).spawn(n)
+    loss = float(model.initial_loss)
+    runner = None
+    if constraints is not None:
+        runner = ConstrainedSearch(constraints, bounds, prior.weights)
+    first = round_weights(prior.weights) if runner is None else runner.first()
+    ranker = model if rank is None else rank
+    stages = [_stage(bounds, 0, steps, first, loss)]
+    for j in range(1, n + 1):
+        rng = np.random.default_rng(children[j - 1])
+        at_loss = loss  # bound now: the lambda must not see the loss updated below
+
+        def score(candidates: np.ndarray, j: int = j, at_loss: float = at_loss) -> np.ndarray:
+            return ranker.predict_transition(j, candidates, at_loss)
+
+        if runner is None:
+            result = search_mixture(score, prior.weights, config, rng)
+            weights = round_weights(result.weights)
+        else:
+            result, weights = runner.search(j, score, config, rng)
+        mixture = np.asarray([weights], dtype=np.float32)
+        loss = float(np.asarray(model.predict_transition(j, mixture, at_loss)).reshape(-1)[0])
+        stages.append(_stage(bounds, j, steps, weights, loss))
+        if progress is not None:
+            progress(j, n)
+    return Schedule(
+        METHOD_OFFLINE,
+        tuple(model.domains),
+        steps,
+        tuple(stages),
+        _provenance(model, config, prior, seed, model_sha256, runner),
+    )
+
+
+def build_static(
+    model: ScheduleModel,
+    config: SearchConfig,
+    prior: Prior,
+    target_steps: int | None,
+    seed: int,
+    progress: ProgressFn | None = None,
+    *,
+    model_sha256: str = "",
+    constraints: Constraints | None = None,
+    rank: ScheduleModel | None = None,
+) -> Schedule:
+    """Static RegMix: one search with the endpoint model, one mixture for the whole run."""
+    import numpy as np
+
+    steps = _target_steps(model, target_steps)
+    rng = np.random.default_rng(np.random.SeedSequence(seed).spawn(1)[0])
+    score = (model if rank is None else rank).predict_endpoint
+    runner = None
+    if constraints is not None:
+        runner = ConstrainedSearch(constraints, [0, steps], prior.weights)
+    if runner is None:
+        result = search_mixture(score, prior.weights, config, rng)
+        weights = round_weights(result.weights)
+    else:
+        result, weights = runner.search(0, score, config, rng)
+    mixture = np.asarray([weights], dtype=np.float32)
+    loss = float(np.asarray(model.predict_endpoint(mixture)).reshape(-1)[0])
+    if progress is not None:
+        progress(1, 1)
+    stage = _stage([0, steps], 0, steps, weights, loss)
+    return Schedule(
+        METHOD_STATIC,
+        tuple(model.domains),
+        steps,
+        (stage,),
+        _provenance(model, config, prior, seed, model_sha256, runner),
+    )
+
+
+def _target_steps(model: ScheduleModel, target_steps: int | None) -> int:
+    """`--target-steps`, defaulting to the proxy length T_p (a schedule on the proxy's own axis)."""
+    if target_steps is None:
+        return max(1, math.floor(float(model.proxy_steps) + 0.5))
+    if target_steps < 1:
+        raise UsageError(f"--target-steps {target_steps}: must be at least 1")
+    return int(target_steps)
+
+
+def _stage(
+    bounds: Sequence[int], i: int, steps: int, weights: tuple[float, ...], loss: float | None
+) -> Stage:
+    start, end = bounds[i], bounds[i + 1]
+    return Stage(
+        start_step=start,
+        end_step=end,
+        start_fraction=round(start / steps, FRACTION_DECIMALS),
+        end_fraction=round(end / steps, FRACTION_DECIMALS),
+        weights=weights,
+        predicted_loss=None if loss is None else round(loss, LOSS_DECIMALS),
+    )
+
+
+def _provenance(
+    model: ScheduleModel,
+    config: SearchConfig,
+    prior: Prior,
+    seed: int,
+    model_sha256: str,
+    runner: ConstrainedSearch | None = None,
+) -> dict[str, Any]:
+    extra = {} if runner is None else {"constraints": runner.record()}
+    return extra | {
+        "model": model_sha256,
+        "model_form": model.form,
+        "target": model.target,
+        "proxy_steps": float(model.proxy_steps),
+        "interval_ends": [float(t) for t in model.grid],
+        "prior": dict(zip(model.domains, round_weights(prior.weights), strict=True)),
+        "prior_source": prior.source,
+        "candidates": config.candidates,
+        "top_k": config.top_k,
+        "alpha": config.alpha,
+        "seed": seed,
+        "regmixd_version": __version__,
+    }
+
+
+# ---------------------------------------------------------------- schedule JSON v1 (SPEC 3.4)
+
+
+def schedule_to_dict(schedule: Schedule) -> dict[str, Any]:
+    """The schedule as the JSON v1 document (write it with `regmixd_cli.files.write_json`)."""
+    return {
+        "schema_version": SCHEDULE_SCHEMA,
+        "method": schedule.method,
+        "domains": list(schedule.domains),
+        "target_steps": schedule.target_steps,
+        "stages": [
+            {
+                "start_step": s.start_step,
+                "end_step": s.end_step,
+                "start_fraction": s.start_fraction,
+                "end_fraction": s.end_fraction,
+                "weights": schedule.weights_of(s),
+                "predicted_loss": s.predicted_loss,
+            }
+            | (
+                {}
+                if s.predicted_loss_interval is None
+                else {"predicted_loss_interval": list(s.predicted_loss_interval)}
+            )
+            for s in schedule.stages
+        ],
+        "provenance": dict(schedule.provenance),
+    }
+
+
+def schedule_from_dict(data: Any, where: str) -> Schedule:
+    """Parse and check a schedule JSON document; every problem is an InputError naming `where`."""
+    if not isinstance(data, dict) or "schema_version" not in data:
+        raise InputError(
+            f"{where}: not a schedule JSON (no schema_version {SCHEDULE_SCHEMA!r}); give a file "
+            "written by `regmixd schedule`"
+        )
+    version = data.get("schema_version")
+    if version != SCHEDULE_SCHEMA:
+        raise InputError(
+            f"{where}: schedule schema {version!r} is not {SCHEDULE_SCHEMA!r}; "
+            "regenerate it with this version of `regmixd schedule`"
+        )
+    missing = [k for k in ("method", "domains", "target_steps", "stages") if k not in data]
+    if missing:
+        raise InputError(f"{where}: schedule lacks {', '.join(missing)}; regenerate it")
+    method = data["method"]
+    if method not in METHODS:
+        raise InputError(
+            f"{where}: unknown method {method!r}; expected one of {', '.join(METHODS)}"
+        )
+    domains = data["domains"]
+    if (
+        not isinstance(domains, list)
+        or not domains
+        or not all(isinstance(d, str) and d for d in domains)
+        or len(set(domains)) != len(domains)
+    ):
+        raise InputError(f"{where}: `domains` must be a non-empty list of distinct names")
+    steps = data["target_steps"]
+    if not _is_int(steps) or steps < 1:
+        raise InputError(f"{where}: `target_steps` must be a positive integer, got {steps!r}")
+    raw_stages = data["stages"]
+    if not isinstance(raw_stages, list) or not raw_stages:
+        raise InputError(f"{where}: `stages` must be a non-empty list")
+    provenance = data.get("provenance", {})
+    if not isinstance(provenance, dict):
+        raise InputError(f"{where}: `provenance` must be an object")
+    stages = []
+    expected_start = 0
+    for i, raw in enumerate(raw_stages):
+        stage = _stage_from_dict(raw, domains, f"{where}: stage {i}")
+        if stage.start_step != expected_start or stage.end_step <= stage.start_step:
+            raise InputError(
+                f"{where}: stage {i} covers [{stage.start_step}, {stage.end_step}); stages must be "
+                f"non-empty, contiguous and start at {expected_start}"
+            )
+        expected_start = stage.end_step
+        stages.append(stage)
+    if expected_start != steps:
+        raise InputError(f"{where}: stages end at step {expected_start}, not target_steps {steps}")
+    return Schedule(method, tuple(domains), int(steps), tuple(stages), provenance)
+
+
+def _stage_from_dict(raw: Any, domains: Sequence[str], where: str) -> Stage:
+    if not isinstance(raw, dict):
+        raise InputError(f"{where}: must be an object")
+    for key in ("start_step", "end_step"):
+        if not _is_int(raw.get(key)):
+            raise InputError(f"{where}: `{key}` must be an integer")
+    for key in ("start_fraction", "end_fraction"):
+        if not _is_number(raw.get(key)):
+            raise InputError(f"{where}: `{key}` must be a number")
+    loss = raw.get("predicted_loss")
+    if loss is not None and not _is_number(loss):
+        raise InputError(f"{where}: `predicted_loss` must be a number or null")
+    weights = raw.get("weights")
+    if not isinstance(weights, Mapping) or set(weights) != set(domains):
+        raise InputError(f"{where}: `weights` must give exactly the schedule's domains")
+    values = [weights[d] for d in domains]
+    if not all(_is_number(w) and 0 <= w <= 1 for w in values):
+        raise InputError(f"{where}: weights must be numbers in [0, 1]")
+    if abs(math.fsum(values) - 1.0) > SUM_TOLERANCE:
+        raise InputError(f"{where}: weights sum to {math.fsum(values):.8g}, not 1")
+    return Stage(
+        start_step=int(raw["start_step"]),
+        end_step=int(raw["end_step"]),
+        start_fraction=float(raw["start_fraction"]),
+        end_fraction=float(raw["end_fraction"]),
+        weights=tuple(float(w) for w in values),
+        predicted_loss=None if loss is None else float(loss),
+        predicted_loss_interval=_interval_from(raw.get("predicted_loss_interval"), where),
+    )
+
+
+def _interval_from(raw: Any, where: str) -> tuple[float, float, float] | None:
+    if raw is None:
+        return None
+    if not isinstance(raw, list) or len(raw) != 3 or not all(_is_number(v) for v in raw):
+        raise InputError(f"{where}: `predicted_loss_interval` must be [p10, p50, p90]")
+    return (float(raw[0]), float(raw[1]), float(raw[2]))
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)

@@ -1,0 +1,1 @@
+"""Synthetic worlds with a known truth, their oracle, and proxy designs."""

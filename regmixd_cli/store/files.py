@@ -1,0 +1,365 @@
+"""Read and write the trajectory store directory (SPEC section 3.2).
+
+`trajectories.parquet` is written by `TrajectoryWriter` from sorted chunks, so a store can be
+written while its rows are still being produced (`open_store`), with bounded memory. Its bytes
+depend only on the rows: row groups hold a fixed number of rows whatever the chunking, and the
+dictionaries of `run` and `metric` are rebuilt per row group in order of first appearance
+(what Parquet's own dictionary encoder would produce from plain strings).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import threading
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+from queue import Queue
+from typing import TYPE_CHECKING, Any
+
+from regmixd_cli._version import __version__
+from regmixd_cli.domain import (
+    DIVERGED,
+    METRIC,
+    RUN,
+    SOURCE,
+    STEP,
+    STORE_SCHEMA,
+    TOKENS,
+    TRAJECTORY_COLUMNS,
+    VALUE,
+    Store,
+)
+from regmixd_cli.errors import InputError
+from regmixd_cli.files import atomic_dir, check_output_dir, read_json, sha256_file, write_json
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+RUNS_FILE = "runs.parquet"
+TRAJECTORIES_FILE = "trajectories.parquet"
+MANIFEST_FILE = "manifest.json"
+SPILL_DIR = ".spill"  # scratch space inside a store being written; removed before it is final
+ROW_GROUP_ROWS = 1 << 20
+_DICTIONARY_COLUMNS = (RUN, METRIC)
+_DONE = object()  # end of the chunks handed to the writer thread
+
+
+def build_manifest(
+    domains: tuple[str, ...], runs: Any, trajectories: Any, inputs: list[dict[str, Any]]
+) -> dict[str, Any]:
+    """The manifest of a store; file hashes are added by `write_store`."""
+    metrics = sorted(trajectories.get_column(METRIC).unique().to_list())
+    return manifest_of(domains, runs, metrics, int(trajectories.height), inputs)
+
+
+def manifest_of(
+    domains: tuple[str, ...], runs: Any, metrics: list[str], n_rows: int,
+    inputs: list[dict[str, Any]],
+) -> dict[str, Any]:
+    """The manifest from counts (for a store whose rows were streamed to disk)."""
+    return {
+        "schema_version": STORE_SCHEMA,
+        "domains": list(domains),
+        "metrics": sorted(metrics),
+        "n_runs": int(runs.height),
+        "n_rows": int(n_rows),
+        "n_diverged": int(runs.get_column(DIVERGED).sum()),
+        "inputs": sorted(inputs, key=lambda item: (item["path"], item["sha256"])),
+        "regmixd_version": __version__,
+    }
+
+
+def trajectory_schema() -> pa.Schema:
+    """The Arrow schema of `trajectories.parquet` as written (run, metric dictionary-encoded)."""
+    import pyarrow as pa
+
+    text = pa.dictionary(pa.int32(), pa.string())
+    return pa.schema([(RUN, text), (STEP, pa.int64()), (TOKENS, pa.int64()), (METRIC, text),
+                      (VALUE, pa.float64())])
+
+
+class TrajectoryWriter:
+    """Writes `trajectories.parquet` from chunks already in (run, metric, step) order."""
+
+    def __init__(self, path: Path) -> None:
+        import pyarrow.parquet as pq
+
+        self.schema = trajectory_schema()
+        # Fixed options so the same rows give the same bytes; no Arrow schema is stored, so
+        # readers see run and metric as plain strings. Values are byte-stream-split before
+        # zstd (measured: smaller and faster than zstd alone on losses); metric statistics
+        # are skipped (every row group spans all metrics, and they cost a pass per group).
+        self._writer = pq.ParquetWriter(
+            str(path), self.schema, compression="zstd", store_schema=False,
+            use_dictionary=[RUN, METRIC, STEP, TOKENS],
+            column_encoding={VALUE: "BYTE_STREAM_SPLIT"},
+            write_statistics=[RUN, STEP, TOKENS, VALUE],
+        )
+        self._buffer: list[pa.Table] = []
+        self._buffered = 0
+
+    def write(self, chunk: Any) -> None:
+        """Add a chunk (a pyarrow Table or a polars DataFrame with the trajectory columns)."""
+        table = _as_arrow(chunk, self.schema)
+        if table.num_rows == 0:
+            return
+        self._buffer.append(table)
+        self._buffered += table.num_rows
+        while self._buffered >= ROW_GROUP_ROWS:
+            self._write_group(ROW_GROUP_ROWS)
+
+    def close(self) -> None:
+        """Write the last, partial row group and the footer."""
+        if self._buffered:
+            self._write_group(self._buffered)
+        self._writer.close()
+
+    def _write_group(self, n_rows: int) -> None:
+        import pyarrow as pa
+
+        table = pa.concat_tables(self._buffer)
+        group, rest = table.slice(0, n_rows), table.slice(n_rows)
+        self._buffer = [rest] if rest.num_rows else []
+        self._buffered = rest.num_rows
+        self._writer.write_table(_canonical(group, self.schema), row_group_size=n_rows)
+
+
+def _as_arrow(chunk: Any, schema: pa.Schema) -> pa.Table:
+    """A chunk as an Arrow table with exactly `schema` (strings dictionary-encoded)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    table = chunk if isinstance(chunk, pa.Table) else chunk.select(TRAJECTORY_COLUMNS).to_arrow()
+    columns = []
+    for field in schema:
+        column = table.column(field.name)
+        if pa.types.is_dictionary(field.type):
+            if not pa.types.is_dictionary(column.type):
+                column = pc.dictionary_encode(column.cast(pa.string()))
+            column = column.cast(field.type)
+        elif column.type != field.type:
+            column = column.cast(field.type)
+        columns.append(column)
+    return pa.table(columns, schema=schema)
+
+
+def _canonical(table: pa.Table, schema: pa.Schema) -> pa.Table:
+    """One row group with each dictionary rebuilt: used entries only, by first appearance."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    columns = []
+    for field in schema:
+        column = table.column(field.name)
+        if field.name in _DICTIONARY_COLUMNS:
+            column = column.unify_dictionaries()
+            dictionary = column.chunk(0).dictionary
+            indices = pa.chunked_array([c.indices for c in column.chunks], pa.int32())
+            indices = indices.combine_chunks()
+            used = pc.unique(indices).to_numpy()  # in order of first appearance
+            remap = np.zeros(len(dictionary), dtype=np.int32)
+            remap[used] = np.arange(used.size, dtype=np.int32)
+            column = pa.DictionaryArray.from_arrays(
+                pa.array(remap[indices.to_numpy()], pa.int32()), dictionary.take(used))
+        else:
+            column = column.combine_chunks()
+        columns.append(column)
+    return pa.table(columns, schema=schema)
+
+
+class StoreDraft:
+    """A store being written inside a temporary directory (see `open_store`)."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self.spill_dir = directory / SPILL_DIR
+        self._trajectories = False
+
+    def write_trajectories(self, chunks: Iterable[Any]) -> None:
+        """Write `trajectories.parquet` from chunks in (run, metric, step) order.
+
+        Parquet encoding runs in a thread (pyarrow releases the GIL) while the caller's
+        iterator builds the next chunk; at most two chunks wait in between.
+        """
+        writer = TrajectoryWriter(self.directory / TRAJECTORIES_FILE)
+        queue: Queue[Any] = Queue(maxsize=2)
+        failed: list[BaseException] = []
+
+        def drain() -> None:
+            while (chunk := queue.get()) is not _DONE:
+                if not failed:
+                    try:
+                        writer.write(chunk)
+                    except BaseException as exc:  # handed to the caller's thread below
+                        failed.append(exc)
+
+        thread = threading.Thread(target=drain, name="regmixd-parquet-writer")
+        thread.start()
+        try:
+            for chunk in chunks:
+                if failed:
+                    break
+                queue.put(chunk)
+        finally:
+            queue.put(_DONE)
+            thread.join()
+            writer.close()
+        if failed:
+            raise failed[0]
+        self._trajectories = True
+
+    def finish(self, store: Store) -> Store:
+        """Write runs, trajectories (unless streamed already) and the manifest with hashes."""
+        shutil.rmtree(self.spill_dir, ignore_errors=True)
+        trajectories = store.trajectories
+        if not self._trajectories:
+            trajectories = trajectories.select(TRAJECTORY_COLUMNS).sort(
+                [RUN, METRIC, STEP], maintain_order=True)
+            self.write_trajectories([trajectories])
+        runs = store.runs.sort(RUN)
+        # Statistics and compression are fixed so the same input gives the same bytes.
+        runs.write_parquet(self.directory / RUNS_FILE, compression="zstd", statistics=True)
+        manifest = dict(store.manifest)
+        manifest["files"] = {
+            RUNS_FILE: sha256_file(self.directory / RUNS_FILE),
+            TRAJECTORIES_FILE: sha256_file(self.directory / TRAJECTORIES_FILE),
+        }
+        write_json(self.directory / MANIFEST_FILE, manifest)
+        return Store(store.domains, runs, trajectories, manifest)
+
+
+@contextlib.contextmanager
+def open_store(path: Path) -> Iterator[StoreDraft]:
+    """A store to fill; it replaces `path` only if the block succeeds and calls `finish`."""
+    with atomic_dir(Path(path)) as tmp:
+        draft = StoreDraft(tmp)
+        yield draft
+        shutil.rmtree(draft.spill_dir, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def lock_store(path: Path, on_wait: Callable[[str], None] | None = None) -> Iterator[None]:
+    """Hold the store's writer lock (`.NAME.lock` beside it) for a read-modify-write.
+
+    The lock is a sibling, not a file inside the store, because a write replaces the store
+    directory by rename. A second writer waits (after calling `on_wait` with a message) until
+    the first is done; the kernel drops the lock of a killed process. The holder deletes the
+    lock file before releasing it, so a waiter that then gets the lock of a deleted file sees
+    that the path no longer names it and locks the path anew.
+    """
+    path = Path(path)
+    try:
+        import fcntl
+    except ImportError:  # Windows: no advisory locks; concurrent writers are not supported
+        yield
+        return
+    check_output_dir(path.parent)  # a file in the way; `path` itself is the caller's to check
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lock = path.parent / f".{path.name}.lock"
+    warned = False
+    while True:
+        try:
+            fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o666)
+        except OSError as exc:
+            raise InputError(f"{lock}: cannot create the store lock ({exc.strerror}); "
+                             "check the directory's permissions") from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            if on_wait is not None and not warned:
+                on_wait(f"{path}: another regmixd is writing this store; waiting for it "
+                        f"(lock {lock})")
+                warned = True
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        try:
+            same = os.stat(lock).st_ino == os.fstat(fd).st_ino
+        except FileNotFoundError:
+            same = False
+        if same:
+            break
+        os.close(fd)  # the holder before us deleted that file: lock the new one
+    try:
+        yield
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(lock)
+        os.close(fd)  # closing the descriptor releases the lock
+
+
+def write_store(path: Path, store: Store) -> Store:
+    """Write a store atomically (sorted, deterministic) and return it with its final manifest."""
+    with open_store(Path(path)) as draft:
+        return draft.finish(store)
+
+
+def store_hash(path: Path) -> str:
+    """A stable identity of a store: the sha256 of its manifest (which holds the file hashes)."""
+    return sha256_file(Path(path) / MANIFEST_FILE)
+
+
+def read_store(path: Path, *, verify: bool = True) -> Store:
+    """Read a store directory, checking its schema version and (by default) its file hashes."""
+    import polars as pl
+
+    path = Path(path)
+    if not path.is_dir():
+        raise InputError(f"{path}: not a trajectory store (no such directory); "
+                         "run `regmixd ingest`")
+    manifest = read_json(path / MANIFEST_FILE, "store manifest")
+    if not isinstance(manifest, dict) or manifest.get("schema_version") != STORE_SCHEMA:
+        found = manifest.get("schema_version") if isinstance(manifest, dict) else None
+        raise InputError(
+            f"{path / MANIFEST_FILE}: store schema {found!r} is not {STORE_SCHEMA!r}; "
+            "re-ingest the logs with this version of regmixd"
+        )
+    _check_manifest(manifest, path / MANIFEST_FILE)
+    files, domains = manifest["files"], manifest["domains"]
+    for name in (RUNS_FILE, TRAJECTORIES_FILE):
+        file = path / name
+        if not file.is_file():
+            raise InputError(f"{file}: missing from the store; re-ingest the logs")
+        if verify and files.get(name) != sha256_file(file):
+            raise InputError(
+                f"{file}: does not match the store manifest (changed or corrupt); "
+                "re-ingest the logs"
+            )
+    try:
+        runs = pl.read_parquet(path / RUNS_FILE)
+        trajectories = pl.read_parquet(path / TRAJECTORIES_FILE)
+    except Exception as exc:  # polars raises several unrelated types for corrupt files
+        raise InputError(
+            f"{path}: unreadable Parquet in store ({exc.__class__.__name__})") from None
+    domains = tuple(domains)
+    expected = {RUN, SOURCE, DIVERGED, *domains}
+    if (set(runs.columns) != expected or tuple(trajectories.columns) != TRAJECTORY_COLUMNS
+            or runs.height != manifest["n_runs"] or trajectories.height != manifest["n_rows"]):
+        raise InputError(f"{path}: store tables do not match the manifest; re-ingest the logs")
+    return Store(domains, runs, trajectories, manifest)
+
+
+def _check_manifest(manifest: dict[str, Any], file: Path) -> None:
+    """The fields readers rely on have the right types (a hand-edited manifest may not)."""
+
+    def names(value: Any, allow_empty: bool = False) -> bool:
+        return (isinstance(value, list) and (allow_empty or bool(value))
+                and all(isinstance(v, str) and v for v in value) and len(set(value)) == len(value))
+
+    def count(value: Any) -> bool:
+        return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+    inputs = manifest.get("inputs")
+    ok = (
+        isinstance(manifest.get("files"), dict)
+        and names(manifest.get("domains"))
+        and names(manifest.get("metrics"), allow_empty=True)
+        and all(count(manifest.get(key)) for key in ("n_runs", "n_rows", "n_diverged"))
+        and isinstance(inputs, list)
+        and all(isinstance(i, dict) and isinstance(i.get("path"), str)
+                and isinstance(i.get("sha256"), str) for i in inputs)
+    )
+    if not ok:
+        raise InputError(f"{file}: store manifest is missing fields or has wrong types (edited "
+                         "or corrupt); re-ingest the logs")

@@ -1,0 +1,391 @@
+"""Parsed logs -> trajectory store (SPEC section 3.2): join mixtures and observations, validate.
+
+Pure: takes `Parsed` values (and the store being appended to), returns a `Store` and warnings.
+Checks, each an InputError naming the file: every run has exactly one mixture (given twice, it
+must agree) and at least one observation; all runs name the same domains (a missing domain is
+weight 0 only with `fill_missing_domains`); weights are checked and renormalised by
+`prior.check_mixture`; a (run, step, metric) logged twice must carry the same value (identical
+repeats collapse). Non-finite losses are kept and flag their run as diverged (a warning).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from regmixd_cli.domain import (
+    DIVERGED,
+    METRIC,
+    RUN,
+    SOURCE,
+    STEP,
+    TOKENS,
+    TRAJECTORY_COLUMNS,
+    VALUE,
+    Store,
+)
+from regmixd_cli.errors import InputError
+from regmixd_cli.weights import check_mixture
+from regmixd_cli.store.readers.base import Parsed, empty_observations
+from regmixd_cli.store.readers.wide import WideObservations, wide_to_long, wide_to_long_frame
+
+if TYPE_CHECKING:
+    import polars as pl
+    import pyarrow as pa
+
+SOURCE_SEPARATOR = ";"
+AGREE_TOLERANCE = 1e-9
+EXISTING = "the existing store"
+# Long rows built and checked at a time: bounds ingest's memory whatever the input size.
+BUCKET_ROWS = 1 << 20
+
+
+@dataclass(frozen=True, slots=True)
+class IngestResult:
+    """A store ready to write, and what the user should be told about it."""
+
+    store: Store
+    warnings: tuple[str, ...]
+    diverged: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class _Mixture:
+    weights: tuple[float, ...]
+    where: str
+    sources: tuple[str, ...]
+
+
+def build_store(
+    parsed: Sequence[Parsed],
+    *,
+    existing: Store | None = None,
+    fill_missing_domains: bool = False,
+    label: str = "input",
+    sink: Callable[[Iterator[pa.Table]], None] | None = None,
+    bucket_rows: int = BUCKET_ROWS,
+) -> IngestResult:
+    """Combine parsed files (and an existing store, for `--append`) into one checked store.
+
+    `label` names the inputs as a whole in messages that concern no single file. The long
+    table is built one run range (about `bucket_rows` rows) at a time; with a `sink`, the
+    chunks go there in (run, metric, step) order (e.g. `StoreDraft.write_trajectories`) and
+    the returned store's `trajectories` is empty, so memory stays bounded.
+    """
+    import polars as pl
+
+    from regmixd_cli.store.files import manifest_of
+
+    domains = _domains(parsed, existing, fill_missing_domains)
+    mixtures = _mixtures(parsed, existing, domains, fill_missing_domains)
+    sources = _sources(parsed, existing)
+    weights: dict[str, int] = {}
+    for source in sources:
+        for run, n in source.run_rows.items():
+            weights[run] = weights.get(run, 0) + n
+    if not mixtures and not weights:
+        raise InputError(f"{label}: no runs found (no mixtures, no observations); "
+                         "nothing to ingest")
+    _check_runs_match(sources, mixtures, set(weights))
+
+    stats = _Stats()
+    chunks = (stats.add(chunk) for chunk in _chunks(sources, weights, bucket_rows))
+    if sink is not None:
+        sink(chunks)
+        trajectories = empty_observations()
+    else:
+        tables = list(chunks)
+        trajectories = (_to_polars(_concat_tables(tables)) if tables else empty_observations())
+
+    nonfinite = (
+        pl.concat(stats.nonfinite).group_by(RUN)
+        .agg(pl.col(METRIC).first(), pl.col(STEP).first(), pl.len())
+        .sort(RUN)
+        if stats.nonfinite else pl.DataFrame(schema={RUN: pl.String, METRIC: pl.String,
+                                                     STEP: pl.Int64, "len": pl.UInt32})
+    )
+    diverged = tuple(nonfinite.get_column(RUN).to_list())
+    warnings = tuple(
+        f"run {run!r}: non-finite loss ({n} value(s), first {metric!r} at step {step}); "
+        "kept, and the run is flagged diverged"
+        for run, metric, step, n in nonfinite.iter_rows()
+    )
+    names = sorted(mixtures)
+    columns: dict[str, Any] = {RUN: pl.Series(RUN, names, dtype=pl.String)}
+    for i, domain in enumerate(domains):
+        columns[domain] = pl.Series(domain, [mixtures[r].weights[i] for r in names], pl.Float64)
+    columns[SOURCE] = pl.Series(
+        SOURCE, [SOURCE_SEPARATOR.join(mixtures[r].sources) for r in names], pl.String
+    )
+    flagged = set(diverged)
+    columns[DIVERGED] = pl.Series(DIVERGED, [r in flagged for r in names], pl.Boolean)
+    runs = pl.DataFrame(columns)
+
+    previous = existing.manifest["inputs"] if existing else []
+    inputs = {(i["path"], i["sha256"]): i for i in previous}
+    for p in parsed:
+        inputs[(p.path, p.sha256)] = {"path": p.path, "sha256": p.sha256, "format": p.format}
+    manifest = manifest_of(domains, runs, sorted(stats.metrics), stats.n_rows,
+                           list(inputs.values()))
+    return IngestResult(Store(domains, runs, trajectories, manifest), warnings, diverged)
+
+
+def _concat_tables(tables: list[pa.Table]) -> pa.Table:
+    """Chunks as one Arrow table (their dictionaries unified)."""
+    import pyarrow as pa
+
+    return pa.concat_tables(tables).unify_dictionaries()
+
+
+def _to_polars(table: pa.Table) -> pl.DataFrame:
+    import polars as pl
+
+    frame: Any = pl.from_arrow(table)
+    result: pl.DataFrame = frame.with_columns(pl.col(RUN, METRIC).cast(pl.String)).select(
+        TRAJECTORY_COLUMNS
+    )
+    return result
+
+
+@dataclass(frozen=True, slots=True)
+class _Source:
+    """One input's observations: a long table sorted by (run, metric, step), or wide parts."""
+
+    path: str
+    run_rows: dict[str, int]  # run -> (estimated) long rows
+    long: pl.DataFrame | None = None
+    wide: WideObservations | None = None
+
+
+def _sources(parsed: Sequence[Parsed], existing: Store | None) -> list[_Source]:
+    """Every input that has observations (the existing store first)."""
+    frames: list[tuple[str, pl.DataFrame]] = []
+    if existing is not None and existing.trajectories.height:
+        frames.append((EXISTING, existing.trajectories))
+    sources: list[_Source] = []
+    for p in parsed:
+        if p.wide is not None:
+            counts = p.wide.run_rows()
+            sources.append(_Source(p.path, {r: n * p.wide.n_metrics for r, n in counts.items()},
+                                   wide=p.wide))
+        elif p.observations is not None and p.observations.height:
+            frames.append((p.path, p.observations))
+    for path, frame in frames:
+        run_counts = frame.group_by(RUN).len()
+        sources.append(_Source(path, dict(run_counts.iter_rows()), long=frame))
+    # Long sources before wide ones keep an existing store's rows first among repeats.
+    return sorted(sources, key=lambda s: s.long is None)
+
+
+def _buckets(weights: dict[str, int], bucket_rows: int) -> Iterator[tuple[str, str]]:
+    """Consecutive ranges (first, last) of the sorted runs, about `bucket_rows` rows each."""
+    order = sorted(weights)
+    first, total = 0, 0
+    for i, run in enumerate(order):
+        if total and total + weights[run] > bucket_rows:
+            yield order[first], order[i - 1]
+            first, total = i, 0
+        total += weights[run]
+    if order:
+        yield order[first], order[-1]
+
+
+def _chunks(sources: list[_Source], weights: dict[str, int], bucket_rows: int
+            ) -> Iterator[pa.Table]:
+    """The whole long table, one run range at a time, sorted and free of repeats."""
+    import polars as pl
+
+    for first, last in _buckets(weights, bucket_rows):
+        longs: list[pl.DataFrame] = []
+        wides: list[pl.DataFrame] = []
+        for source in sources:
+            if source.long is not None:
+                col = source.long.get_column(RUN)
+                lo = col.search_sorted(first, "left")
+                hi = col.search_sorted(last, "right")
+                if lo < hi:
+                    longs.append(source.long.slice(lo, hi - lo))
+            elif source.wide is not None:
+                wides.extend(source.wide.take(first, last))
+        wide = None
+        if wides:
+            wide = pl.concat(wides, how="diagonal") if len(wides) > 1 else wides[0]
+            if len(wides) > 1:
+                wide = wide.sort([RUN, STEP], maintain_order=True)
+            if not longs:
+                table = wide_to_long(wide)
+                if table is not None:
+                    yield table
+                    continue
+        frames = longs + ([wide_to_long_frame(wide)] if wide is not None else [])
+        if len(frames) == 1:
+            long = frames[0]
+        else:
+            long = pl.concat([f.select(TRAJECTORY_COLUMNS) for f in frames], how="vertical")
+            long = long.sort([RUN, METRIC, STEP], maintain_order=True)
+        yield _collapse_duplicates(long, sources).to_arrow()
+
+
+class _Stats:
+    """What the manifest and the warnings need from the chunks, gathered as they pass."""
+
+    def __init__(self) -> None:
+        self.n_rows = 0
+        self.metrics: set[str] = set()
+        self.nonfinite: list[pl.DataFrame] = []
+
+    def add(self, table: pa.Table) -> pa.Table:
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        self.n_rows += table.num_rows
+        metric = table.column(METRIC)
+        if pa.types.is_dictionary(metric.type):
+            for chunk in metric.chunks:
+                used = pc.unique(chunk.indices).to_numpy()
+                self.metrics.update(chunk.dictionary.take(used).to_pylist())
+        else:
+            self.metrics.update(pc.unique(metric).to_pylist())
+        bad = pc.invert(pc.is_finite(table.column(VALUE)))
+        if pc.any(bad).as_py():
+            self.nonfinite.append(_to_polars(table.filter(bad)))
+        return table
+
+
+def _domains(
+    parsed: Sequence[Parsed], existing: Store | None, fill_missing: bool
+) -> tuple[str, ...]:
+    """The sorted union of domains; without `fill_missing`, every run must name all of them."""
+    seen: dict[str, str] = {}  # domain -> where first seen
+    records: list[tuple[str, str, set[str]]] = []  # (where, run, domains)
+    if existing is not None:
+        for domain in existing.domains:
+            seen.setdefault(domain, "the existing store")
+        records.extend(("the existing store", r, set(existing.domains))
+                       for r in existing.runs.get_column(RUN).to_list())
+    for p in parsed:
+        for run, record in p.mixtures.items():
+            for domain in record.weights:
+                seen.setdefault(domain, record.where)
+            records.append((record.where, run, set(record.weights)))
+    domains = tuple(sorted(seen))
+    if not fill_missing:
+        for where, run, named in records:
+            missing = [d for d in domains if d not in named]
+            if missing:
+                raise InputError(
+                    f"{where}: run {run!r} has no weight for domain(s) {', '.join(missing[:5])} "
+                    f"(named at {seen[missing[0]]}); give them, or pass --fill-missing-domains "
+                    "to treat a missing domain as weight 0"
+                )
+    return domains
+
+
+def _mixtures(
+    parsed: Sequence[Parsed], existing: Store | None, domains: tuple[str, ...], fill_missing: bool
+) -> dict[str, _Mixture]:
+    """run -> checked, renormalised mixture in `domains` order; repeats must agree."""
+    found: dict[str, _Mixture] = {}
+    if existing is not None:
+        for row in existing.runs.iter_rows(named=True):
+            weights = tuple(float(row.get(d) or 0.0) for d in domains)
+            sources = tuple(s for s in str(row[SOURCE]).split(SOURCE_SEPARATOR) if s)
+            found[row[RUN]] = _Mixture(weights, "the existing store", sources)
+    for p in parsed:
+        for run, record in p.mixtures.items():
+            weights = check_mixture(record.weights, domains, record.where,
+                                    fill_missing=fill_missing)
+            previous = found.get(run)
+            if previous is None:
+                found[run] = _Mixture(weights, record.where, (p.path,))
+                continue
+            if any(abs(a - b) > AGREE_TOLERANCE
+                   for a, b in zip(weights, previous.weights, strict=True)):
+                raise InputError(
+                    f"{_run_at(record.where, run)} has a different mixture in {previous.where}; "
+                    "a run has one mixture: keep one"
+                )
+            sources = tuple(sorted({*previous.sources, p.path}))
+            found[run] = _Mixture(previous.weights, previous.where, sources)
+    return found
+
+
+def _run_at(where: str, run: str) -> str:
+    """`FILE: run 'r0'`, without naming the run twice when `where` already names it."""
+    named = f"run {run!r}"
+    return where if where.endswith(named) else f"{where}: {named}"
+
+
+def _check_runs_match(
+    sources: list[_Source], mixtures: dict[str, _Mixture], observed: set[str]
+) -> None:
+    """Every run with observations has a mixture, and every mixture has observations."""
+    orphans = sorted(observed - set(mixtures))
+    if orphans:
+        run = orphans[0]
+        where = next(s.path for s in sources if run in s.run_rows)
+        raise InputError(
+            f"{where}: run {run!r} has observations but no mixture ({len(orphans)} such run(s)); "
+            "add a mixture line for it, or pass --mixtures FILE"
+        )
+    unobserved = sorted(set(mixtures) - observed)
+    if unobserved:
+        run = unobserved[0]
+        raise InputError(
+            f"{_run_at(mixtures[run].where, run)} has a mixture but no observations "
+            f"({len(unobserved)} such run(s)); add its logs, or remove the mixture"
+        )
+
+
+def _collapse_duplicates(trajectories: pl.DataFrame, sources: list[_Source]) -> pl.DataFrame:
+    """Drop identical repeats of a (run, step, metric); raise if two values differ."""
+    import polars as pl
+
+    key = [RUN, METRIC, STEP]
+    repeat = pl.all_horizontal(pl.col(c) == pl.col(c).shift() for c in key).fill_null(False)
+    is_repeat = trajectories.select(repeat.alias("r")).get_column("r")
+    if not is_repeat.any():
+        return trajectories
+    groups = trajectories.filter(is_repeat | is_repeat.shift(-1, fill_value=False))
+    conflicts = (
+        groups.group_by(key, maintain_order=True)
+        .agg(pl.col(VALUE).unique(maintain_order=True), pl.col(TOKENS).n_unique().alias("nt"))
+        .filter((pl.col(VALUE).list.len() > 1) | (pl.col("nt") > 1))
+    )
+    if conflicts.height:
+        run, metric, step, values, _ = conflicts.row(0)
+        files = [s.path for s in sources if _logs(s, run, metric, step)]
+        where = ", ".join(files)
+        shown = " and ".join(_fmt(v) for v in values[:2]) if len(values) > 1 else "different tokens"
+        raise InputError(
+            f"{where}: run {run!r} logs {metric!r} at step {step} twice with different values "
+            f"({shown}); remove one ({conflicts.height} such conflict(s))"
+        )
+    return trajectories.filter(~is_repeat)
+
+
+def _logs(source: _Source, run: str, metric: str, step: int) -> bool:
+    """Whether a source has a value for (run, metric, step)."""
+    import polars as pl
+
+    if source.long is not None:
+        rows = source.long
+    elif source.wide is not None and metric in _metric_columns_of(source.wide, run):
+        rows = pl.concat([w.select(RUN, STEP, pl.col(metric).alias(VALUE))
+                          for w in source.wide.take(run, run) if metric in w.columns])
+        rows = rows.drop_nulls(VALUE).with_columns(pl.lit(metric).alias(METRIC))
+    else:
+        return False
+    return bool(rows.filter((pl.col(RUN) == run) & (pl.col(METRIC) == metric)
+                            & (pl.col(STEP) == step)).height)
+
+
+def _metric_columns_of(wide: WideObservations, run: str) -> set[str]:
+    """Metric columns of the parts that hold `run`."""
+    return {c for w in wide.take(run, run) for c in w.columns}
+
+
+def _fmt(value: float) -> str:
+    return repr(value) if math.isfinite(value) else str(value)

@@ -1,0 +1,417 @@
+"""Native JSONL logs (SPEC section 3.1): mixture lines and observation lines, runs interleaved.
+
+    {"run": "p001", "mixture": {"pile_cc": 0.6, "github": 0.4}}
+    {"run": "p001", "step": 100, "tokens": 104857600, "val/pile_cc": 5.91, "train/loss": 6.02}
+
+Two engines. The fast path is polars' own NDJSON reader, fed the file in byte batches split
+on newlines (so memory stays bounded whatever the file size): the schema is inferred from the
+first lines, every metric read as Float64, and a count of colons in each batch's raw bytes
+checks that no key outside the schema was silently dropped (polars ignores unknown keys); if
+one may have been, that batch's schema is inferred from the whole batch and joins the schema
+for the rest of the file. Each batch's observation rows stay wide, sorted by (run, step), in
+parts that a `Spill` may keep on disk; ingest turns them into long rows one run range at a
+time. Anything polars rejects, or any row that breaks the format, sends the file to the
+line-by-line scan, whose job is to name the bad line (and which also reads what polars cannot:
+NaN/Infinity tokens, numbers written as strings).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from regmixd_cli.domain import METRIC, RUN, STEP, TOKENS, VALUE
+from regmixd_cli.errors import InputError
+from regmixd_cli.files import not_utf8_reason, sha256_file
+from regmixd_cli.store.spill import Spill
+from regmixd_cli.store.readers.base import (
+    JSONL,
+    MixtureRecord,
+    Parsed,
+    empty_observations,
+    observation_schema,
+    parse_number,
+    parse_step,
+)
+from regmixd_cli.store.readers.wide import WideObservations, WidePart
+
+if TYPE_CHECKING:
+    import polars as pl
+
+MIXTURE = "mixture"
+_RESERVED = (RUN, STEP, TOKENS, MIXTURE)
+# Bytes handed to polars at a time: big enough for its threads, small enough that the buffers
+# are reused by the allocator (64 MiB batches cost ~1 s/GB more system time in page faults).
+BATCH_BYTES = 16 << 20
+# Raw bytes whose observation rows make one sorted part (kept in memory or spilled).
+PART_BYTES = 64 << 20
+
+
+def read_jsonl(
+    path: str | Path,
+    *,
+    spill: Spill | None = None,
+    batch_bytes: int = BATCH_BYTES,
+    part_bytes: int = PART_BYTES,
+) -> Parsed:
+    """Read one native JSONL log: polars fast path, line-by-line scan to name a bad line.
+
+    On the fast path the observations come back wide (`Parsed.wide`), their parts held by
+    `spill` (in memory by default); `Parsed.long_observations()` gives the long table.
+    """
+    parsed = _read_fast(Path(path), str(path), spill or Spill(), batch_bytes, part_bytes)
+    return parsed if parsed is not None else _read_lines(Path(path), str(path))
+
+
+# ---------------------------------------------------------------------------------------------
+# Fast path
+
+
+def _read_fast(
+    path: Path, shown: str, spill: Spill, batch_bytes: int, part_bytes: int
+) -> Parsed | None:
+    """Read with polars, batch by batch; None when the file needs the line-by-line scan."""
+    import polars as pl
+
+    try:
+        schema = _wanted_schema(pl.scan_ndjson(path).collect_schema())
+    except (pl.exceptions.PolarsError, OSError):
+        return None
+    if schema is None:
+        return None
+    mixtures: dict[str, MixtureRecord] = {}
+    parts = _PartBuilder(spill, part_bytes)
+    first_line = 1
+    # The byte scan (read, hash, colon and line counts) of the next batch runs in a thread
+    # while polars, which releases the GIL, parses this one.
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        batches = _byte_batches(path, batch_bytes)
+        pending = pool.submit(next, batches)
+        while True:
+            try:
+                data, n_colons, n_lines = pending.result()
+            except OSError:
+                return None
+            if data is None:
+                sha = str(n_colons)
+                break
+            pending = pool.submit(next, batches)
+            n_bytes = len(data)
+            read = _parse_batch(data, schema, n_colons)
+            del data
+            if read is None:
+                return None
+            wide, schema = read
+            if wide.height != n_lines:
+                return None  # blank lines: row numbers would not be line numbers
+            obs = _split_batch(wide, first_line, shown, mixtures)
+            if obs is None:
+                return None
+            parts.add(obs, n_bytes)
+            first_line += n_lines
+    wide_obs = parts.finish()
+    if wide_obs is None:
+        return Parsed(shown, JSONL, mixtures, empty_observations(), sha)
+    return Parsed(shown, JSONL, mixtures, None, sha, wide=wide_obs)
+
+
+def _byte_batches(path: Path, batch_bytes: int) -> Iterator[tuple[Any, Any, int]]:
+    """(bytes, colons, lines) per batch of whole lines; finally (None, sha256 hex, 0).
+
+    One pass serves the dropped-key check and the manifest's hash.
+    """
+    import numpy as np
+
+    def counted(data: bytes) -> tuple[bytes, int, int]:
+        raw = np.frombuffer(data, np.uint8)
+        n_lines = int(np.count_nonzero(raw == 10)) + (not data.endswith(b"\n"))
+        return data, int(np.count_nonzero(raw == 58)), n_lines
+
+    digest = hashlib.sha256()
+    carry = b""
+    with open(path, "rb") as handle:
+        while block := handle.read(batch_bytes):
+            digest.update(block)
+            cut = block.rfind(b"\n") + 1
+            if cut == 0:
+                carry += block
+                continue
+            data = carry + block[:cut] if carry else block[:cut]
+            carry = block[cut:]
+            yield counted(data)
+    if carry:
+        yield counted(carry)
+    yield None, digest.hexdigest(), 0
+
+
+def _parse_batch(
+    data: bytes, schema: dict[str, Any], n_colons: int
+) -> tuple[pl.DataFrame, dict[str, Any]] | None:
+    """One batch read with `schema` (widened if the batch has keys outside it); None if bad."""
+    import polars as pl
+
+    try:
+        wide = pl.read_ndjson(data, schema=schema)
+        if _n_values(wide) != n_colons:
+            # Every key is followed by a colon, so colons == values read proves no key was
+            # dropped and none was null. Otherwise infer this batch's schema from all of it.
+            found = _wanted_schema(
+                pl.scan_ndjson(data, infer_schema_length=None).collect_schema())
+            if found is None:
+                return None
+            widened = _merge_schema(schema, found)
+            if widened != schema:
+                schema = widened
+                wide = pl.read_ndjson(data, schema=schema)
+    except pl.exceptions.PolarsError:
+        return None
+    return wide, schema
+
+
+def _merge_schema(known: dict[str, Any], found: dict[str, Any]) -> dict[str, Any]:
+    """`known` plus the columns (and mixture fields) only `found` has, in a stable order."""
+    import polars as pl
+
+    merged = dict(known)
+    for name, dtype in found.items():
+        if name not in merged:
+            merged[name] = dtype
+        elif name == MIXTURE:
+            fields = {f.name: f for f in merged[name].fields}
+            fields.update({f.name: f for f in dtype.fields if f.name not in fields})
+            merged[name] = pl.Struct(list(fields.values()))
+    return merged
+
+
+def _wanted_schema(inferred: Any) -> dict[str, Any] | None:
+    """The schema to read with: run as text, step/tokens Int64, every metric Float64."""
+    import polars as pl
+
+    numeric = (pl.Int64, pl.Float64, pl.Null, pl.UInt64)
+    schema: dict[str, Any] = {}
+    for name, dtype in inferred.items():
+        if name == RUN:
+            if dtype not in (pl.String, pl.Int64, pl.UInt64):
+                return None
+            schema[name] = pl.String
+        elif name in (STEP, TOKENS):
+            if dtype not in numeric:
+                return None
+            schema[name] = pl.Int64
+        elif name == MIXTURE:
+            if not isinstance(dtype, pl.Struct):
+                return None
+            fields = []
+            for fld in dtype.fields:
+                if fld.dtype not in numeric:
+                    return None
+                fields.append(pl.Field(fld.name, pl.Float64))
+            schema[name] = pl.Struct(fields)
+        else:
+            if dtype not in numeric:
+                return None  # strings, lists, objects: the line scan names the line
+            schema[name] = pl.Float64
+    return schema if RUN in schema else None
+
+
+def _n_values(wide: pl.DataFrame) -> int:
+    """Non-null values read, counting each non-null mixture field as one (keys in the text)."""
+    import polars as pl
+
+    total: int = wide.height * wide.width - sum(wide.null_count().row(0))
+    if MIXTURE in wide.columns:
+        fields = wide.filter(pl.col(MIXTURE).is_not_null()).get_column(MIXTURE).struct.unnest()
+        total += fields.height * fields.width - sum(fields.null_count().row(0))
+    return total
+
+
+def _split_batch(
+    wide: pl.DataFrame, first_line: int, shown: str, mixtures: dict[str, MixtureRecord]
+) -> pl.DataFrame | None:
+    """Record a batch's mixtures; return its observation rows (run, step, tokens, metrics).
+
+    None if a row breaks the format (the line scan then names it).
+    """
+    import polars as pl
+
+    has_mix = pl.col(MIXTURE).is_not_null() if MIXTURE in wide.columns else pl.lit(False)
+    step = pl.col(STEP) if STEP in wide.columns else pl.lit(None, dtype=pl.Int64)
+    tokens = pl.col(TOKENS) if TOKENS in wide.columns else pl.lit(None, dtype=pl.Int64)
+    bad = wide.select(
+        (
+            pl.col(RUN).is_null()
+            | (has_mix & step.is_not_null())
+            | (~has_mix & step.is_null())
+            | (step < 0)
+            | (tokens < 0)
+        ).any()
+    ).item()
+    if bad:
+        return None
+    metrics = [c for c in wide.columns if c not in _RESERVED]
+    if MIXTURE in wide.columns and wide.get_column(MIXTURE).null_count() < wide.height:
+        rows = wide.with_row_index("_line", offset=first_line).filter(has_mix)
+        for run, line, weights in rows.select(RUN, "_line", MIXTURE).iter_rows():
+            given = {d: w for d, w in weights.items() if w is not None}
+            if run in mixtures and mixtures[run].weights != given:
+                return None  # the line scan reports the two disagreeing lines
+            mixtures.setdefault(run, MixtureRecord(given, f"{shown}:{line}"))
+        wide = wide.filter(~has_mix)
+    # Metrics absent from the whole batch would only add null cells.
+    present = [m for m in metrics if wide.get_column(m).null_count() < wide.height]
+    return wide.select(RUN, step.alias(STEP), tokens.alias(TOKENS), *present)
+
+
+class _PartBuilder:
+    """Collects batches' observation rows into parts sorted by (run, step), handed to a spill."""
+
+    def __init__(self, spill: Spill, part_bytes: int) -> None:
+        self.spill = spill
+        self.part_bytes = part_bytes
+        self.pending: list[pl.DataFrame] = []
+        self.pending_bytes = 0
+        self.parts: list[WidePart] = []
+        self.n_metrics = 0
+
+    def add(self, obs: pl.DataFrame, n_bytes: int) -> None:
+        if obs.height:
+            self.pending.append(obs)
+            self.pending_bytes += n_bytes
+        if self.pending_bytes >= self.part_bytes:
+            self._flush()
+
+    def _flush(self) -> None:
+        import numpy as np
+        import polars as pl
+
+        if not self.pending:
+            return
+        rows = pl.concat(self.pending, how="diagonal") if len(self.pending) > 1 else self.pending[0]
+        self.pending, self.pending_bytes = [], 0
+        rows = rows.sort([RUN, STEP], maintain_order=True)
+        runs = rows.get_column(RUN)
+        starts = np.flatnonzero(runs.ne_missing(runs.shift()).to_numpy())
+        self.n_metrics = max(self.n_metrics, rows.width - 3)
+        self.parts.append(WidePart(
+            self.spill.put(rows), tuple(runs.gather(starts).to_list()),
+            (*(int(s) for s in starts), rows.height),
+        ))
+
+    def finish(self) -> WideObservations | None:
+        self._flush()
+        return WideObservations(tuple(self.parts), self.n_metrics) if self.parts else None
+
+
+# ---------------------------------------------------------------------------------------------
+# Line-by-line scan
+
+
+def _read_lines(path: Path, shown: str) -> Parsed:
+    """Parse line by line with the standard library; raise on the first bad line."""
+    import polars as pl
+
+    mixtures: dict[str, MixtureRecord] = {}
+    runs: list[str] = []
+    steps: list[int] = []
+    tokens: list[int | None] = []
+    metrics: list[str] = []
+    values: list[float] = []
+    try:
+        handle = open(path, "rb")
+    except OSError as exc:
+        reason = exc.strerror or exc.__class__.__name__
+        raise InputError(f"{shown}: cannot read ({reason})") from None
+    with handle:
+        for lineno, raw in enumerate(handle, start=1):
+            where = f"{shown}:{lineno}"
+            text = _decode(raw, where, first=lineno == 1).strip()
+            if not text:
+                continue
+            obj = _parse_object(text, where)
+            run = obj.get(RUN)
+            if run is None or isinstance(run, bool | dict | list | float):
+                raise InputError(f"{where}: no usable 'run' field; every line needs "
+                                 '"run": "<id>"')
+            run = str(run)
+            if MIXTURE in obj:
+                _add_mixture(obj, run, where, mixtures)
+                continue
+            step = parse_step(obj.get(STEP))
+            if step is None:
+                raise InputError(
+                    f"{where}: 'step' is missing or not a non-negative integer "
+                    f"(got {obj.get(STEP)!r}); observation lines need one"
+                )
+            tok = obj.get(TOKENS)
+            if tok is not None:
+                tok = parse_step(tok)
+                if tok is None:
+                    raise InputError(f"{where}: 'tokens' must be a non-negative integer, "
+                                     f"got {obj.get(TOKENS)!r}")
+            for key, value in obj.items():
+                if key in _RESERVED or value is None:
+                    continue
+                number = parse_number(value)
+                if number is None:
+                    raise InputError(f"{where}: value of {key!r} is not a number: {value!r}")
+                runs.append(run)
+                steps.append(step)
+                tokens.append(tok)
+                metrics.append(key)
+                values.append(number)
+    sha = sha256_file(path)
+    if not runs:
+        return Parsed(shown, JSONL, mixtures, empty_observations(), sha, engine="line-scan")
+    obs = pl.DataFrame(
+        {RUN: runs, STEP: steps, TOKENS: tokens, METRIC: metrics, VALUE: values},
+        schema=observation_schema(),
+    ).sort([RUN, METRIC, STEP], maintain_order=True)
+    return Parsed(shown, JSONL, mixtures, obs, sha, engine="line-scan")
+
+
+def _decode(raw: bytes, where: str, *, first: bool) -> str:
+    try:
+        return raw.decode("utf-8-sig" if first else "utf-8")
+    except UnicodeDecodeError:
+        raise InputError(f"{where}: {not_utf8_reason(raw)}") from None
+
+
+def _parse_object(text: str, where: str) -> dict[str, Any]:
+    try:
+        obj = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise InputError(
+            f"{where}: malformed JSON ({exc.msg} at column {exc.colno}); fix or remove the line"
+        ) from None
+    except (ValueError, RecursionError):  # an integer of > 4300 digits, deep nesting
+        raise InputError(f"{where}: malformed JSON (too deeply nested or a number too long); "
+                         "fix or remove the line") from None
+    if not isinstance(obj, dict):
+        raise InputError(f"{where}: expected one JSON object per line, got {type(obj).__name__}")
+    return obj
+
+
+def _add_mixture(obj: dict[str, Any], run: str, where: str, into: dict[str, MixtureRecord]) -> None:
+    weights = obj[MIXTURE]
+    if not isinstance(weights, dict) or not weights:
+        raise InputError(f"{where}: 'mixture' must be a non-empty object {{domain: weight}}")
+    if obj.get(STEP) is not None:
+        raise InputError(f"{where}: a line has both 'mixture' and 'step'; put the mixture "
+                         "on its own line")
+    for domain, weight in weights.items():
+        if isinstance(weight, bool) or not isinstance(weight, int | float) or not math.isfinite(
+            weight
+        ):
+            raise InputError(f"{where}: weight of {domain!r} is not a finite number: {weight!r}")
+    given = dict(weights)
+    previous = into.get(run)
+    if previous is not None and dict(previous.weights) != given:
+        raise InputError(
+            f"{where}: run {run!r} has a different mixture at {previous.where}; keep one"
+        )
+    into.setdefault(run, MixtureRecord(given, where))

@@ -1,0 +1,96 @@
+"""The prior mixture m0: from a JSON file, `uniform`, or `proxy-mean` (SPEC section 2)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from regmixd_cli.errors import InputError, UsageError
+
+PROXY_MEAN = "proxy-mean"
+UNIFORM = "uniform"
+SUM_TOLERANCE = 0.01
+
+
+@dataclass(frozen=True, slots=True)
+class Prior:
+    """A resolved prior: weights in domain order and where they came from."""
+
+    weights: tuple[float, ...]
+    source: str  # "proxy-mean", "uniform", or the file path it was read from
+
+    def as_dict(self, domains: Sequence[str]) -> dict[str, float]:
+        """The prior as {domain: weight}, for model and schedule files."""
+        return dict(zip(domains, self.weights, strict=True))
+
+
+def reject_unknown_domains(
+    names: Iterable[str], domains: Sequence[str], where: str, owner: str = "expected are"
+) -> None:
+    """InputError naming `where` if any of `names` is not one of `domains`."""
+    unknown = sorted(set(names) - set(domains))
+    if unknown:
+        raise InputError(
+            f"{where}: unknown domain(s) {', '.join(unknown)}; {owner} {', '.join(domains)}"
+        )
+
+
+def check_mixture(
+    weights: Mapping[str, Any], domains: Sequence[str], where: str, *, fill_missing: bool = False
+) -> tuple[float, ...]:
+    """Validate a {domain: weight} mapping against `domains` and renormalise it to sum to 1.
+
+    Negative or non-finite weights, unknown domains, missing domains (unless `fill_missing`),
+    and sums off 1 by more than 0.01 are InputErrors naming `where`.
+    """
+    reject_unknown_domains(weights, domains, where)
+    missing = [d for d in domains if d not in weights]
+    if missing and not fill_missing:
+        raise InputError(
+            f"{where}: no weight for domain(s) {', '.join(missing)}; give them (0 is fine)"
+        )
+    values = []
+    for d in domains:
+        raw = weights.get(d, 0.0)
+        if isinstance(raw, bool) or not isinstance(raw, int | float):
+            raise InputError(f"{where}: weight of {d!r} is not a number: {raw!r}")
+        value = float(raw)
+        if not math.isfinite(value) or value < 0:
+            raise InputError(f"{where}: weight of {d!r} must be a finite number >= 0, got {raw!r}")
+        values.append(value)
+    total = math.fsum(values)
+    if abs(total - 1.0) > SUM_TOLERANCE:
+        raise InputError(f"{where}: weights sum to {total:.4g}, not 1 (tolerance {SUM_TOLERANCE})")
+    return tuple(v / total for v in values)
+
+
+def check_prior_spec(spec: str | None) -> None:
+    """Fail early on a `--prior` that is neither uniform, proxy-mean nor an existing file."""
+    if spec is None or spec in (UNIFORM, PROXY_MEAN):
+        return
+    if not Path(spec).is_file():
+        raise UsageError(f"--prior {spec!r}: not a file, and not 'uniform' or 'proxy-mean'")
+
+
+def resolve_prior(
+    spec: str | None, domains: Sequence[str], proxy_mean: Sequence[float] | None = None
+) -> Prior:
+    """Resolve `--prior` (None means proxy-mean) into weights in `domains` order."""
+    from regmixd_cli.files import read_json
+
+    if spec is None or spec == PROXY_MEAN:
+        if proxy_mean is None:
+            raise UsageError("--prior proxy-mean needs proxy runs; give --prior FILE or uniform")
+        total = math.fsum(proxy_mean)
+        return Prior(tuple(float(w) / total for w in proxy_mean), PROXY_MEAN)
+    if spec == UNIFORM:
+        return Prior(tuple(1.0 / len(domains) for _ in domains), UNIFORM)
+    check_prior_spec(spec)
+    path = Path(spec)
+    data = read_json(path, "prior mixture")
+    if not isinstance(data, dict):
+        raise InputError(f"{path}: a prior must be a JSON object {{domain: weight}}")
+    return Prior(check_mixture(data, domains, str(path)), str(path))
