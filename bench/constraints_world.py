@@ -40,11 +40,11 @@ def token_use(doc: dict, domains: list[str]) -> np.ndarray:
 
 
 def calibration(model_dir: Path, world, seed: int, n_runs: int) -> dict[str, float]:
-    from regmixd_cli.sim.design import design_mixtures
     from regmixd_cli.fit.ensemble import interval, load_ensemble
-    from regmixd_cli.fit.model import load_model
-    from regmixd_cli.sim.world import runs_to_store, simulate_runs
+    from regmixd_cli.fit.files import load_model
     from regmixd_cli.fit.transitions import build_loss_table
+    from regmixd_cli.sim.design import design_mixtures
+    from regmixd_cli.sim.world import runs_to_store, simulate_runs
 
     model = load_model(model_dir)
     ens = load_ensemble(model_dir, model)

@@ -92,10 +92,10 @@ def child(mode: str, src: str, dst: str, bare: str) -> None:
         seconds = time.perf_counter() - start
         rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     elif mode == "ingest":
-        from regmixd_cli.store.ingest import build_store
-        from regmixd_cli.store.spill import Spill
         from regmixd_cli.store.files import open_store
+        from regmixd_cli.store.ingest import build_store
         from regmixd_cli.store.readers import read_inputs
+        from regmixd_cli.store.spill import Spill
 
         start = time.perf_counter()
         with open_store(Path(dst)) as draft:  # the same calls as `regmixd ingest`

@@ -57,7 +57,9 @@ def main() -> None:
     parser.add_argument("--candidates", type=int, default=100_000)
     args = parser.parse_args()
 
-    from regmixd_cli.fit.model import FitConfig, fit_model, load_model, save_model
+    from regmixd_cli.fit.files import load_model, save_model
+    from regmixd_cli.fit.model import FitConfig
+    from regmixd_cli.fit.training import fit_model
     from regmixd_cli.online.controller import decide_online, target_switch_steps
     from regmixd_cli.plan.search import SearchConfig
 

@@ -91,11 +91,12 @@ def _online(world: Any, model: Any, prior: Any, config: Any, seed: int) -> float
 
 def one_world(seed: int, n_domains: int, candidates: int | None, workdir: Path) -> dict[str, Any]:
     """Every method's true final loss in the world of `seed`."""
-    from regmixd_cli.sim.design import MAX_EPOCHS, caps_from_tokens, design_mixtures
-    from regmixd_cli.fit.model import FitConfig, fit_model
-    from regmixd_cli.sim.oracle import find_oracle
+    from regmixd_cli.fit.model import FitConfig
+    from regmixd_cli.fit.training import fit_model
     from regmixd_cli.plan.schedule import build_schedule, build_static, resolve_schedule_prior
     from regmixd_cli.plan.search import SearchConfig
+    from regmixd_cli.sim.design import MAX_EPOCHS, caps_from_tokens, design_mixtures
+    from regmixd_cli.sim.oracle import find_oracle
     from regmixd_cli.sim.world import make_world, runs_to_store, simulate_runs, true_final_loss
 
     started = time.perf_counter()

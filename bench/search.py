@@ -80,8 +80,9 @@ def recording(model: Any, log: Log) -> Any:
 
 def real_model(seed: int, n_runs: int) -> tuple[Any, float]:
     """What `regmixd fit` makes of a simulated world: FitConfig() defaults (auto form)."""
+    from regmixd_cli.fit.model import FitConfig
+    from regmixd_cli.fit.training import fit_model
     from regmixd_cli.sim.design import MAX_EPOCHS, caps_from_tokens, design_mixtures
-    from regmixd_cli.fit.model import FitConfig, fit_model
     from regmixd_cli.sim.world import make_world, runs_to_store, simulate_runs
 
     world = make_world(N_DOMAINS, seed)

@@ -1,4 +1,8 @@
-"""The prior mixture m0: from a JSON file, `uniform`, or `proxy-mean` (SPEC section 2)."""
+"""Mixture weights, shared by every stage: checking, rounding, and the prior m0.
+
+The prior comes from a JSON file, `uniform`, or `proxy-mean` (docs/reference/commands.md).
+Every weight regmixd writes is rounded by `round_weights`: millionths that sum to exactly 1.
+"""
 
 from __future__ import annotations
 
@@ -6,13 +10,19 @@ import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from regmixd_cli.errors import InputError, UsageError
+from regmixd_cli.files import read_json
+
+if TYPE_CHECKING:
+    import numpy as np
 
 PROXY_MEAN = "proxy-mean"
 UNIFORM = "uniform"
 SUM_TOLERANCE = 0.01
+WEIGHT_DECIMALS = 6  # weights are written in millionths
+UNITS = 1_000_000  # 10**WEIGHT_DECIMALS
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,7 +89,6 @@ def resolve_prior(
     spec: str | None, domains: Sequence[str], proxy_mean: Sequence[float] | None = None
 ) -> Prior:
     """Resolve `--prior` (None means proxy-mean) into weights in `domains` order."""
-    from regmixd_cli.files import read_json
 
     if spec is None or spec == PROXY_MEAN:
         if proxy_mean is None:
@@ -94,3 +103,56 @@ def resolve_prior(
     if not isinstance(data, dict):
         raise InputError(f"{path}: a prior must be a JSON object {{domain: weight}}")
     return Prior(check_mixture(data, domains, str(path)), str(path))
+
+
+def round_units(
+    weights: Sequence[float],
+    units: int = UNITS,
+    lower: Sequence[int] | None = None,
+    upper: Sequence[int] | None = None,
+) -> list[int]:
+    """Whole units per domain summing to exactly `units`, by largest remainders.
+
+    `weights` are normalised first. With `lower`/`upper` (in units) every count stays inside
+    its bounds: units go to (or come from) the largest remainders that still have room. Ties go
+    to the lower index.
+    """
+    values = [float(w) for w in weights]
+    total = math.fsum(values)
+    exact = [v / total * units for v in values]
+    lo = list(lower) if lower is not None else [0] * len(values)
+    hi = list(upper) if upper is not None else [units] * len(values)
+    counts = [min(max(math.floor(x), a), b) for x, a, b in zip(exact, lo, hi, strict=True)]
+    short = units - sum(counts)
+    sign = 1 if short > 0 else -1
+    order = sorted(range(len(counts)), key=lambda i: (-(exact[i] - counts[i]) * sign, i))
+    while short != 0:
+        moved = False
+        for i in order:
+            if short > 0 and counts[i] < hi[i]:
+                counts[i] += 1
+                short -= 1
+                moved = True
+            elif short < 0 and counts[i] > lo[i]:
+                counts[i] -= 1
+                short += 1
+                moved = True
+            if short == 0:
+                break
+        if not moved:
+            raise ValueError(f"bounds leave no way to split {units} units")
+    return counts
+
+
+def round_weights(weights: Sequence[float] | np.ndarray) -> tuple[float, ...]:
+    """Millionths summing to exactly 1: each rounded half up, the largest absorbs the slack.
+
+    This is the rounding of every schedule and oracle file; `round_units` is the one for
+    bounded boxes and designs (largest remainders), where a bound must never be crossed.
+    """
+    values = [float(w) for w in weights]
+    total = math.fsum(values)
+    units = [math.floor(v / total * UNITS + 0.5) for v in values]
+    largest = max(range(len(units)), key=lambda i: (values[i], -i))
+    units[largest] += UNITS - sum(units)
+    return tuple(u / UNITS for u in units)

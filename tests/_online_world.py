@@ -59,7 +59,9 @@ def build_store(n_runs: int = 24, seed: int = 0, *, endpoint_only: bool = False)
 
 def fit_tiny_model(path: Path, n_switch_points: int = 3) -> Path:
     """Fit a small real model (few trees, one thread) and save it to `path`."""
-    from regmixd_cli.fit.model import FitConfig, XGBSettings, fit_model, save_model
+    from regmixd_cli.fit.files import save_model
+    from regmixd_cli.fit.model import FitConfig, XGBSettings
+    from regmixd_cli.fit.training import fit_model
 
     settings = XGBSettings(learning_rate=0.3, max_rounds=20, early_stopping_rounds=5, nthread=1)
     config = FitConfig(target=TARGET, n_switch_points=n_switch_points, folds=2, xgb=settings)

@@ -10,6 +10,7 @@ from _online_world import DOMAINS, fit_tiny_model
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from regmixd_cli.errors import InfeasibleError, InputError, UsageError
 from regmixd_cli.plan.constraints import (
     ConstrainedSearch,
     Region,
@@ -18,7 +19,6 @@ from regmixd_cli.plan.constraints import (
     project_box_simplex,
     violations,
 )
-from regmixd_cli.errors import InfeasibleError, InputError, UsageError
 from regmixd_cli.plan.search import SearchConfig
 
 FAST = ("--candidates", "2000", "--top-k", "16")
@@ -421,7 +421,9 @@ def ensemble_dir(tmp_path_factory):
     from _online_world import TARGET, build_store
 
     from regmixd_cli.fit.ensemble import ENSEMBLE_KEY, ensemble_blobs, fit_ensemble
-    from regmixd_cli.fit.model import FitConfig, XGBSettings, fit_model, save_model
+    from regmixd_cli.fit.files import save_model
+    from regmixd_cli.fit.model import FitConfig, XGBSettings
+    from regmixd_cli.fit.training import fit_model
 
     settings = XGBSettings(learning_rate=0.3, max_rounds=20, early_stopping_rounds=5, nthread=1)
     config = FitConfig(target=TARGET, n_switch_points=3, folds=2, xgb=settings)

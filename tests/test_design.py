@@ -7,10 +7,10 @@ import json
 import numpy as np
 import pytest
 
-from regmixd_cli.sim.design import caps_from_tokens, design_mixtures
 from regmixd_cli.errors import InfeasibleError, UsageError
-from regmixd_cli.store.readers.mixtures import read_mixtures
+from regmixd_cli.sim.design import caps_from_tokens, design_mixtures
 from regmixd_cli.sim.world import make_world
+from regmixd_cli.store.readers.mixtures import read_mixtures
 
 PILE = make_world(17, 0).prior  # token shares of the 17 Pile domains
 

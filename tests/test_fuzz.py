@@ -178,8 +178,8 @@ def test_mutated_mixtures_files(sample, data):
 @FUZZ
 @given(data=st.data())
 def test_mutated_mixtures_json_values(data):
-    from regmixd_cli.weights import check_mixture
     from regmixd_cli.store.readers.mixtures import read_mixtures
+    from regmixd_cli.weights import check_mixture
 
     def read(path: Path) -> None:
         for record in read_mixtures(path).mixtures.values():
@@ -260,7 +260,7 @@ def test_mutated_schedule_json(schedule_document, data):
 @FUZZ
 @given(data=st.data())
 def test_mutated_model_json(model_dir, data):
-    from regmixd_cli.fit.model import load_model
+    from regmixd_cli.fit.files import load_model
 
     document = json.loads((model_dir / "model.json").read_text())
     choice = data.draw(st.sampled_from(["bytes", "json", "json", "booster"]))

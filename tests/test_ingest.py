@@ -11,8 +11,8 @@ import pytest
 
 from regmixd_cli.domain import STORE_SCHEMA
 from regmixd_cli.errors import InputError
-from regmixd_cli.store.ingest import build_store
 from regmixd_cli.store.files import read_store
+from regmixd_cli.store.ingest import build_store
 from regmixd_cli.store.readers import read_inputs, read_jsonl
 
 SAMPLE_FORMATS = Path(__file__).resolve().parent.parent / "sample_logs" / "formats"
@@ -216,8 +216,8 @@ def interleaved_log(tmp_path: Path) -> Path:
 def ingest_with(path: Path, out: Path, *, batch_bytes: int, part_bytes: int, bucket_rows: int,
                 spill: bool) -> None:
     """What `regmixd ingest` does, with the batch, part and bucket sizes forced."""
-    from regmixd_cli.store.spill import Spill
     from regmixd_cli.store.files import open_store
+    from regmixd_cli.store.spill import Spill
 
     with open_store(out) as draft:
         parsed = read_jsonl(path, spill=Spill(draft.spill_dir) if spill else None,

@@ -8,20 +8,14 @@ import math
 import numpy as np
 import pytest
 
-from regmixd_cli.fit import crossval
-from regmixd_cli.fit import model as model_module
 from regmixd_cli.domain import MODEL_SCHEMA
 from regmixd_cli.errors import ModelError, UsageError
+from regmixd_cli.fit import boosters as boosters_module
+from regmixd_cli.fit import crossval
+from regmixd_cli.fit.files import load_model, model_hash, save_model
 from regmixd_cli.fit.metrics import pearson, r2, rank_average, spearman, top_k_overlap
-from regmixd_cli.fit.model import (
-    FitConfig,
-    XGBSettings,
-    curve_shift,
-    fit_model,
-    load_model,
-    model_hash,
-    save_model,
-)
+from regmixd_cli.fit.model import FitConfig, XGBSettings, curve_shift
+from regmixd_cli.fit.training import fit_model
 from tests._fit_stores import make_store, smooth_store, smooth_world
 
 FAST = XGBSettings(max_rounds=150, learning_rate=0.1, early_stopping_rounds=20)
@@ -145,13 +139,13 @@ def test_cross_validation_is_grouped_and_early_stopping_never_sees_held_out_runs
     smooth, monkeypatch
 ):
     calls = []
-    real = model_module.fit_booster
+    real = boosters_module.fit_booster
 
     def spy(table, runs, kind, stage, settings, seed, rounds, early_runs=None):
         calls.append((set(runs.tolist()), None if early_runs is None else set(early_runs.tolist())))
         return real(table, runs, kind, stage, settings, seed, rounds, early_runs)
 
-    monkeypatch.setattr(model_module, "fit_booster", spy)
+    monkeypatch.setattr(boosters_module, "fit_booster", spy)
     monkeypatch.setattr(crossval, "fit_booster", spy)
     fit_model(smooth, FitConfig(n_switch_points=1, folds=4, xgb=FAST))
     cv_calls = [c for c in calls if c[1] is not None]

@@ -224,8 +224,8 @@ def test_controller_keeps_restored_decisions():
 def test_controller_schedule_is_valid_schedule_json():
     import jsonschema
 
-    from regmixd_cli.plan.schedule_file import schedule_schema_path
     from regmixd_cli.plan.schedule import schedule_from_dict
+    from regmixd_cli.plan.schedule_file import schedule_schema_path
 
     ctl = controller()
     assert [s["weights"] for s in ctl.to_schedule()["stages"]] == [pytest.approx(FakeModel().prior)]
@@ -293,9 +293,9 @@ def test_one_shot_warnings_in_json(cli, model_dir):
 
 def test_online_matches_offline_when_the_run_follows_the_prediction(cli, model_dir):
     """Same seed, no correction, the loss offline assumed: the same mixture as `schedule`."""
-    from regmixd_cli.fit.model import load_model
-    from regmixd_cli.weights import Prior
+    from regmixd_cli.fit.files import load_model
     from regmixd_cli.plan.schedule import build_schedule
+    from regmixd_cli.weights import Prior
 
     model = load_model(model_dir)
     prior = Prior(tuple(model.prior[d] for d in model.domains), model.prior_source)
@@ -344,7 +344,9 @@ def test_missing_model_is_a_model_error(cli, tmp_path):
 
 
 def test_endpoint_only_model_exit_code(cli, tmp_path):
-    from regmixd_cli.fit.model import FitConfig, XGBSettings, fit_model, save_model
+    from regmixd_cli.fit.files import save_model
+    from regmixd_cli.fit.model import FitConfig, XGBSettings
+    from regmixd_cli.fit.training import fit_model
 
     store = build_store(endpoint_only=True)
     settings = XGBSettings(learning_rate=0.3, max_rounds=5, early_stopping_rounds=2, nthread=1)

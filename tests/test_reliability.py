@@ -143,7 +143,7 @@ app()
 
 @pytest.mark.slow
 def test_sigkill_during_fit_keeps_the_previous_model(base, tmp_path):
-    from regmixd_cli.fit.model import load_model
+    from regmixd_cli.fit.files import load_model
 
     model = tmp_path / "model"
     first = regmixd("fit", base["store"], "--out", model, "--switch-points", "3", "--folds", "2",

@@ -13,25 +13,24 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from regmixd_cli.errors import InputError, ModelError, UsageError
-from regmixd_cli.plan.schedule_file import (
-    read_schedule,
-    schedule_json,
-    schedule_schema_path,
-    write_schedule,
-)
-from regmixd_cli.weights import Prior
 from regmixd_cli.plan.schedule import (
     METHOD_OFFLINE,
     METHOD_STATIC,
     build_schedule,
     build_static,
     resolve_schedule_prior,
-    round_weights,
     schedule_from_dict,
     schedule_to_dict,
     stage_boundaries,
 )
+from regmixd_cli.plan.schedule_file import (
+    read_schedule,
+    schedule_json,
+    schedule_schema_path,
+    write_schedule,
+)
 from regmixd_cli.plan.search import SearchConfig
+from regmixd_cli.weights import Prior, round_weights
 
 DOMAINS = ("code", "prose", "web")
 # The best mixture moves during training: code first, then prose, then web.

@@ -17,8 +17,8 @@ from regmixd_cli.errors import UsageError
 if TYPE_CHECKING:
     from rich.table import Table
 
-    from regmixd_cli.plan.compare import Plan, Prediction
     from regmixd_cli.fit.model import FittedModel
+    from regmixd_cli.plan.compare import Plan, Prediction
 
 METHOD_LABELS = {
     "regmix-d-offline": "RegMix-D",
@@ -33,8 +33,8 @@ def check_plot(path: Path | None) -> str | None:
     """The figure format of `--plot`, checked before any work (None without --plot)."""
     if path is None:
         return None
-    from regmixd_cli.files import check_output_file
     from regmixd_cli.cli._plots import plot_format, require_matplotlib
+    from regmixd_cli.files import check_output_file
 
     fmt = plot_format(path.name)
     check_output_file(path, "--plot")
@@ -52,8 +52,8 @@ def write_plot(path: Path, data: bytes) -> None:
 
 def plot_schedule(schedule_file: Path, plot: Path) -> None:
     """`show SCHEDULE --plot FILE`: the schedule's weights as stacked areas over steps."""
-    from regmixd_cli.plan.schedule_file import read_schedule
     from regmixd_cli.cli._plots import schedule_figure
+    from regmixd_cli.plan.schedule_file import read_schedule
 
     fmt = check_plot(plot)
     assert fmt is not None
@@ -77,7 +77,12 @@ def _load_plan(
     builtin: tuple[Any, int, str] | None = None,
 ) -> tuple[Plan, int | None]:
     """An item as a plan, and the target steps it carries (schedules only)."""
-    from regmixd_cli.plan.compare import BUILTINS, builtin_plan, plan_from_mixture, plan_from_schedule
+    from regmixd_cli.plan.compare import (
+        BUILTINS,
+        builtin_plan,
+        plan_from_mixture,
+        plan_from_schedule,
+    )
     from regmixd_cli.plan.mixture_file import read_plan_file
     from regmixd_cli.plan.schedule import Schedule
 
@@ -220,9 +225,9 @@ def predict(
 
     Example: regmixd predict runs/demo/model runs/demo/schedule.json
     """
-    from regmixd_cli.plan.compare import predict_plans, prediction_to_dict
     from regmixd_cli.files import dumps_json
-    from regmixd_cli.fit.model import load_model
+    from regmixd_cli.fit.files import load_model
+    from regmixd_cli.plan.compare import predict_plans, prediction_to_dict
 
     fitted = load_model(model)
     plan, carried = _load_plan(item, fitted, allow_missing)
@@ -279,9 +284,9 @@ def compare(
     Example: regmixd compare runs/demo/model prior static offline --plot compare.png
     """
     from regmixd_cli.cli.schedule import progress_bar
-    from regmixd_cli.plan.compare import axis_steps, comparison_to_dict, predict_plans
     from regmixd_cli.files import dumps_json
-    from regmixd_cli.fit.model import load_model, model_hash
+    from regmixd_cli.fit.files import load_model, model_hash
+    from regmixd_cli.plan.compare import axis_steps, comparison_to_dict, predict_plans
     from regmixd_cli.plan.search import SearchConfig
 
     fmt = check_plot(plot)

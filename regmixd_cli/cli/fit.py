@@ -137,9 +137,11 @@ def fit(
 
     from regmixd_cli.cli.compare import check_plot
     from regmixd_cli.files import check_output_dir, check_output_file, dumps_json
-    from regmixd_cli.store.files import read_store
-    from regmixd_cli.fit.model import FitConfig, XGBSettings, fit_model, save_model
+    from regmixd_cli.fit.files import save_model
+    from regmixd_cli.fit.model import FitConfig, XGBSettings
+    from regmixd_cli.fit.training import fit_model
     from regmixd_cli.fit.transitions import parse_intervals
+    from regmixd_cli.store.files import read_store
 
     plot_format = check_plot(plot)  # before the fit: a bad --plot must not cost a whole fit
     check_output_dir(out)
@@ -256,10 +258,10 @@ def evaluate(
 
     Example: regmixd evaluate model test.store --json
     """
-    from regmixd_cli.fit.evaluate import evaluate_model
     from regmixd_cli.files import dumps_json
+    from regmixd_cli.fit.evaluate import evaluate_model
+    from regmixd_cli.fit.files import load_model
     from regmixd_cli.store.files import read_store
-    from regmixd_cli.fit.model import load_model
 
     if top_k < 1:
         raise UsageError(f"--top-k {top_k}: must be at least 1")
@@ -274,8 +276,7 @@ def evaluate(
 
 def show_model(path: Path) -> None:
     """Print a model's summary and cross-validation report as tables on stdout."""
-    from regmixd_cli.fit.files import read_model_dir
-    from regmixd_cli.fit.model import load_model
+    from regmixd_cli.fit.files import load_model, read_model_dir
 
     load_model(Path(path))  # a summary of a model that cannot be used would mislead
     meta, _ = read_model_dir(Path(path))

@@ -66,10 +66,10 @@ def _ingest_locked(
     append: bool, fill_missing_domains: bool,
 ) -> tuple[Any, Store]:
     """Read the logs (and the store, with --append) and write the new store atomically."""
-    from regmixd_cli.store.ingest import build_store
-    from regmixd_cli.store.spill import Spill
     from regmixd_cli.store.files import MANIFEST_FILE, open_store, read_store
+    from regmixd_cli.store.ingest import build_store
     from regmixd_cli.store.readers import read_inputs
+    from regmixd_cli.store.spill import Spill
 
     existing = None
     if out_dir.exists():

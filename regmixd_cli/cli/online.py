@@ -24,8 +24,8 @@ from regmixd_cli.cli._constraints import (
 from regmixd_cli.errors import InputError, UsageError
 
 if TYPE_CHECKING:
-    from regmixd_cli.online.follow import LogCursor, Observation
     from regmixd_cli.online.controller import Decision, OnlineController
+    from regmixd_cli.online.follow import LogCursor, Observation
 
 STATE_SCHEMA = "regmixd.online-state/v1"
 # Lines with a step but without the followed metric after which a misnamed --metric is

@@ -96,9 +96,9 @@ def _run(
     from regmixd_cli.cli.fit import fit
     from regmixd_cli.cli.ingest import ingest
     from regmixd_cli.cli.schedule import progress_bar, render_schedule
-    from regmixd_cli.plan.schedule_file import schedule_json, write_schedule
-    from regmixd_cli.fit.model import load_model, model_hash
+    from regmixd_cli.fit.files import load_model, model_hash
     from regmixd_cli.plan.schedule import build_schedule, build_static, resolve_schedule_prior
+    from regmixd_cli.plan.schedule_file import schedule_json, write_schedule
     from regmixd_cli.plan.search import SearchConfig
 
     store, model_dir = out_dir / STORE_DIR, out_dir / MODEL_DIR

@@ -98,13 +98,13 @@ def schedule(
     Example: regmixd schedule model/ --target-steps 25000 --out schedule.json
     """
     from regmixd_cli.files import check_output_file
-    from regmixd_cli.plan.schedule_file import schedule_json, write_schedule
-    from regmixd_cli.fit.model import load_model, model_hash
+    from regmixd_cli.fit.files import load_model, model_hash
     from regmixd_cli.plan.schedule import (
         build_schedule,
         build_static,
         resolve_schedule_prior,
     )
+    from regmixd_cli.plan.schedule_file import schedule_json, write_schedule
     from regmixd_cli.plan.search import SearchConfig
 
     if out_path is None and not as_json:
@@ -205,8 +205,8 @@ def export(
 
     Example: regmixd export schedule.json --to megatron --prefix pile_cc=/data/pile_cc_text_document
     """
-    from regmixd_cli.plan.export import export_schedule, parse_prefixes
     from regmixd_cli.files import atomic_write_text, check_output_file
+    from regmixd_cli.plan.export import export_schedule, parse_prefixes
     from regmixd_cli.plan.schedule_file import read_schedule
 
     if str(out_path) != STDOUT:

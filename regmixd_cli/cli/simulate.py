@@ -93,8 +93,8 @@ def simulate(
         return
     import numpy as np
 
-    from regmixd_cli.sim.design import MAX_EPOCHS, design_mixtures
     from regmixd_cli.files import check_output_dir, sha256_file
+    from regmixd_cli.sim.design import MAX_EPOCHS, design_mixtures
     from regmixd_cli.sim.files import write_simulation
     from regmixd_cli.sim.world import make_world, mixture_array, run_ids, simulate_runs
 

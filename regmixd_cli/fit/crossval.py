@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from regmixd_cli.errors import UsageError
+from regmixd_cli.fit.boosters import booster_kinds, fit_booster
 from regmixd_cli.fit.metrics import mae, score, spearman
 from regmixd_cli.fit.model import (
     AUTO,
@@ -24,8 +25,6 @@ from regmixd_cli.fit.model import (
     FitConfig,
     FittedModel,
     Progress,
-    booster_kinds,
-    fit_booster,
 )
 from regmixd_cli.fit.transitions import LossTable
 

@@ -27,7 +27,10 @@ from typing import Any
 import numpy as np
 
 from regmixd_cli.errors import ModelError, UsageError
-from regmixd_cli.fit.model import ENDPOINT, FittedModel, XGBSettings, booster_kinds, fit_booster
+from regmixd_cli.fit.boosters import booster_kinds, fit_booster
+from regmixd_cli.fit.files import MODEL_FILE, read_model_dir
+from regmixd_cli.fit.model import ENDPOINT, FittedModel, XGBSettings, default_threads
+from regmixd_cli.fit.transitions import build_loss_table
 
 ENSEMBLE_KEY = "ensemble"
 METHOD = "bootstrap over proxy runs"
@@ -69,7 +72,6 @@ def fit_ensemble(
     where: str = "store",
 ) -> Ensemble:
     """Train `n_replicas` bootstrap replicas of `model` on its store's runs."""
-    from regmixd_cli.fit.transitions import build_loss_table
 
     if n_replicas < 2:
         raise UsageError(f"--ensemble {n_replicas}: give 0 (none) or at least 2 replicas")
@@ -157,8 +159,6 @@ def load_ensemble(path: Any, model: FittedModel) -> Ensemble | None:
     """The ensemble stored in a model directory, or None when it was fitted without one."""
     import xgboost
 
-    from regmixd_cli.fit.files import MODEL_FILE, read_model_dir
-    from regmixd_cli.fit.model import default_threads
 
     meta, blobs = read_model_dir(path)
     record = meta.get(ENSEMBLE_KEY)

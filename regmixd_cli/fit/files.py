@@ -1,8 +1,9 @@
-"""Read and write the model directory: `model.json` plus one `.ubj` per booster (SPEC 3.3).
+"""The model directory: `model.json` plus one `.ubj` per booster (docs/reference/files.md).
 
-This module handles bytes and JSON only; building XGBoost boosters is `regmixd_cli.fit.model`'s job.
-Reading verifies the schema version and the sha256 of every booster file, so a model that was
-edited, truncated or copied from another tool is refused with a ModelError (exit 4).
+`save_model`/`load_model` turn a `FittedModel` into files and back; `write_model_dir` and
+`read_model_dir` handle the bytes and JSON. Reading verifies the schema version and the
+sha256 of every booster file, so a model that was edited, truncated or copied from another
+tool is refused with a ModelError (exit 4).
 """
 
 from __future__ import annotations
@@ -10,12 +11,28 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
+from regmixd_cli._version import __version__
 from regmixd_cli.domain import MODEL_SCHEMA
 from regmixd_cli.errors import ModelError
-from regmixd_cli.files import atomic_dir, write_json
+from regmixd_cli.files import atomic_dir, sha256_file, write_json
+from regmixd_cli.fit.metrics import clean
+from regmixd_cli.fit.model import (
+    CURVE_SHIFT,
+    ENDPOINT,
+    FORMS,
+    PER_STAGE,
+    POINT,
+    POOLED,
+    FittedModel,
+    default_threads,
+    import_xgboost,
+)
 
 MODEL_FILE = "model.json"
 
@@ -115,3 +132,102 @@ def _check_document(document: dict[str, Any], file: Path) -> None:
     if problem:
         raise ModelError(f"{file}: incomplete or unreadable model ({problem}; edited or "
                          "corrupt); fit it again with `regmixd fit`")
+
+
+def _versions() -> dict[str, str]:
+    xgboost_version = import_xgboost().__version__
+    return {"regmixd": __version__, "xgboost": xgboost_version, "numpy": np.__version__}
+
+
+def model_metadata(model: FittedModel) -> dict[str, Any]:
+    """Everything in model.json except the booster file hashes."""
+    kinds = [ENDPOINT] + ([model.form] if model.form else [])
+    return {
+        "domains": list(model.domains),
+        "target": model.target,
+        "grid": list(model.grid),
+        "proxy_steps": model.proxy_steps,
+        "prior": model.prior,
+        "prior_source": model.prior_source,
+        "form": model.form,
+        "residual": model.residual,
+        "features": {kind: model.features(kind) for kind in kinds},
+        "loss_ranges": [list(r) for r in model.loss_ranges],
+        "initial_loss": clean(model.initial_loss, 12),
+        "report": model.report,
+        "store_sha256": model.store_sha256,
+        "settings": model.settings,
+        "versions": _versions(),
+    }
+
+
+def save_model(
+    path: Path,
+    model: FittedModel,
+    extra: Mapping[str, Any] | None = None,
+    extra_blobs: Mapping[str, bytes] | None = None,
+) -> None:
+    """Write the model directory (model.json + one .ubj per booster) atomically.
+
+    `extra` adds keys to model.json and `extra_blobs` files (e.g. an ensemble's replicas).
+    """
+    blobs = {f"{name}.ubj": bytes(b.save_raw("ubj")) for name, b in model.boosters.items()}
+    blobs.update(extra_blobs or {})
+    write_model_dir(Path(path), model_metadata(model) | dict(extra or {}), blobs)
+
+
+def load_model(path: Path) -> FittedModel:
+    """Read and verify a model directory; any problem is a ModelError naming the file."""
+    path = Path(path)
+    meta, blobs = read_model_dir(path)
+    xgb = import_xgboost()
+    try:
+        domains = tuple(str(d) for d in meta["domains"])
+        grid = tuple(float(t) for t in meta["grid"])
+        form = meta["form"]
+        if form not in (None, *FORMS):
+            raise ValueError(f"unknown form {form!r}")
+        names = [ENDPOINT]
+        if form == POOLED:
+            names.append(POOLED)
+        elif form == PER_STAGE:
+            names += [f"stage_{j}" for j in range(1, len(grid))]
+        elif form == CURVE_SHIFT:
+            names += [f"{POINT}_{j}" for j in range(1, len(grid))]
+        boosters = {}
+        for name in names:
+            booster = xgb.Booster()
+            booster.load_model(bytearray(blobs[f"{name}.ubj"]))
+            widths = {len(f) for f in meta.get("features", {}).values()}
+            if widths and booster.num_features() not in widths:  # booster of another model
+                raise ValueError(f"{name}.ubj has {booster.num_features()} features, "
+                                 f"model.json lists {sorted(widths)}")
+            booster.set_param({"nthread": default_threads()})
+            boosters[name] = booster
+        initial = meta["initial_loss"]
+        return FittedModel(
+            domains=domains,
+            target=str(meta["target"]),
+            grid=grid,
+            proxy_steps=float(meta["proxy_steps"]),
+            prior={str(k): float(v) for k, v in meta["prior"].items()},
+            prior_source=str(meta["prior_source"]),
+            form=form,
+            loss_ranges=tuple((float(a), float(b)) for a, b in meta["loss_ranges"]),
+            initial_loss=math.nan if initial is None else float(initial),
+            report=dict(meta["report"]),
+            boosters=boosters,
+            residual=bool(meta["residual"]),
+            store_sha256=str(meta["store_sha256"]),
+            settings=dict(meta["settings"]),
+        )
+    except (KeyError, TypeError, ValueError, AttributeError, xgb.core.XGBoostError) as exc:
+        raise ModelError(
+            f"{path / MODEL_FILE}: incomplete or unreadable model ({exc.__class__.__name__}: "
+            f"{str(exc).splitlines()[0] if str(exc) else ''}); fit it again with `regmixd fit`"
+        ) from None
+
+
+def model_hash(path: Path) -> str:
+    """The sha256 of model.json, which records every booster's hash."""
+    return sha256_file(Path(path) / MODEL_FILE)

@@ -14,7 +14,21 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from regmixd_cli._version import __version__
 from regmixd_cli.errors import ModelError, UsageError
+from regmixd_cli.fit.files import load_model, model_hash
+from regmixd_cli.plan.constraints import BudgetPlan, fit_first, online_region, search_region
+from regmixd_cli.plan.schedule import (
+    FRACTION_DECIMALS,
+    LOSS_DECIMALS,
+    METHOD_ONLINE,
+    Schedule,
+    Stage,
+    schedule_to_dict,
+    stage_boundaries,
+)
+from regmixd_cli.plan.search import SearchConfig, search_mixture
+from regmixd_cli.weights import round_weights
 
 if TYPE_CHECKING:
     from regmixd_cli.fit.model import FittedModel
@@ -85,7 +99,6 @@ def target_switch_steps(grid: Sequence[float], n_switch: int, target_steps: int)
 
     The same mapping `regmixd schedule` uses for its stage boundaries.
     """
-    from regmixd_cli.plan.schedule import stage_boundaries
 
     if isinstance(target_steps, bool) or not isinstance(target_steps, int) or target_steps < 1:
         raise UsageError(f"--target-steps must be a positive integer, got {target_steps!r}")
@@ -149,8 +162,6 @@ def decide_online(
     """
     import numpy as np
 
-    from regmixd_cli.plan.schedule import round_weights
-    from regmixd_cli.plan.search import SearchConfig, search_mixture
 
     check_online_model(model)
     _check_numbers(step, loss, param_ratio, beta)
@@ -200,7 +211,6 @@ def decide_online(
         result = search_mixture(score, prior_arr, config, rng, feasible=feasible)
         weights = round_weights(result.weights)
     else:
-        from regmixd_cli.plan.constraints import online_region, search_region
 
         if history is None and switch == 1:
             history = []
@@ -260,10 +270,8 @@ class OnlineController:
         seed: int = 0,
         decisions: Sequence[Decision] = (),
     ) -> None:
-        from regmixd_cli.plan.search import SearchConfig
 
         if isinstance(model, str | Path):
-            from regmixd_cli.fit.model import load_model, model_hash
 
             self.model: FittedModel = load_model(Path(model))
             self.model_hash: str | None = model_hash(Path(model))
@@ -354,7 +362,6 @@ class OnlineController:
         """Segment 0's mixture: the prior, or with constraints the nearest feasible mixture."""
         if self.constraints is None:
             return self.prior_weights
-        from regmixd_cli.plan.constraints import BudgetPlan, fit_first
 
         prior = [self.prior_weights[d] for d in self.model.domains]
         first, _ = fit_first(BudgetPlan(self.constraints, self.target_steps), prior)
@@ -362,7 +369,6 @@ class OnlineController:
 
     def provenance(self) -> dict[str, Any]:
         """What the decisions depend on, for schedule and state files."""
-        from regmixd_cli._version import __version__
 
         extra = {} if self.constraints is None else {"constraints": self.constraints.record}
         return extra | {
@@ -413,15 +419,6 @@ def build_online_schedule(
     that was never decided keeps the mixture before it). A stage's `predicted_loss` is the
     decision's prediction for the end of its interval, on the proxy scale.
     """
-    from regmixd_cli.plan.schedule import (
-        FRACTION_DECIMALS,
-        LOSS_DECIMALS,
-        METHOD_ONLINE,
-        Schedule,
-        Stage,
-        round_weights,
-        schedule_to_dict,
-    )
 
     ordered = sorted(decisions, key=lambda d: d.switch)
     starts = [0, *(d.start_step for d in ordered)]

@@ -26,7 +26,6 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from regmixd_cli.errors import ModelError
-from regmixd_cli.weights import check_mixture
 from regmixd_cli.plan.schedule import (
     LOSS_DECIMALS,
     Schedule,
@@ -35,6 +34,7 @@ from regmixd_cli.plan.schedule import (
     build_static,
     resolve_schedule_prior,
 )
+from regmixd_cli.weights import check_mixture
 
 if TYPE_CHECKING:
     import numpy as np

@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from regmixd_cli.errors import InfeasibleError, InputError, UsageError
-from regmixd_cli.weights import reject_unknown_domains
+from regmixd_cli.weights import UNITS, reject_unknown_domains, round_units, round_weights
 
 if TYPE_CHECKING:
     import numpy as np
@@ -44,7 +44,6 @@ DEFAULT_MAX_EPOCHS = 1.0  # a domain with available tokens but no max_epochs is 
 # Below this share of feasible Dirichlet candidates, the search samples inside the region.
 MAP_BELOW = 0.05
 PILOT_CANDIDATES = 4096
-UNITS = 1_000_000  # weights are written in millionths (schedule.WEIGHT_DECIMALS)
 BISECTION_STEPS = 40
 EPS = 1e-9
 
@@ -282,30 +281,9 @@ class Region:
         lo = np.ceil(self.lower * UNITS - 1e-6).astype(np.int64)
         hi = np.floor(self.upper * UNITS + 1e-6).astype(np.int64)
         if lo.sum() > UNITS or hi.sum() < UNITS or np.any(lo > hi):  # bounds finer than 1e-6
-            from regmixd_cli.plan.schedule import round_weights
-
-            return round_weights(w)
-        exact = w * UNITS
-        units = np.clip(np.floor(exact).astype(np.int64), lo, hi)
-        short = UNITS - int(units.sum())
-        remainder = exact - units
-        order = sorted(range(w.size), key=lambda i: (-remainder[i] * (1 if short > 0 else -1), i))
-        while short != 0:
-            moved = False
-            for i in order:
-                if short > 0 and units[i] < hi[i]:
-                    units[i] += 1
-                    short -= 1
-                    moved = True
-                elif short < 0 and units[i] > lo[i]:
-                    units[i] -= 1
-                    short += 1
-                    moved = True
-                if short == 0:
-                    break
-            if not moved:  # cannot happen when lo.sum() <= UNITS <= hi.sum()
-                break
-        return tuple(int(u) / UNITS for u in units)
+            return round_weights(w.tolist())
+        units = round_units(w.tolist(), UNITS, lo.tolist(), hi.tolist())
+        return tuple(u / UNITS for u in units)
 
     def check(self, source: str, domains: Sequence[str]) -> None:
         """InfeasibleError naming the binding constraint when the region is empty."""
@@ -438,8 +416,6 @@ def fit_first(
     m0 = np.asarray(prior, dtype=np.float64)
     inside = bool(region.contains(m0[None, :], slack=0.0)[0])
     if inside:
-        from regmixd_cli.plan.schedule import round_weights
-
         rounded = round_weights(m0)
         if bool(region.contains(np.asarray([rounded]), slack=0.0)[0]):
             return rounded, False

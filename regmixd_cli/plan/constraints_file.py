@@ -7,8 +7,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from regmixd_cli.plan.constraints import Constraints, parse_constraints
 from regmixd_cli.errors import InputError
+from regmixd_cli.plan.constraints import Constraints, parse_constraints
 
 
 def read_constraints(

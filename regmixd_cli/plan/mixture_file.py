@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from regmixd_cli.errors import InputError
-from regmixd_cli.store.readers.base import normalise_domain, read_text
 from regmixd_cli.plan.schedule import Schedule, schedule_from_dict
+from regmixd_cli.store.readers.base import normalise_domain, read_text
 
 RUN_COLUMNS = ("run", "index")
 # The RegMix YAML section that holds the training mixture (others: valid, model_name, ...).

@@ -21,11 +21,11 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 from regmixd_cli._version import __version__
-from regmixd_cli.plan.constraints import ConstrainedSearch, Constraints
 from regmixd_cli.domain import SCHEDULE_SCHEMA
 from regmixd_cli.errors import InputError, ModelError, UsageError
-from regmixd_cli.weights import PROXY_MEAN, Prior, resolve_prior
+from regmixd_cli.plan.constraints import ConstrainedSearch, Constraints
 from regmixd_cli.plan.search import SearchConfig, search_mixture
+from regmixd_cli.weights import PROXY_MEAN, Prior, resolve_prior, round_weights
 
 if TYPE_CHECKING:
     import numpy as np
@@ -35,7 +35,6 @@ METHOD_STATIC = "regmix-static"
 METHOD_ONLINE = "regmix-d-online"
 METHODS = (METHOD_OFFLINE, METHOD_STATIC, METHOD_ONLINE)
 
-WEIGHT_DECIMALS = 6
 FRACTION_DECIMALS = 4
 LOSS_DECIMALS = 6
 # Stage weights read back from a file must sum to 1 within this (files are written exact).
@@ -102,17 +101,6 @@ class Schedule:
         return dict(zip(self.domains, stage.weights, strict=True))
 
 
-def round_weights(weights: Sequence[float] | np.ndarray) -> tuple[float, ...]:
-    """Round to WEIGHT_DECIMALS so the rounded weights sum to exactly 1 (largest absorbs slack)."""
-    scale = 10**WEIGHT_DECIMALS
-    values = [float(w) for w in weights]
-    total = math.fsum(values)
-    units = [math.floor(v / total * scale + 0.5) for v in values]
-    largest = max(range(len(units)), key=lambda i: (values[i], -i))
-    units[largest] += scale - sum(units)
-    return tuple(u / scale for u in units)
-
-
 def stage_boundaries(grid: Sequence[float], proxy_steps: float, target_steps: int) -> list[int]:
     """[0, S_1, ..., S_N, T]: interval ends mapped to target steps, rounded half up."""
     inner = [math.floor(t * target_steps / proxy_steps + 0.5) for t in grid[:-1]]
@@ -152,7 +140,8 @@ def build_schedule(
 ) -> Schedule:
     """RegMix-D Algorithm 1: segment 0 = prior, then one search per switch point at (t_j, l).
 
-    With `constraints`, every stage (segment 0 included) satisfies them (regmixd_cli.plan.constraints).
+    With `constraints`, every stage (segment 0 included) satisfies them
+    (`plan.constraints`).
     With `rank`, candidates are ranked by that model (e.g. an ensemble quantile) instead.
     """
     import numpy as np

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from regmixd_cli.errors import InfeasibleError, UsageError
+from regmixd_cli.weights import round_units
 
 if TYPE_CHECKING:
     import numpy as np
@@ -139,15 +140,6 @@ def _round_units(weights: np.ndarray, cfg: DesignConfig) -> np.ndarray:
     import numpy as np
 
     w = np.where(weights < cfg.min_weight, 0.0, weights)
-    w = w / w.sum(axis=1, keepdims=True)
-    exact = w * cfg.units
-    units = np.floor(exact).astype(np.int64)
-    short = cfg.units - units.sum(axis=1)
-    # Largest remainders first (ties to the lower index); only nonzero weights get units.
-    remainder = np.where(w > 0, exact - units, -1.0)
-    order = np.argsort(-remainder, axis=1, kind="stable")
-    rank = np.empty_like(order)
-    np.put_along_axis(rank, order, np.arange(w.shape[1])[None, :].repeat(len(w), 0), axis=1)
-    units += (rank < short[:, None]).astype(np.int64)
-    result: np.ndarray = units
+    rows = [round_units(row.tolist(), cfg.units) for row in w]
+    result: np.ndarray = np.asarray(rows, dtype=np.int64).reshape(w.shape)
     return result

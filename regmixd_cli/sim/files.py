@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from regmixd_cli.errors import UsageError
 from regmixd_cli.files import atomic_dir, atomic_write_text, dumps_json, read_json, sha256_file
+from regmixd_cli.sim.world import world_from_dict, world_to_dict
 
 if TYPE_CHECKING:
     import numpy as np
@@ -26,7 +27,6 @@ VALUE_DECIMALS = 6
 
 def read_world(path: Path) -> World:
     """Read a world.json; every problem is an InputError naming the file."""
-    from regmixd_cli.sim.world import world_from_dict
 
     return world_from_dict(read_json(Path(path), "world file"), str(path))
 
@@ -125,7 +125,6 @@ def write_simulation(
 
     The directory replaces `path` only once everything is written (SPEC section 5).
     """
-    from regmixd_cli.sim.world import world_to_dict
 
     check_output_dir(path)
     parts = jsonl_parts(sim, n_parts)

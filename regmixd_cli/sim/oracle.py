@@ -13,6 +13,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from regmixd_cli._version import __version__
+from regmixd_cli.domain import SCHEDULE_SCHEMA
 from regmixd_cli.errors import UsageError
 from regmixd_cli.sim.world import (
     ProgressFn,
@@ -21,14 +23,15 @@ from regmixd_cli.sim.world import (
     stages_from_document,
     static_stages,
     true_final_loss,
+    true_loss_curve,
 )
+from regmixd_cli.weights import WEIGHT_DECIMALS, round_weights
 
 if TYPE_CHECKING:
     import numpy as np
 
 METHOD_STATIC = "oracle-static"
 METHOD_SCHEDULE = "oracle-schedule"
-WEIGHT_DECIMALS = 6
 SEARCH_GRID = 200  # integration cells while searching; the answer is re-scored on the world's grid
 STEP_H = 1e-4  # forward-difference step in logit space
 
@@ -151,19 +154,6 @@ def _softmax(z: np.ndarray) -> np.ndarray:
     return probs
 
 
-def round_weights(weights: Any) -> tuple[float, ...]:
-    """Round to 6 decimals keeping the sum exactly 1 (largest remainders get the slack)."""
-    scale = 10**WEIGHT_DECIMALS
-    values = [float(w) for w in weights]
-    total = math.fsum(values)
-    exact = [v / total * scale for v in values]
-    units = [math.floor(x) for x in exact]
-    order = sorted(range(len(units)), key=lambda i: (units[i] - exact[i], i))
-    for i in order[: scale - sum(units)]:
-        units[i] += 1
-    return tuple(u / scale for u in units)
-
-
 def oracle_document(
     world: World,
     oracle: Oracle,
@@ -176,9 +166,6 @@ def oracle_document(
 
     `predicted_loss` of a stage is the *true* proxy-scale loss at the stage's end.
     """
-    from regmixd_cli._version import __version__
-    from regmixd_cli.domain import SCHEDULE_SCHEMA
-    from regmixd_cli.sim.world import true_loss_curve
 
     edges: tuple[float, ...]
     rows: tuple[tuple[float, ...], ...]

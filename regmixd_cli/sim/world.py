@@ -27,7 +27,21 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from typing import TYPE_CHECKING, Any
 
+from regmixd_cli._version import __version__
+from regmixd_cli.domain import (
+    DIVERGED,
+    METRIC,
+    RUN,
+    SCHEDULE_SCHEMA,
+    SOURCE,
+    STEP,
+    TOKENS,
+    VALUE,
+    Store,
+)
 from regmixd_cli.errors import InputError, UsageError
+from regmixd_cli.store.files import build_manifest
+from regmixd_cli.weights import check_mixture
 
 if TYPE_CHECKING:
     import numpy as np
@@ -403,8 +417,6 @@ def runs_to_store(sim: SimulatedRuns) -> Store:
     """The simulated runs as an in-memory trajectory store (for benchmarks; no files)."""
     import polars as pl
 
-    from regmixd_cli.domain import DIVERGED, METRIC, RUN, SOURCE, STEP, TOKENS, VALUE, Store
-    from regmixd_cli.store.files import build_manifest
 
     runs = pl.DataFrame(
         {RUN: list(sim.runs)}
@@ -435,7 +447,6 @@ def runs_to_store(sim: SimulatedRuns) -> Store:
 
 def world_to_dict(world: World) -> dict[str, Any]:
     """The world as its JSON document (schema regmixd.world/v1)."""
-    from regmixd_cli._version import __version__
 
     per_domain = {
         "prior": world.prior,
@@ -513,8 +524,6 @@ def stages_from_document(
     weights. Domains the document leaves out get weight 0 if `allow_missing`, else they are
     InputErrors; unknown domains are InputErrors.
     """
-    from regmixd_cli.domain import SCHEDULE_SCHEMA
-    from regmixd_cli.weights import check_mixture
 
     if not isinstance(data, dict) or not data:
         raise InputError(f"{where}: expected a schedule JSON or a mixture {{domain: weight}}")
@@ -563,7 +572,6 @@ def mixture_array(
     """Run ids and an (M, K) array from {run: {domain: weight}}, checked against the world."""
     import numpy as np
 
-    from regmixd_cli.weights import check_mixture
 
     if not mixtures:
         raise InputError(f"{where}: no mixtures")

@@ -27,9 +27,10 @@ from regmixd_cli.domain import (
     Store,
 )
 from regmixd_cli.errors import InputError
-from regmixd_cli.weights import check_mixture
+from regmixd_cli.store.files import manifest_of
 from regmixd_cli.store.readers.base import Parsed, empty_observations
 from regmixd_cli.store.readers.wide import WideObservations, wide_to_long, wide_to_long_frame
+from regmixd_cli.weights import check_mixture
 
 if TYPE_CHECKING:
     import polars as pl
@@ -76,7 +77,6 @@ def build_store(
     """
     import polars as pl
 
-    from regmixd_cli.store.files import manifest_of
 
     domains = _domains(parsed, existing, fill_missing_domains)
     mixtures = _mixtures(parsed, existing, domains, fill_missing_domains)

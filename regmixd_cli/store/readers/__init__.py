@@ -14,7 +14,6 @@ from pathlib import Path
 
 from regmixd_cli.errors import InputError, UsageError
 from regmixd_cli.files import not_utf8_reason
-from regmixd_cli.store.spill import Spill
 from regmixd_cli.store.readers.base import (
     CSV,
     FORMATS,
@@ -33,6 +32,7 @@ from regmixd_cli.store.readers.jsonl import read_jsonl
 from regmixd_cli.store.readers.mixtures import read_mixtures
 from regmixd_cli.store.readers.regmix import DEFAULT_FINAL_STEP, read_regmix
 from regmixd_cli.store.readers.wandb import read_wandb
+from regmixd_cli.store.spill import Spill
 
 AUTO = "auto"
 # Suffixes considered inside a walked directory; other files (READMEs, scripts, checkpoints)

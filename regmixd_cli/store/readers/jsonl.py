@@ -28,7 +28,6 @@ from typing import TYPE_CHECKING, Any
 from regmixd_cli.domain import METRIC, RUN, STEP, TOKENS, VALUE
 from regmixd_cli.errors import InputError
 from regmixd_cli.files import not_utf8_reason, sha256_file
-from regmixd_cli.store.spill import Spill
 from regmixd_cli.store.readers.base import (
     JSONL,
     MixtureRecord,
@@ -39,6 +38,7 @@ from regmixd_cli.store.readers.base import (
     parse_step,
 )
 from regmixd_cli.store.readers.wide import WideObservations, WidePart
+from regmixd_cli.store.spill import Spill
 
 if TYPE_CHECKING:
     import polars as pl

@@ -12,7 +12,13 @@ from typing import TYPE_CHECKING
 
 from regmixd_cli.errors import InputError
 from regmixd_cli.files import sha256_file
-from regmixd_cli.store.readers.base import MIXTURES, MixtureRecord, Parsed, normalise_domain, read_text
+from regmixd_cli.store.readers.base import (
+    MIXTURES,
+    MixtureRecord,
+    Parsed,
+    normalise_domain,
+    read_text,
+)
 from regmixd_cli.store.readers.table import read_table, require, to_float
 
 if TYPE_CHECKING:

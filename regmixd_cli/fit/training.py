@@ -1,0 +1,100 @@
+"""`fit_model`: a store in, a fitted model out (transition rows, CV, form choice, refit).
+
+The one function `regmixd fit` calls; it builds on `boosters` (training one booster) and
+`crossval` (held-out predictions and the report).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from dataclasses import asdict
+from typing import Any
+
+import numpy as np
+
+from regmixd_cli.domain import Store
+from regmixd_cli.errors import UsageError
+from regmixd_cli.files import dumps_json
+from regmixd_cli.fit.boosters import booster_kinds, fit_booster
+from regmixd_cli.fit.crossval import check_folds, choose_form, cross_validate, cv_report
+from regmixd_cli.fit.model import (
+    AUTO,
+    FORMS,
+    FitConfig,
+    FittedModel,
+    Progress,
+    default_threads,
+)
+from regmixd_cli.fit.transitions import build_loss_table, resolve_target
+from regmixd_cli.weights import resolve_prior
+
+
+def fit_model(
+    store: Store, config: FitConfig, progress: Progress | None = None, where: str = "store"
+) -> FittedModel:
+    """Fit the endpoint model and the transition model(s), with a grouped-CV report.
+
+    `where` names the store in error messages (its path, for the CLI).
+    """
+    if config.form not in (AUTO, *FORMS):
+        raise UsageError(f"--model {config.form!r}: choose auto, {', '.join(FORMS)}")
+    target = resolve_target(store, config.target, where)
+    table = build_loss_table(
+        store,
+        target,
+        n_switch_points=config.n_switch_points,
+        intervals=config.intervals,
+        where=where,
+    )
+    check_folds(table.n_runs, config.folds, target, where)
+    prior = resolve_prior(config.prior, table.domains, table.mixtures.mean(axis=0).tolist())
+    forms: tuple[str, ...] = () if table.endpoint_only else FORMS
+    preds, rounds = cross_validate(table, config, forms, progress)
+    chosen, reason = choose_form(config.form, forms, table, preds)
+
+    # Refit on every usable run, for the median round count CV's early stopping found.
+    settings = config.xgb
+    everyone = np.arange(table.n_runs)
+    boosters: dict[str, Any] = {}
+    final_rounds: dict[str, int] = {}
+    for name, kind, stage in booster_kinds(table, (chosen,) if chosen else ()):
+        n_rounds = int(math.ceil(float(np.median(rounds[name]))))
+        boosters[name], _ = fit_booster(
+            table, everyone, kind, stage, settings, config.seed, n_rounds
+        )
+        boosters[name].set_param({"nthread": default_threads()})  # prediction is row-parallel
+        final_rounds[name] = n_rounds
+    if progress is not None:
+        progress(config.folds + 1, config.folds + 1)
+
+    report = cv_report(table, config, forms, preds, rounds, chosen, reason, final_rounds)
+    ranges = tuple(
+        (float(table.losses[:, j].min()), float(table.losses[:, j].max()))
+        for j in range(table.losses.shape[1])
+    )
+    return FittedModel(
+        domains=table.domains,
+        target=target,
+        grid=table.grid,
+        proxy_steps=table.proxy_steps,
+        prior=prior.as_dict(table.domains),
+        prior_source=prior.source,
+        form=chosen,
+        loss_ranges=ranges,
+        initial_loss=math.nan if table.endpoint_only else float(table.losses[:, 0].mean()),
+        report=report,
+        boosters=boosters,
+        residual=settings.residual,
+        # Equals `store_hash(path)`: the manifest file is exactly this canonical JSON.
+        store_sha256=hashlib.sha256(dumps_json(store.manifest).encode("utf-8")).hexdigest(),
+        settings={
+            "xgboost": asdict(settings),
+            "folds": config.folds,
+            "seed": config.seed,
+            "n_switch_points": config.n_switch_points,
+            "intervals": list(config.intervals) if config.intervals else None,
+            "model": config.form,
+        },
+        cv_predictions={"truth": table.losses, **preds},
+    )
