@@ -28,7 +28,8 @@ from regmixd_cli.domain import (
 )
 from regmixd_cli.errors import InputError
 from regmixd_cli.store.files import manifest_of
-from regmixd_cli.store.readers.base import Parsed, empty_observations
+from regmixd_cli.store.observations import empty_observations
+from regmixd_cli.store.readers.base import Parsed
 from regmixd_cli.store.readers.wide import WideObservations, wide_to_long, wide_to_long_frame
 from regmixd_cli.weights import check_mixture
 

@@ -14,7 +14,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from regmixd_cli.domain import METRIC, RUN, STEP, TOKENS, VALUE
 from regmixd_cli.errors import InputError
 from regmixd_cli.files import not_utf8_reason
 
@@ -36,20 +35,6 @@ FORMATS = (JSONL, CSV, REGMIX, HF, WANDB)
 _REGMIX_DOMAIN = re.compile(r"^train_the_pile_(?P<d>.+)$")
 _REGMIX_METRIC = re.compile(r"^metric/the_pile_(?P<d>.+)_val_(?P<kind>loss|ppl)$")
 _METRIC_PREFIX = {"loss": "val", "ppl": "val_ppl"}
-
-
-def observation_schema() -> dict[str, Any]:
-    """Column names and dtypes of every reader's observation table."""
-    import polars as pl
-
-    return {RUN: pl.String, STEP: pl.Int64, TOKENS: pl.Int64, METRIC: pl.String, VALUE: pl.Float64}
-
-
-def empty_observations() -> pl.DataFrame:
-    """An observation table with no rows."""
-    import polars as pl
-
-    return pl.DataFrame(schema=observation_schema())
 
 
 @dataclass(frozen=True, slots=True)

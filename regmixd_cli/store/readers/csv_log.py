@@ -11,7 +11,8 @@ from pathlib import Path
 from regmixd_cli.domain import METRIC, RUN, STEP, TOKENS, VALUE
 from regmixd_cli.errors import InputError
 from regmixd_cli.files import sha256_file
-from regmixd_cli.store.readers.base import CSV, Parsed, empty_observations, observation_schema
+from regmixd_cli.store.observations import empty_observations, observation_schema
+from regmixd_cli.store.readers.base import CSV, Parsed
 from regmixd_cli.store.readers.mixtures import mixtures_from_table
 from regmixd_cli.store.readers.table import read_table, require, to_float, to_int
 

@@ -20,13 +20,8 @@ from typing import Any
 from regmixd_cli.domain import METRIC, RUN, STEP, TOKENS, VALUE
 from regmixd_cli.errors import InputError
 from regmixd_cli.files import read_json, sha256_file
-from regmixd_cli.store.readers.base import (
-    HF,
-    Parsed,
-    empty_observations,
-    observation_schema,
-    parse_number,
-)
+from regmixd_cli.store.observations import empty_observations, observation_schema
+from regmixd_cli.store.readers.base import HF, Parsed, parse_number
 
 _CHECKPOINT = re.compile(r"^checkpoint-\d+$")
 _EVAL_LOSS = re.compile(r"^eval_(?P<name>.+)_loss$")

@@ -28,15 +28,8 @@ from typing import TYPE_CHECKING, Any
 from regmixd_cli.domain import METRIC, RUN, STEP, TOKENS, VALUE
 from regmixd_cli.errors import InputError
 from regmixd_cli.files import not_utf8_reason, sha256_file
-from regmixd_cli.store.readers.base import (
-    JSONL,
-    MixtureRecord,
-    Parsed,
-    empty_observations,
-    observation_schema,
-    parse_number,
-    parse_step,
-)
+from regmixd_cli.store.observations import empty_observations, observation_schema
+from regmixd_cli.store.readers.base import JSONL, MixtureRecord, Parsed, parse_number, parse_step
 from regmixd_cli.store.readers.wide import WideObservations, WidePart
 from regmixd_cli.store.spill import Spill
 

@@ -13,7 +13,8 @@ from pathlib import Path
 from regmixd_cli.domain import METRIC, RUN, STEP, TOKENS, VALUE
 from regmixd_cli.errors import InputError
 from regmixd_cli.files import sha256_file
-from regmixd_cli.store.readers.base import REGMIX, Parsed, normalise_metric, observation_schema
+from regmixd_cli.store.observations import observation_schema
+from regmixd_cli.store.readers.base import REGMIX, Parsed, normalise_metric
 from regmixd_cli.store.readers.mixtures import mixtures_from_table
 from regmixd_cli.store.readers.table import read_table, require, to_float
 

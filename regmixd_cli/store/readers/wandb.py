@@ -12,7 +12,8 @@ from pathlib import Path
 from regmixd_cli.domain import METRIC, RUN, STEP, TOKENS, VALUE
 from regmixd_cli.errors import InputError
 from regmixd_cli.files import sha256_file
-from regmixd_cli.store.readers.base import WANDB, Parsed, empty_observations, normalise_metric
+from regmixd_cli.store.observations import empty_observations
+from regmixd_cli.store.readers.base import WANDB, Parsed, normalise_metric
 from regmixd_cli.store.readers.table import read_table, require, to_float, to_int
 
 STEP_COLUMN = "Step"

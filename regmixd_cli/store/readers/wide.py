@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from regmixd_cli.domain import METRIC, RUN, STEP, TOKENS, VALUE
-from regmixd_cli.store.readers.base import empty_observations
+from regmixd_cli.store.observations import empty_observations
 from regmixd_cli.store.spill import Spill, SpilledPart
 
 if TYPE_CHECKING:
