@@ -438,11 +438,11 @@ def test_a_half_written_last_line_does_not_hold_off_the_timeout(model_dir, tmp_p
 
 
 def test_growth_is_judged_by_size_not_by_the_unread_tail(tmp_path):
-    from regmixd_cli.cli.online import _LogSource
+    from regmixd_cli.online.follow import LogSource
 
     log = tmp_path / "log.jsonl"
     log.write_text(obs(1500, 3.5) + '{"run": "big", "step": 20')
-    source = _LogSource(log, "jsonl", "val/loss", None)
+    source = LogSource(log, "jsonl", "val/loss", None)
     observations, grew = source.read()
     assert [o.step for o in observations] == [1500] and grew
     assert source.read() == ((), False)  # the same unfinished line is not growth
@@ -455,11 +455,11 @@ def test_growth_is_judged_by_size_not_by_the_unread_tail(tmp_path):
 
 
 def test_a_trainer_state_left_invalid_is_not_growth(tmp_path):
-    from regmixd_cli.cli.online import _LogSource
+    from regmixd_cli.online.follow import LogSource
 
     path = tmp_path / "trainer_state.json"
     path.write_text('{"log_history": [{"step": 100, "eval_valid_loss": 4.0}')
-    source = _LogSource(path, "hf", "valid", None)
+    source = LogSource(path, "hf", "valid", None)
     assert source.read() == ((), True)  # a new version, invalid: warned once
     assert source.read() == ((), False)  # the same version again: idle, so --timeout runs
     path.write_text('{"log_history": [{"step": 100, "eval_valid_loss": 4.0}]}')

@@ -8,7 +8,6 @@ from typing import TYPE_CHECKING, Annotated, Any, cast
 import typer
 
 from regmixd_cli.cli._app import app, err, info, out, warn
-from regmixd_cli.errors import InputError
 
 if TYPE_CHECKING:
     from regmixd_cli.domain import Store
@@ -52,46 +51,14 @@ def ingest(
 
     Example: regmixd ingest sample_logs/proxies --out store
     """
-    from regmixd_cli.store.files import lock_store
+    from regmixd_cli.store.ingest import IngestRequest, ingest_logs
 
-    # One writer at a time: --append reads the store and writes it back (see lock_store).
-    with lock_store(out_dir, on_wait=info):
-        result, store = _ingest_locked(paths, out_dir, mixtures, fmt, final_step, append,
-                                       fill_missing_domains)
+    request = IngestRequest(paths=tuple(paths), out_dir=out_dir, mixtures=mixtures, fmt=fmt,
+                            final_step=final_step, append=append,
+                            fill_missing_domains=fill_missing_domains)
+    with err.status("Reading logs...", spinner="dots"):
+        result, store = ingest_logs(request, on_message=info, on_warning=warn)
     _finish_ingest(result, store, out_dir, json_out)
-
-
-def _ingest_locked(
-    paths: list[str], out_dir: Path, mixtures: str | None, fmt: str, final_step: int,
-    append: bool, fill_missing_domains: bool,
-) -> tuple[Any, Store]:
-    """Read the logs (and the store, with --append) and write the new store atomically."""
-    from regmixd_cli.store.files import MANIFEST_FILE, open_store, read_store
-    from regmixd_cli.store.ingest import build_store
-    from regmixd_cli.store.readers import read_inputs
-    from regmixd_cli.store.spill import Spill
-
-    existing = None
-    if out_dir.exists():
-        if not (out_dir / MANIFEST_FILE).is_file() and not _is_empty_dir(out_dir):
-            raise InputError(f"{out_dir}: exists and is not a regmixd store; choose another "
-                             "--out or remove it")
-        if append and (out_dir / MANIFEST_FILE).is_file():
-            existing = read_store(out_dir)
-    elif append:
-        info(f"{out_dir}: no store yet; --append starts a new one")
-
-    # Big logs are read in parts spilled inside the draft store, and the long table is written
-    # as it is built, so memory stays bounded; the draft replaces --out only on success.
-    with err.status("Reading logs...", spinner="dots"), open_store(out_dir) as draft:
-        inputs = read_inputs(paths, fmt, mixtures, final_step, spill=Spill(draft.spill_dir))
-        for skipped in inputs.skipped:
-            warn(f"{skipped}: JSON but not a log, trainer_state.json or mixtures file; skipped")
-        result = build_store(inputs.parsed, existing=existing,
-                             fill_missing_domains=fill_missing_domains, label=", ".join(paths),
-                             sink=draft.write_trajectories)
-        store = draft.finish(result.store)
-    return result, store
 
 
 def _finish_ingest(result: Any, store: Store, out_dir: Path, json_out: bool) -> None:
@@ -113,17 +80,13 @@ def _finish_ingest(result: Any, store: Store, out_dir: Path, json_out: bool) -> 
         out.print(dumps_json(summary), end="", markup=False, highlight=False)
 
 
-def _is_empty_dir(path: Path) -> bool:
-    return path.is_dir() and not any(path.iterdir())
-
-
 def show_store(path: Path) -> None:
     """Print a human summary of a trajectory store to stdout (runs, domains, metrics, steps)."""
     import polars as pl
     from rich.table import Table
 
-    from regmixd_cli.domain import DIVERGED, METRIC, RUN, STEP, VALUE
-    from regmixd_cli.store.files import read_store
+    from regmixd_cli.domain import DIVERGED, METRIC, RUN
+    from regmixd_cli.store.files import metric_summary, read_store
 
     store: Store = read_store(Path(path))
     manifest = store.manifest
@@ -150,19 +113,7 @@ def show_store(path: Path) -> None:
                         str(int((col > 0).sum())))
     out.print(domains)
 
-    per_run = store.trajectories.group_by([METRIC, RUN]).agg(
-        pl.len().alias("n"), pl.col(STEP).min().alias("first"), pl.col(STEP).max().alias("last"),
-    )
-    stats = per_run.group_by(METRIC).agg(
-        pl.len().alias("runs"), pl.col("n").min().alias("n_min"), pl.col("n").max().alias("n_max"),
-        pl.col("first").min(), pl.col("last").max(),
-    ).join(
-        store.trajectories.group_by(METRIC).agg(
-            pl.col(VALUE).filter(pl.col(VALUE).is_finite()).min().alias("lo"),
-            pl.col(VALUE).filter(pl.col(VALUE).is_finite()).max().alias("hi"),
-        ),
-        on=METRIC,
-    ).sort(METRIC)
+    stats = metric_summary(store)
     metrics = Table(title="Metrics")
     for name in ("metric", "runs", "steps per run", "step range", "value range"):
         metrics.add_column(name, justify="left" if name == "metric" else "right")

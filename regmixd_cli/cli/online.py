@@ -7,7 +7,7 @@ import signal
 import sys
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -21,30 +21,10 @@ from regmixd_cli.cli._constraints import (
     MinWeights,
     TokensPerStep,
 )
-from regmixd_cli.errors import InputError, UsageError
+from regmixd_cli.errors import UsageError
 
 if TYPE_CHECKING:
     from regmixd_cli.online.controller import Decision, OnlineController
-    from regmixd_cli.online.follow import LogCursor, Observation
-
-STATE_SCHEMA = "regmixd.online-state/v1"
-# Lines with a step but without the followed metric after which a misnamed --metric is
-# suspected (trainers log training loss more often than evaluations, so not after one line).
-SUSPECT_RECORDS = 20
-# The settings a state file pins: a restarted watcher must decide exactly as the first one did.
-_PINNED = (
-    "model",
-    "target_steps",
-    "metric",
-    "param_ratio",
-    "beta",
-    "prior",
-    "candidates",
-    "top_k",
-    "alpha",
-    "seed",
-    "constraints",
-)
 
 
 @app.command()
@@ -282,12 +262,13 @@ def _follow(
     out_schedule: Path | None,
 ) -> None:
     """Watch `log` and decide at every switch point; the loop and the clock live here."""
-    from regmixd_cli.online.follow import detect_format
+    from regmixd_cli.online.follow import LogSource, detect_format
+    from regmixd_cli.online.state import load_state, save_state, state_settings
 
     fmt = detect_format(log, log_format)
-    settings = _settings(controller, metric)
+    settings = state_settings(controller, metric)
     if state_path is not None:
-        controller.decisions = _load_state(state_path, settings)
+        controller.decisions = load_state(state_path, settings)
     steps = ", ".join(map(str, controller.switch_steps))
     info(f"Following {log} ({fmt}) for {metric}; switch points at steps {steps}")
     if controller.decisions:
@@ -300,13 +281,16 @@ def _follow(
         sig: signal.signal(sig, lambda s, _f: stop.append(signal.Signals(s).name))
         for sig in (signal.SIGINT, signal.SIGTERM)
     }
-    source = _LogSource(log, fmt, metric, run)
+    source = LogSource(log, fmt, metric, run)
     reason = "all switch points decided"
     finished = False
     try:
         idle_since = time.monotonic()
         while not controller.done:
             observations, grew = source.read()
+            for message in source.warnings:
+                warn(message)
+            source.warnings.clear()
             if source.metric_suspect():
                 warn(source.metric_hint(early=True))
             finished = False
@@ -318,7 +302,7 @@ def _follow(
                 if decision is None:
                     continue
                 if state_path is not None:  # state first: a restart never repeats a line
-                    _save_state(state_path, settings, controller)
+                    save_state(state_path, settings, controller)
                 sys.stdout.write(
                     json.dumps(
                         decision.to_json(), sort_keys=True, separators=(",", ":"), allow_nan=False
@@ -353,7 +337,7 @@ def _follow(
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     if state_path is not None:
-        _save_state(state_path, settings, controller)
+        save_state(state_path, settings, controller)
     if out_schedule is not None:
         from regmixd_cli.files import write_json
 
@@ -383,174 +367,3 @@ def _sleep(seconds: float, stop: list[str]) -> None:
         time.sleep(min(left, 0.05))
 
 
-class _LogSource:
-    """Reads what is new in a log: appended complete lines, or a rewritten trainer_state.json."""
-
-    def __init__(self, path: Path, fmt: str, metric: str, run: str | None) -> None:
-        from regmixd_cli.online.follow import LogCursor
-
-        self.path, self.fmt, self.metric = path, fmt, metric
-        self.run = run
-        self.cursor: LogCursor = LogCursor(run=run)
-        self.inode: int | None = None  # line logs: a new inode means the file was replaced
-        self.signature: tuple[int, int] | None = None  # hf: (mtime_ns, size) last parsed
-        self.bad_signature: tuple[int, int] | None = None  # hf: last version found invalid
-        self.announced: set[str] = set()
-        self.metrics: set[str] = set()
-        self.seen_metric = False
-        self.metric_warned = False
-        self.records = 0  # complete lines with a step read from the followed run
-        # Line logs: the size at the last read. Growth is judged by it, not by the cursor:
-        # a half-written last line stays unconsumed, and must not count as growth forever.
-        self.size: int | None = None
-
-    def read(self) -> tuple[tuple[Observation, ...], bool]:
-        """New observations, and whether the file changed since the last read."""
-        try:
-            stat = self.path.stat()
-        except FileNotFoundError:  # announced once by the caller at start
-            return (), False
-        if self.fmt == "hf":
-            return self._read_whole(stat.st_mtime_ns, stat.st_size)
-        return self._read_lines(stat.st_size, stat.st_ino)
-
-    def _read_whole(self, mtime: int, size: int) -> tuple[tuple[Observation, ...], bool]:
-        from regmixd_cli.online.follow import parse_trainer_state
-
-        # A version already parsed, or already found unreadable/invalid, is no growth: a file
-        # left half-written by a dead trainer must not hold off --timeout forever.
-        if (mtime, size) in (self.signature, self.bad_signature):
-            return (), False
-        try:
-            text = self.path.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            warn(f"{self.path}: cannot read yet ({exc.__class__.__name__}); retrying")
-            self.bad_signature = (mtime, size)
-            return (), True
-        observations = parse_trainer_state(text, self.metric, str(self.path))
-        if observations is None:
-            # Half-written (the trainer rewrites it in place): read again when it changes,
-            # and say so once per version of the file.
-            warn(f"{self.path}: not valid trainer_state JSON yet; retrying")
-            self.bad_signature = (mtime, size)
-            return (), True
-        self.signature = (mtime, size)
-        self.seen_metric = self.seen_metric or bool(observations)
-        return observations, True
-
-    def _read_lines(self, size: int, inode: int) -> tuple[tuple[Observation, ...], bool]:
-        from regmixd_cli.online.follow import LogCursor, parse_chunk
-
-        replaced = self.inode is not None and inode != self.inode
-        if size < self.cursor.offset or replaced:
-            warn(f"{self.path} was truncated or replaced; reading it again from the start")
-            self.cursor = LogCursor(run=self.run)
-            self.size = None
-        self.inode = inode
-        if size == self.size or size == self.cursor.offset:
-            self.size = size
-            return (), False
-        self.size = size
-        with open(self.path, "rb") as handle:
-            handle.seek(self.cursor.offset)
-            data = handle.read(size - self.cursor.offset)
-        chunk = parse_chunk(
-            data, self.cursor, fmt=self.fmt, metric=self.metric, name=str(self.path)
-        )
-        self.cursor = chunk.cursor
-        for message in chunk.warnings:
-            warn(message)
-        for other in sorted(chunk.other_runs - self.announced):
-            warn(
-                f"{self.path}: ignoring run {other!r}; following run {self.cursor.run!r} "
-                "(choose with --run)"
-            )
-            self.announced.add(other)
-        self.metrics |= chunk.metrics_seen
-        self.records += chunk.records
-        self.seen_metric = self.seen_metric or bool(chunk.observations)
-        return chunk.observations, True
-
-    def partial_line(self) -> int | None:
-        """The line number of a half-written last line left unread, if there is one."""
-        if self.fmt == "hf" or self.size is None or self.size <= self.cursor.offset:
-            return None
-        return self.cursor.line + 1
-
-    def metric_suspect(self) -> bool:
-        """True once (then False) when the lines read so far suggest --metric is misnamed.
-
-        Evidence: a metric seen in the log is a near-miss of the requested name (a typo), or
-        SUSPECT_RECORDS lines with a step carried other metrics and never this one.
-        """
-        if self.metric_warned or self.seen_metric or not self.metrics:
-            return False
-        if self.records < SUSPECT_RECORDS and not self._near_misses():
-            return False
-        self.metric_warned = True
-        return True
-
-    def _near_misses(self) -> list[str]:
-        import difflib
-
-        return difflib.get_close_matches(self.metric, sorted(self.metrics), n=3, cutoff=0.75)
-
-    def metric_hint(self, early: bool = False) -> str:
-        """Why nothing is (or was) decided: the metric has not appeared in the log."""
-        seen = ", ".join(sorted(self.metrics)) or "none"
-        near = self._near_misses()
-        if early:
-            hint = (
-                f"{self.path}: no value of metric {self.metric!r} in the {self.records} line(s) "
-                f"read so far; metrics seen: {seen}"
-            )
-            hint += f"; did you mean --metric {near[0]}?" if near else "; check --metric"
-            return hint + " (still watching)"
-        hint = f"{self.path}: no value of metric {self.metric!r} was read; metrics seen: {seen}"
-        return hint + (f"; did you mean --metric {near[0]}?" if near else "")
-
-
-def _settings(controller: OnlineController, metric: str) -> dict[str, Any]:
-    provenance = controller.provenance()
-    return {
-        "model": provenance["model"],
-        "target_steps": controller.target_steps,
-        "metric": metric,
-        **{key: provenance.get(key) for key in _PINNED[3:]},
-    }
-
-
-def _load_state(path: Path, settings: dict[str, Any]) -> list[Decision]:
-    """Decisions of an earlier watcher of the same run; settings must match exactly."""
-    from regmixd_cli.files import read_json
-    from regmixd_cli.online.controller import Decision
-
-    if not path.exists():
-        return []
-    data = read_json(path, "online state file")
-    if not isinstance(data, dict) or data.get("schema_version") != STATE_SCHEMA:
-        raise InputError(f"{path}: not a regmixd online state file ({STATE_SCHEMA})")
-    recorded = data.get("settings", {})
-    for key in _PINNED:
-        if recorded.get(key) != settings[key]:
-            raise UsageError(
-                f"{path}: written with {key} = {recorded.get(key)!r}, now {settings[key]!r}; "
-                "rerun with the original options, or use a new --state file"
-            )
-    try:
-        return [Decision.from_json(d) for d in data["decisions"]]
-    except (KeyError, TypeError, ValueError) as exc:
-        raise InputError(f"{path}: malformed decision ({exc.__class__.__name__}: {exc})") from None
-
-
-def _save_state(path: Path, settings: dict[str, Any], controller: OnlineController) -> None:
-    from regmixd_cli.files import write_json
-
-    write_json(
-        path,
-        {
-            "schema_version": STATE_SCHEMA,
-            "settings": settings,
-            "decisions": [d.to_json() for d in controller.decisions],
-        },
-    )

@@ -1,11 +1,14 @@
-"""Parsing a growing training log for `regmixd online --follow`: pure functions over text.
+"""Reading a growing training log for `regmixd online --follow`.
+
+`LogSource` tails the file (appended lines, or a rewritten trainer_state.json); the parsing
+under it is pure functions over text.
 
 A log is read by byte offset; `parse_chunk` takes the bytes appended since the last read and
 consumes only complete lines (up to the last newline), so a half-written last line waits for
 the next read. Complete lines that do not parse are skipped with a warning, never fatal.
 A Hugging Face `trainer_state.json` is rewritten in place, so it is parsed whole each time it
 changes (`parse_trainer_state`); a half-written file is reported and read again later.
-The polling loop and the clock live in the CLI.
+The polling loop, the clock and the signals live in the CLI.
 """
 
 from __future__ import annotations
@@ -231,3 +234,137 @@ def _observation(step: Any, value: Any, where: str, warnings: list[str]) -> Obse
         warnings.append(f"{where}: value {value!r} is not finite (diverged?); skipped")
         return None
     return Observation(int(step_f), value_f, where)
+
+
+# Lines with a step but without the followed metric after which a misnamed --metric is
+# suspected (trainers log training loss more often than evaluations, so not after one line).
+SUSPECT_RECORDS = 20
+
+
+class LogSource:
+    """Reads what is new in a log: appended complete lines, or a rewritten trainer_state.json.
+
+    Warnings for the user collect in `warnings`; the caller prints and clears them.
+    """
+
+    def __init__(self, path: Path, fmt: str, metric: str, run: str | None) -> None:
+        self.path, self.fmt, self.metric = path, fmt, metric
+        self.run = run
+        self.cursor: LogCursor = LogCursor(run=run)
+        self.inode: int | None = None  # line logs: a new inode means the file was replaced
+        self.signature: tuple[int, int] | None = None  # hf: (mtime_ns, size) last parsed
+        self.bad_signature: tuple[int, int] | None = None  # hf: last version found invalid
+        self.announced: set[str] = set()
+        self.warnings: list[str] = []
+        self.metrics: set[str] = set()
+        self.seen_metric = False
+        self.metric_warned = False
+        self.records = 0  # complete lines with a step read from the followed run
+        # Line logs: the size at the last read. Growth is judged by it, not by the cursor:
+        # a half-written last line stays unconsumed, and must not count as growth forever.
+        self.size: int | None = None
+
+    def read(self) -> tuple[tuple[Observation, ...], bool]:
+        """New observations, and whether the file changed since the last read."""
+        try:
+            stat = self.path.stat()
+        except FileNotFoundError:  # announced once by the caller at start
+            return (), False
+        if self.fmt == "hf":
+            return self._read_whole(stat.st_mtime_ns, stat.st_size)
+        return self._read_lines(stat.st_size, stat.st_ino)
+
+    def _read_whole(self, mtime: int, size: int) -> tuple[tuple[Observation, ...], bool]:
+        # A version already parsed, or already found unreadable/invalid, is no growth: a file
+        # left half-written by a dead trainer must not hold off --timeout forever.
+        if (mtime, size) in (self.signature, self.bad_signature):
+            return (), False
+        try:
+            text = self.path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            self.warnings.append(
+                f"{self.path}: cannot read yet ({exc.__class__.__name__}); retrying"
+            )
+            self.bad_signature = (mtime, size)
+            return (), True
+        observations = parse_trainer_state(text, self.metric, str(self.path))
+        if observations is None:
+            # Half-written (the trainer rewrites it in place): read again when it changes,
+            # and say so once per version of the file.
+            self.warnings.append(f"{self.path}: not valid trainer_state JSON yet; retrying")
+            self.bad_signature = (mtime, size)
+            return (), True
+        self.signature = (mtime, size)
+        self.seen_metric = self.seen_metric or bool(observations)
+        return observations, True
+
+    def _read_lines(self, size: int, inode: int) -> tuple[tuple[Observation, ...], bool]:
+        replaced = self.inode is not None and inode != self.inode
+        if size < self.cursor.offset or replaced:
+            self.warnings.append(
+                f"{self.path} was truncated or replaced; reading it again from the start"
+            )
+            self.cursor = LogCursor(run=self.run)
+            self.size = None
+        self.inode = inode
+        if size == self.size or size == self.cursor.offset:
+            self.size = size
+            return (), False
+        self.size = size
+        with open(self.path, "rb") as handle:
+            handle.seek(self.cursor.offset)
+            data = handle.read(size - self.cursor.offset)
+        chunk = parse_chunk(
+            data, self.cursor, fmt=self.fmt, metric=self.metric, name=str(self.path)
+        )
+        self.cursor = chunk.cursor
+        for message in chunk.warnings:
+            self.warnings.append(message)
+        for other in sorted(chunk.other_runs - self.announced):
+            self.warnings.append(
+                f"{self.path}: ignoring run {other!r}; following run {self.cursor.run!r} "
+                "(choose with --run)"
+            )
+            self.announced.add(other)
+        self.metrics |= chunk.metrics_seen
+        self.records += chunk.records
+        self.seen_metric = self.seen_metric or bool(chunk.observations)
+        return chunk.observations, True
+
+    def partial_line(self) -> int | None:
+        """The line number of a half-written last line left unread, if there is one."""
+        if self.fmt == "hf" or self.size is None or self.size <= self.cursor.offset:
+            return None
+        return self.cursor.line + 1
+
+    def metric_suspect(self) -> bool:
+        """True once (then False) when the lines read so far suggest --metric is misnamed.
+
+        Evidence: a metric seen in the log is a near-miss of the requested name (a typo), or
+        SUSPECT_RECORDS lines with a step carried other metrics and never this one.
+        """
+        if self.metric_warned or self.seen_metric or not self.metrics:
+            return False
+        if self.records < SUSPECT_RECORDS and not self._near_misses():
+            return False
+        self.metric_warned = True
+        return True
+
+    def _near_misses(self) -> list[str]:
+        import difflib
+
+        return difflib.get_close_matches(self.metric, sorted(self.metrics), n=3, cutoff=0.75)
+
+    def metric_hint(self, early: bool = False) -> str:
+        """Why nothing is (or was) decided: the metric has not appeared in the log."""
+        seen = ", ".join(sorted(self.metrics)) or "none"
+        near = self._near_misses()
+        if early:
+            hint = (
+                f"{self.path}: no value of metric {self.metric!r} in the {self.records} line(s) "
+                f"read so far; metrics seen: {seen}"
+            )
+            hint += f"; did you mean --metric {near[0]}?" if near else "; check --metric"
+            return hint + " (still watching)"
+        hint = f"{self.path}: no value of metric {self.metric!r} was read; metrics seen: {seen}"
+        return hint + (f"; did you mean --metric {near[0]}?" if near else "")

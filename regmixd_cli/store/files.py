@@ -35,6 +35,7 @@ from regmixd_cli.errors import InputError
 from regmixd_cli.files import atomic_dir, check_output_dir, read_json, sha256_file, write_json
 
 if TYPE_CHECKING:
+    import polars as pl
     import pyarrow as pa
 
 RUNS_FILE = "runs.parquet"
@@ -363,3 +364,22 @@ def _check_manifest(manifest: dict[str, Any], file: Path) -> None:
     if not ok:
         raise InputError(f"{file}: store manifest is missing fields or has wrong types (edited "
                          "or corrupt); re-ingest the logs")
+
+
+def metric_summary(store: Store) -> pl.DataFrame:
+    """Per metric: runs, observations per run (min/max), step range and finite value range."""
+    import polars as pl
+
+    per_run = store.trajectories.group_by([METRIC, RUN]).agg(
+        pl.len().alias("n"), pl.col(STEP).min().alias("first"), pl.col(STEP).max().alias("last"),
+    )
+    return per_run.group_by(METRIC).agg(
+        pl.len().alias("runs"), pl.col("n").min().alias("n_min"), pl.col("n").max().alias("n_max"),
+        pl.col("first").min(), pl.col("last").max(),
+    ).join(
+        store.trajectories.group_by(METRIC).agg(
+            pl.col(VALUE).filter(pl.col(VALUE).is_finite()).min().alias("lo"),
+            pl.col(VALUE).filter(pl.col(VALUE).is_finite()).max().alias("hi"),
+        ),
+        on=METRIC,
+    ).sort(METRIC)

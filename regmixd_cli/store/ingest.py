@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from regmixd_cli.domain import (
@@ -27,10 +28,12 @@ from regmixd_cli.domain import (
     Store,
 )
 from regmixd_cli.errors import InputError
-from regmixd_cli.store.files import manifest_of
+from regmixd_cli.store.files import MANIFEST_FILE, lock_store, manifest_of, open_store, read_store
 from regmixd_cli.store.observations import empty_observations
+from regmixd_cli.store.readers import read_inputs
 from regmixd_cli.store.readers.base import Parsed
 from regmixd_cli.store.readers.wide import WideObservations, wide_to_long, wide_to_long_frame
+from regmixd_cli.store.spill import Spill
 from regmixd_cli.weights import check_mixture
 
 if TYPE_CHECKING:
@@ -390,3 +393,55 @@ def _metric_columns_of(wide: WideObservations, run: str) -> set[str]:
 
 def _fmt(value: float) -> str:
     return repr(value) if math.isfinite(value) else str(value)
+
+
+@dataclass(frozen=True, slots=True)
+class IngestRequest:
+    """What `regmixd ingest` was asked to do."""
+
+    paths: tuple[str, ...]
+    out_dir: Path
+    mixtures: str | None = None
+    fmt: str = "auto"
+    final_step: int = 1000
+    append: bool = False
+    fill_missing_domains: bool = False
+
+
+def ingest_logs(
+    request: IngestRequest,
+    on_message: Callable[[str], None] = lambda _m: None,
+    on_warning: Callable[[str], None] = lambda _m: None,
+) -> tuple[IngestResult, Store]:
+    """Read the logs (and the store, with `append`) and write the new store atomically.
+
+    One writer at a time: the store is locked, since `append` reads it and writes it back.
+    Big logs are read in parts spilled inside the draft store, and the long table is written
+    as it is built, so memory stays bounded; the draft replaces `out_dir` only on success.
+    """
+    out_dir = request.out_dir
+    with lock_store(out_dir, on_wait=on_message):
+        existing = None
+        if out_dir.exists():
+            if not (out_dir / MANIFEST_FILE).is_file() and not _is_empty_dir(out_dir):
+                raise InputError(f"{out_dir}: exists and is not a regmixd store; choose another "
+                                 "--out or remove it")
+            if request.append and (out_dir / MANIFEST_FILE).is_file():
+                existing = read_store(out_dir)
+        elif request.append:
+            on_message(f"{out_dir}: no store yet; --append starts a new one")
+        with open_store(out_dir) as draft:
+            inputs = read_inputs(list(request.paths), request.fmt, request.mixtures,
+                                 request.final_step, spill=Spill(draft.spill_dir))
+            for skipped in inputs.skipped:
+                on_warning(f"{skipped}: JSON but not a log, trainer_state.json or mixtures "
+                           "file; skipped")
+            result = build_store(inputs.parsed, existing=existing,
+                                 fill_missing_domains=request.fill_missing_domains,
+                                 label=", ".join(request.paths), sink=draft.write_trajectories)
+            store = draft.finish(result.store)
+    return result, store
+
+
+def _is_empty_dir(path: Path) -> bool:
+    return path.is_dir() and not any(path.iterdir())
