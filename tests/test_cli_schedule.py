@@ -9,7 +9,7 @@ import jsonschema
 import pytest
 from _online_world import DOMAINS, fit_tiny_model
 
-from regmixd_cli.cli.schedule import render_schedule, show_schedule
+from regmixd_cli.cli._render import render_schedule, show_schedule
 from regmixd_cli.plan.schedule_file import read_schedule, schedule_schema_path
 
 
@@ -159,7 +159,7 @@ def test_progress_bar_draws_on_a_terminal_and_is_silent_otherwise(monkeypatch):
 
     from rich.console import Console
 
-    import regmixd_cli.cli.schedule as module
+    import regmixd_cli.cli._output as module
 
     for terminal in (True, False):
         buffer = io.StringIO()

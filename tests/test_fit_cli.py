@@ -243,7 +243,7 @@ def test_evaluate_refuses_a_foreign_directory(cli, stores, tmp_path):
 
 
 def test_show_model_prints_tables(model_dir, capsys):
-    from regmixd_cli.cli.fit import show_model
+    from regmixd_cli.cli._render import show_model
 
     show_model(model_dir)
     text = capsys.readouterr().out

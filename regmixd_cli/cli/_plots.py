@@ -13,11 +13,15 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from regmixd_cli.cli._app import info
 from regmixd_cli.errors import UsageError
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     import numpy as np
 
+    from regmixd_cli.fit.model import FittedModel
     from regmixd_cli.plan.compare import Prediction
     from regmixd_cli.plan.schedule import Schedule
 
@@ -297,3 +301,41 @@ def cv_figure(
     fig.suptitle(f"Cross-validation of the fit: {target} (dashed line = perfect prediction)",
                  fontsize="medium")
     return _render(fig, fmt)
+
+
+def check_plot(path: Path | None) -> str | None:
+    """The figure format of `--plot`, checked before any work (None without --plot)."""
+    if path is None:
+        return None
+    from regmixd_cli.files import check_output_file
+
+    fmt = plot_format(path.name)
+    check_output_file(path, "--plot")
+    require_matplotlib()
+    return fmt
+
+
+def write_plot(path: Path, data: bytes) -> None:
+    """Write a figure atomically and say so on stderr."""
+    from regmixd_cli.files import atomic_write_bytes
+
+    atomic_write_bytes(path, data)
+    info(f"wrote {path}")
+
+
+def plot_schedule(schedule_file: Path, plot: Path) -> None:
+    """`show SCHEDULE --plot FILE`: the schedule's weights as stacked areas over steps."""
+    from regmixd_cli.plan.schedule_file import read_schedule
+
+    fmt = check_plot(plot)
+    assert fmt is not None
+    write_plot(plot, schedule_figure(read_schedule(schedule_file), fmt))
+
+
+def plot_cv(fitted: FittedModel, plot: Path, fmt: str) -> None:
+    """`fit --plot FILE`: held-out vs out-of-fold predicted loss, per stage and at T_p."""
+
+    preds = dict(fitted.cv_predictions)
+    truth = preds.pop("truth")
+    data = cv_figure(truth, preds, fitted.grid, fitted.form, fitted.target, fmt)
+    write_plot(plot, data)

@@ -5,13 +5,14 @@ Also the shared `--plot` plumbing (format check and atomic write) used by `show`
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from regmixd_cli.cli._app import app, info, out, warn
+from regmixd_cli.cli._app import app, out, warn
+from regmixd_cli.cli._output import print_json, progress_bar
+from regmixd_cli.cli._plots import check_plot, write_plot
 from regmixd_cli.errors import UsageError
 
 if TYPE_CHECKING:
@@ -27,47 +28,6 @@ METHOD_LABELS = {
 }
 PLOT_HELP = "Also draw a figure: FILE.png or FILE.svg (needs `pip install 'regmixd[plot]'`)."
 ALLOW_HELP = "Give domains the mixture leaves out weight 0 (unknown domains stay an error)."
-
-
-def check_plot(path: Path | None) -> str | None:
-    """The figure format of `--plot`, checked before any work (None without --plot)."""
-    if path is None:
-        return None
-    from regmixd_cli.cli._plots import plot_format, require_matplotlib
-    from regmixd_cli.files import check_output_file
-
-    fmt = plot_format(path.name)
-    check_output_file(path, "--plot")
-    require_matplotlib()
-    return fmt
-
-
-def write_plot(path: Path, data: bytes) -> None:
-    """Write a figure atomically and say so on stderr."""
-    from regmixd_cli.files import atomic_write_bytes
-
-    atomic_write_bytes(path, data)
-    info(f"wrote {path}")
-
-
-def plot_schedule(schedule_file: Path, plot: Path) -> None:
-    """`show SCHEDULE --plot FILE`: the schedule's weights as stacked areas over steps."""
-    from regmixd_cli.cli._plots import schedule_figure
-    from regmixd_cli.plan.schedule_file import read_schedule
-
-    fmt = check_plot(plot)
-    assert fmt is not None
-    write_plot(plot, schedule_figure(read_schedule(schedule_file), fmt))
-
-
-def plot_cv(fitted: FittedModel, plot: Path, fmt: str) -> None:
-    """`fit --plot FILE`: held-out vs out-of-fold predicted loss, per stage and at T_p."""
-    from regmixd_cli.cli._plots import cv_figure
-
-    preds = dict(fitted.cv_predictions)
-    truth = preds.pop("truth")
-    data = cv_figure(truth, preds, fitted.grid, fitted.form, fitted.target, fmt)
-    write_plot(plot, data)
 
 
 def _load_plan(
@@ -225,7 +185,6 @@ def predict(
 
     Example: regmixd predict runs/demo/model runs/demo/schedule.json
     """
-    from regmixd_cli.files import dumps_json
     from regmixd_cli.fit.files import load_model
     from regmixd_cli.plan.compare import predict_plans, prediction_to_dict
 
@@ -236,7 +195,7 @@ def predict(
     result = prediction_to_dict(prediction, fitted, steps)
     if as_json:
         result = {"target": fitted.target, "target_steps": steps, **result}
-        sys.stdout.write(dumps_json(result))
+        print_json(result)
         return
     if result["points"]:
         out.print(prediction_table(result, fitted.target))
@@ -283,8 +242,6 @@ def compare(
 
     Example: regmixd compare runs/demo/model prior static offline --plot compare.png
     """
-    from regmixd_cli.cli.schedule import progress_bar
-    from regmixd_cli.files import dumps_json
     from regmixd_cli.fit.files import load_model, model_hash
     from regmixd_cli.plan.compare import axis_steps, comparison_to_dict, predict_plans
     from regmixd_cli.plan.search import SearchConfig
@@ -306,7 +263,7 @@ def compare(
         at = axis_steps(fitted.grid, fitted.proxy_steps, steps)
         write_plot(plot, comparison_figure(predictions, fitted.domains, at, fitted.target, fmt))
     if as_json:
-        sys.stdout.write(dumps_json(result))
+        print_json(result)
         return
     for table in comparison_tables(result):
         out.print(table)

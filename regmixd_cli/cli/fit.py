@@ -3,76 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
 
-from regmixd_cli.cli._app import app, err, info, out, warn
+from regmixd_cli.cli._app import app, err, info
+from regmixd_cli.cli._output import print_json, progress_bar
+from regmixd_cli.cli._render import evaluate_tables, report_fit, report_tables, warn_excluded
 from regmixd_cli.errors import UsageError
-
-
-def _fmt(value: Any, digits: int = 4) -> str:
-    """A score for a table cell ("-" when absent)."""
-    return "-" if value is None else f"{value:.{digits}f}"
-
-
-def report_tables(report: dict[str, Any]) -> list[Table]:
-    """The fit report as rich tables: transitions, endpoint, and the form chosen."""
-    tables = []
-    forms = [
-        f
-        for f in ("per-stage", "pooled", "curve-shift")
-        if report["transitions"] and f in report["transitions"][0]
-    ]
-    if report["transitions"]:
-        table = Table(
-            title=f"Held-out next-interval loss, {report['target']} "
-            f"({report['folds']}-fold CV by run)"
-        )
-        table.add_column("stage")
-        table.add_column("steps")
-        for form in forms:
-            for name in ("rho", "MAE", "R²"):
-                table.add_column(f"{form} {name}", justify="right")
-        for row in report["transitions"]:
-            cells = [str(row["stage"]), f"{row['t_from']:g} -> {row['t_to']:g}"]
-            for form in forms:
-                cells += [
-                    _fmt(row[form]["spearman"]),
-                    _fmt(row[form]["mae"]),
-                    _fmt(row[form]["r2"]),
-                ]
-            table.add_row(*cells)
-        tables.append(table)
-    table = Table(
-        title=f"Held-out loss at T_p = {report['proxy_steps']:g} ({report['n_runs']} runs)"
-    )
-    table.add_column("predictor")
-    table.add_column("rho", justify="right")
-    table.add_column("MAE", justify="right")
-    table.add_column("R²", justify="right")
-    rows = [("endpoint model (RegMix)", report["endpoint"]["endpoint"])]
-    rows += [(f"rollout ({f})", s) for f, s in report["endpoint"].get("rollout", {}).items()]
-    for name, scores in rows:
-        table.add_row(name, _fmt(scores["spearman"]), _fmt(scores["mae"]), _fmt(scores["r2"]))
-    tables.append(table)
-    return tables
-
-
-def _warn_excluded(excluded: dict[str, list[str]], proxy_steps: float) -> None:
-    from regmixd_cli.fit.transitions import name_some
-
-    if excluded["diverged"]:
-        names = excluded["diverged"]
-        warn(f"left out {len(names)} diverged run(s): {name_some(names)}")
-    if excluded["short"]:
-        names = excluded["short"]
-        warn(
-            f"left out {len(names)} run(s) whose target metric does not cover the grid "
-            f"(up to step {proxy_steps:g}): {name_some(names)}"
-        )
 
 
 @app.command()
@@ -135,8 +73,8 @@ def fit(
     """
     import dataclasses
 
-    from regmixd_cli.cli.compare import check_plot
-    from regmixd_cli.files import check_output_dir, check_output_file, dumps_json
+    from regmixd_cli.cli._plots import check_plot
+    from regmixd_cli.files import check_output_dir, check_output_file
     from regmixd_cli.fit.files import save_model
     from regmixd_cli.fit.model import FitConfig, XGBSettings
     from regmixd_cli.fit.training import fit_model
@@ -173,33 +111,11 @@ def fit(
         xgb=settings,
     )
     loaded = read_store(store)
-    with Progress(
-        TextColumn("fitting"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=err,
-        transient=True,
-        disable=not err.is_terminal,  # a log file gets no bar remnants
-    ) as bar:
-        task = bar.add_task("fit", total=folds + 1)
-        fitted = fit_model(
-            loaded, config, lambda done, total: bar.update(task, completed=done), str(store)
-        )
+    with progress_bar("fitting", folds + 1) as progress:
+        fitted = fit_model(loaded, config, progress, str(store))
     report = fitted.report
-    _warn_excluded(report["excluded"], fitted.proxy_steps)
-    if report["endpoint_only"] and (switch_points == 0 or (grid is not None and len(grid) == 1)):
-        info("one grid point (--switch-points 0): fitted the endpoint model alone (RegMix); "
-             "schedules from this model need --static")
-    elif report["endpoint_only"]:
-        warn(
-            "the store has one observation per run (endpoint losses only): fitted the endpoint "
-            "model alone (RegMix); schedules from this model need --static"
-        )
-    if fitted.prior_source == "proxy-mean":
-        info("prior: proxy-mean (the mean mixture of the usable runs); change it with --prior")
+    report_fit(fitted, switch_points == 0 or (grid is not None and len(grid) == 1))
     if ensemble:
-        from regmixd_cli.cli.schedule import progress_bar
         from regmixd_cli.fit.ensemble import ENSEMBLE_KEY, ensemble_blobs, fit_ensemble
 
         with progress_bar(f"fitting {ensemble} bootstrap replicas", ensemble) as tick:
@@ -209,38 +125,16 @@ def fit(
     else:
         save_model(out, fitted)
     if plot is not None and plot_format is not None:
-        from regmixd_cli.cli.compare import plot_cv
+        from regmixd_cli.cli._plots import plot_cv
 
         plot_cv(fitted, plot, plot_format)
     if json_output:
-        typer.echo(dumps_json(report), nl=False)
+        print_json(report)
     else:
         for table in report_tables(report):
             err.print(table)
         info(f"model: {report['choice']['reason']}")
     info(f"wrote {out}")
-
-
-def evaluate_tables(report: dict[str, Any]) -> Table:
-    """The evaluate report as one table."""
-    table = Table(
-        title=f"{report['target']} on {report['n_runs']} runs "
-        f"(top-k overlap with k = {report['top_k']})"
-    )
-    for name in ("predictor", "rho", "Pearson r", "MAE", "top-k overlap"):
-        table.add_column(name, justify="left" if name == "predictor" else "right")
-    rows = [("endpoint model (RegMix)", report["endpoint"])]
-    if "rollout" in report:
-        rows.append(("rollout (transition model)", report["rollout"]))
-    for name, s in rows:
-        table.add_row(
-            name,
-            _fmt(s["spearman"]),
-            _fmt(s["pearson"]),
-            _fmt(s["mae"]),
-            _fmt(s["top_k_overlap"], 2),
-        )
-    return table
 
 
 @app.command()
@@ -258,7 +152,6 @@ def evaluate(
 
     Example: regmixd evaluate model test.store --json
     """
-    from regmixd_cli.files import dumps_json
     from regmixd_cli.fit.evaluate import evaluate_model
     from regmixd_cli.fit.files import load_model
     from regmixd_cli.store.files import read_store
@@ -267,32 +160,10 @@ def evaluate(
         raise UsageError(f"--top-k {top_k}: must be at least 1")
     fitted = load_model(model)
     report = evaluate_model(fitted, read_store(store), top_k=top_k, where=str(store))
-    _warn_excluded(report["excluded"], fitted.proxy_steps)
+    warn_excluded(report["excluded"], fitted.proxy_steps)
     if json_output:
-        typer.echo(dumps_json(report), nl=False)
+        print_json(report)
     else:
         err.print(evaluate_tables(report))
 
 
-def show_model(path: Path) -> None:
-    """Print a model's summary and cross-validation report as tables on stdout."""
-    from regmixd_cli.fit.files import load_model, read_model_dir
-
-    load_model(Path(path))  # a summary of a model that cannot be used would mislead
-    meta, _ = read_model_dir(Path(path))
-    report = meta["report"]
-    summary = Table(title=f"Model {path}", show_header=False)
-    summary.add_column("field")
-    summary.add_column("value")
-    summary.add_row("target", meta["target"])
-    summary.add_row("domains", f"{len(meta['domains'])}: {', '.join(meta['domains'])}")
-    summary.add_row("grid (proxy steps)", ", ".join(f"{t:g}" for t in meta["grid"]))
-    summary.add_row("form", meta["form"] or "endpoint only (RegMix)")
-    summary.add_row("choice", report["choice"]["reason"])
-    summary.add_row(
-        "runs", f"{report['n_runs']} used, {sum(map(len, report['excluded'].values()))} left out"
-    )
-    summary.add_row("prior", meta["prior_source"])
-    out.print(summary)
-    for table in report_tables(report):
-        out.print(table)

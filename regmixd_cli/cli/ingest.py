@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, cast
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from regmixd_cli.cli._app import app, err, info, out, warn
+from regmixd_cli.cli._app import app, err, info, warn
+from regmixd_cli.cli._output import print_json
+from regmixd_cli.cli._render import report_ingest
 
 if TYPE_CHECKING:
     from regmixd_cli.domain import Store
@@ -62,71 +64,9 @@ def ingest(
 
 
 def _finish_ingest(result: Any, store: Store, out_dir: Path, json_out: bool) -> None:
-    from regmixd_cli.files import dumps_json
-
-    for message in result.warnings:
-        warn(message)
-    manifest = store.manifest
-    info(
-        f"Ingested {manifest['n_runs']} runs x {len(store.domains)} domains, "
-        f"{len(manifest['metrics'])} metrics, {manifest['n_rows']} rows -> {out_dir}"
-        + (f" ({len(result.diverged)} diverged: {', '.join(result.diverged[:5])}"
-           f"{', ...' if len(result.diverged) > 5 else ''})" if result.diverged else "")
-    )
+    report_ingest(result, store, out_dir)
     if json_out:
-        summary: dict[str, Any] = {**manifest, "store": str(out_dir),
+        summary: dict[str, Any] = {**store.manifest, "store": str(out_dir),
                                    "diverged": list(result.diverged),
                                    "warnings": list(result.warnings)}
-        out.print(dumps_json(summary), end="", markup=False, highlight=False)
-
-
-def show_store(path: Path) -> None:
-    """Print a human summary of a trajectory store to stdout (runs, domains, metrics, steps)."""
-    import polars as pl
-    from rich.table import Table
-
-    from regmixd_cli.domain import DIVERGED, METRIC, RUN
-    from regmixd_cli.store.files import metric_summary, read_store
-
-    store: Store = read_store(Path(path))
-    manifest = store.manifest
-    overview = Table(title=f"Trajectory store {path}", show_header=False)
-    overview.add_column("", style="bold")
-    overview.add_column("")
-    overview.add_row("schema", str(manifest["schema_version"]))
-    overview.add_row("runs", str(store.n_runs))
-    overview.add_row("domains", str(len(store.domains)))
-    overview.add_row("metrics", str(len(store.metrics)))
-    overview.add_row("rows", str(manifest["n_rows"]))
-    overview.add_row("diverged runs", str(manifest["n_diverged"]))
-    overview.add_row("inputs", "\n".join(i["path"] for i in manifest["inputs"][:10])
-                     + ("\n..." if len(manifest["inputs"]) > 10 else ""))
-    out.print(overview)
-
-    domains = Table(title="Mixture weights across runs")
-    for name in ("domain", "mean", "min", "max", "runs > 0"):
-        domains.add_column(name, justify="left" if name == "domain" else "right")
-    for domain in store.domains:
-        col = store.runs.get_column(domain)
-        mean, low, high = (cast(float, v) for v in (col.mean(), col.min(), col.max()))
-        domains.add_row(domain, f"{mean:.4f}", f"{low:.4f}", f"{high:.4f}",
-                        str(int((col > 0).sum())))
-    out.print(domains)
-
-    stats = metric_summary(store)
-    metrics = Table(title="Metrics")
-    for name in ("metric", "runs", "steps per run", "step range", "value range"):
-        metrics.add_column(name, justify="left" if name == "metric" else "right")
-    for row in stats.iter_rows(named=True):
-        steps = (str(row["n_min"]) if row["n_min"] == row["n_max"]
-                 else f"{row['n_min']}-{row['n_max']}")
-        lo, hi = row["lo"], row["hi"]
-        values = "-" if lo is None else f"{lo:.4g}-{hi:.4g}"
-        metrics.add_row(row[METRIC], str(row["runs"]), steps,
-                        f"{row['first']}-{row['last']}", values)
-    out.print(metrics)
-
-    diverged = store.runs.filter(pl.col(DIVERGED)).get_column(RUN).to_list()
-    if diverged:
-        out.print(f"Diverged runs ({len(diverged)}): {', '.join(diverged[:20])}"
-                  + (", ..." if len(diverged) > 20 else ""), markup=False, highlight=False)
+        print_json(summary)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import signal
-import sys
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -21,6 +20,7 @@ from regmixd_cli.cli._constraints import (
     MinWeights,
     TokensPerStep,
 )
+from regmixd_cli.cli._output import print_json, write_stdout
 from regmixd_cli.errors import UsageError
 
 if TYPE_CHECKING:
@@ -200,7 +200,6 @@ def _check_follow_paths(log: Path, state: Path | None, out_schedule: Path | None
 
 
 def _one_shot(controller: OnlineController, step: int, loss: float, as_json: bool) -> None:
-    from regmixd_cli.files import dumps_json
     from regmixd_cli.online.controller import decide_online
 
     decision = decide_online(
@@ -219,8 +218,7 @@ def _one_shot(controller: OnlineController, step: int, loss: float, as_json: boo
         warn(message)
     _print_decision(decision, controller)
     if as_json:
-        sys.stdout.write(dumps_json(decision.to_json()))
-        sys.stdout.flush()
+        print_json(decision.to_json())
 
 
 def _print_decision(decision: Decision, controller: OnlineController) -> None:
@@ -303,13 +301,9 @@ def _follow(
                     continue
                 if state_path is not None:  # state first: a restart never repeats a line
                     save_state(state_path, settings, controller)
-                sys.stdout.write(
-                    json.dumps(
-                        decision.to_json(), sort_keys=True, separators=(",", ":"), allow_nan=False
-                    )
-                    + "\n"
-                )
-                sys.stdout.flush()
+                # JSON Lines: one compact line per decision, flushed as it is made.
+                write_stdout(json.dumps(decision.to_json(), sort_keys=True,
+                                        separators=(",", ":"), allow_nan=False) + "\n")
                 info(
                     f"switch point {decision.switch} (step {decision.start_step}) decided from "
                     f"{metric}={obs.value:g} at {obs.where}"

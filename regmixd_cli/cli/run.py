@@ -8,7 +8,9 @@ from typing import Annotated
 
 import typer
 
-from regmixd_cli.cli._app import app, info, out
+from regmixd_cli.cli._app import app, err, info, out, warn
+from regmixd_cli.cli._output import progress_bar, write_stdout
+from regmixd_cli.cli._render import render_schedule, report_fit, report_ingest, report_tables
 from regmixd_cli.errors import UsageError
 
 STORE_DIR = "store"
@@ -92,39 +94,54 @@ def _run(
     switch_points: int | None, target_steps: int | None, prior: str | None, candidates: int,
     seed: int, as_json: bool,
 ) -> None:
-    """The steps of `run`, once its arguments are checked."""
-    from regmixd_cli.cli.fit import fit
-    from regmixd_cli.cli.ingest import ingest
-    from regmixd_cli.cli.schedule import progress_bar, render_schedule
-    from regmixd_cli.fit.files import load_model, model_hash
+    """The steps of `run`, once its arguments are checked: the library's ingest, fit and
+    search, with the same reports as `ingest`, `fit` and `schedule`."""
+    from regmixd_cli.fit.files import load_model, model_hash, save_model
+    from regmixd_cli.fit.model import FitConfig
+    from regmixd_cli.fit.training import fit_model
     from regmixd_cli.plan.schedule import build_schedule, build_static, resolve_schedule_prior
     from regmixd_cli.plan.schedule_file import schedule_json, write_schedule
     from regmixd_cli.plan.search import SearchConfig
+    from regmixd_cli.store.files import read_store
+    from regmixd_cli.store.ingest import IngestRequest, ingest_logs
 
-    store, model_dir = out_dir / STORE_DIR, out_dir / MODEL_DIR
-    ingest(paths=paths, out_dir=store, mixtures=mixtures)
-    fit(store=store, out=model_dir, target=target, switch_points=switch_points, prior=prior,
-        seed=seed)
+    store_dir, model_dir = out_dir / STORE_DIR, out_dir / MODEL_DIR
+    with err.status("Reading logs...", spinner="dots"):
+        result, store = ingest_logs(
+            IngestRequest(paths=tuple(paths), out_dir=store_dir, mixtures=mixtures),
+            on_message=info, on_warning=warn,
+        )
+    report_ingest(result, store, store_dir)
+    config = FitConfig(target=target, n_switch_points=5 if switch_points is None else
+                       switch_points, prior=prior, seed=seed)
+    with progress_bar("fitting", config.folds + 1) as progress:
+        fitted = fit_model(read_store(store_dir), config, progress, str(store_dir))
+    report_fit(fitted, switch_points == 0)
+    save_model(model_dir, fitted)
+    for table in report_tables(fitted.report):
+        err.print(table)
+    info(f"model: {fitted.report['choice']['reason']}")
+    info(f"wrote {model_dir}")
 
     fitted = load_model(model_dir)
     sha = model_hash(model_dir)
-    config = SearchConfig(candidates=candidates)
+    search = SearchConfig(candidates=candidates)
     resolved = resolve_schedule_prior(None, fitted)
     with progress_bar("static RegMix", 1) as progress:
-        static = build_static(fitted, config, resolved, target_steps, seed, progress,
+        static = build_static(fitted, search, resolved, target_steps, seed, progress,
                               model_sha256=sha)
     write_schedule(out_dir / STATIC_FILE, static)
     shown = static
     if fitted.has_transitions:
         with progress_bar("searching mixtures", fitted.n_switch_points) as progress:
-            shown = build_schedule(fitted, config, resolved, target_steps, seed, progress,
+            shown = build_schedule(fitted, search, resolved, target_steps, seed, progress,
                                    model_sha256=sha)
         write_schedule(out_dir / SCHEDULE_FILE, shown)
         info(f"wrote {out_dir / SCHEDULE_FILE} and {out_dir / STATIC_FILE} (static RegMix)")
     else:
         info(f"endpoint-only model: wrote the static RegMix mixture {out_dir / STATIC_FILE}")
     if as_json:
-        typer.echo(schedule_json(shown), nl=False)
+        write_stdout(schedule_json(shown))
     else:
         render_schedule(shown, out)
         if shown is not static:

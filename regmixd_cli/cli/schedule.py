@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from regmixd_cli.cli._app import app, err, info, out
+from regmixd_cli.cli._app import app, err, info
 from regmixd_cli.cli._constraints import (
     AvailableTokens,
     ConstraintsFile,
@@ -20,23 +17,13 @@ from regmixd_cli.cli._constraints import (
     MinWeights,
     TokensPerStep,
 )
+from regmixd_cli.cli._output import STDOUT, progress_bar, write_stdout
+from regmixd_cli.cli._render import render_schedule
 from regmixd_cli.errors import UsageError
 
 if TYPE_CHECKING:
-    from rich.console import Console
 
-    from regmixd_cli.plan.schedule import ProgressFn, Schedule
-
-STDOUT = "-"
-BAR_WIDTH = 60
-# Distinct colours for the stacked bars; past this many domains they repeat (glyphs differ).
-PALETTE = (
-    "blue", "orange3", "green3", "red3", "medium_purple", "tan", "hot_pink", "grey62",
-    "gold3", "dark_cyan", "light_sky_blue1", "light_salmon1", "pale_green1", "indian_red1",
-    "plum2", "wheat1", "bright_white", "yellow", "cyan", "magenta",
-)  # fmt: skip
-# Without colour (NO_COLOR, or output not a terminal) each domain gets its own letter instead.
-GLYPHS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
+    pass
 
 
 @app.command()
@@ -168,7 +155,7 @@ def schedule(
     if out_path is not None and str(out_path) != STDOUT:
         info(f"wrote {out_path}")
     if to_stdout:
-        sys.stdout.write(text)
+        write_stdout(text)
 
 
 @app.command()
@@ -214,104 +201,9 @@ def export(
     loaded = read_schedule(schedule_file)
     text = export_schedule(loaded, to, parse_prefixes(prefix, loaded.domains))
     if str(out_path) == STDOUT:
-        sys.stdout.write(text)
+        write_stdout(text)
     else:
         atomic_write_text(out_path, text)
         info(f"wrote {out_path} ({to})")
 
 
-def show_schedule(path: Path) -> None:
-    """`regmixd show SCHEDULE`: the stage table and a stacked bar per stage, on stdout."""
-    from regmixd_cli.plan.schedule_file import read_schedule
-
-    render_schedule(read_schedule(path), out)
-
-
-@contextmanager
-def progress_bar(description: str, total: int) -> Iterator[ProgressFn]:
-    """A transient rich progress bar on stderr; yields the `progress(done, total)` callback."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    if not err.is_terminal:  # a log file gets no bar (rich would leave a blank line in it)
-
-        def ignore(done: int, total: int) -> None:
-            return None
-
-        yield ignore
-        return
-    with Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=err,
-        transient=True,
-    ) as bar:
-        task = bar.add_task(description, total=total)
-
-        def update(done: int, total: int) -> None:
-            bar.update(task, completed=done, total=total)
-
-        yield update
-
-
-def render_schedule(schedule: Schedule, console: Console) -> None:
-    """Print a schedule: a header line, a table of stages, a stacked bar per stage, a legend."""
-    from rich.table import Table
-    from rich.text import Text
-
-    provenance = schedule.provenance
-    n_stages = len(schedule.stages)
-    header = f"{schedule.method}: {n_stages} stage(s) over {schedule.target_steps} steps"
-    if provenance.get("target"):
-        header += f", target {provenance['target']}"
-    if provenance.get("model"):
-        header += f", model {str(provenance['model'])[:12]}"
-    console.print(header, markup=False, highlight=False)
-
-    table = Table(show_edge=False, pad_edge=False)
-    table.add_column("stage", justify="right", no_wrap=True)
-    table.add_column("steps", justify="right", no_wrap=True)
-    table.add_column("fraction", justify="right", no_wrap=True)
-    table.add_column("pred.\nloss", justify="right", no_wrap=True)
-    table.add_column("top weights", min_width=12)
-    for i, stage in enumerate(schedule.stages):
-        top = sorted(zip(schedule.domains, stage.weights, strict=True), key=lambda dw: -dw[1])
-        loss = "" if stage.predicted_loss is None else f"{stage.predicted_loss:.4f}"
-        table.add_row(
-            str(i),
-            f"{stage.start_step}-{stage.end_step}",
-            f"{stage.start_fraction:.3f}-{stage.end_fraction:.3f}",
-            loss,
-            Text(", ".join(f"{d} {w:.1%}" for d, w in top[:3] if w > 0)),
-        )
-    console.print(table)
-
-    # Stacked bars below the table, so they keep their full width on narrow terminals.
-    colour = console.color_system is not None
-    styles = [PALETTE[i % len(PALETTE)] for i in range(len(schedule.domains))]
-    glyphs = ["█" if colour else GLYPHS[i % len(GLYPHS)] for i in range(len(schedule.domains))]
-    width = max(10, min(BAR_WIDTH, console.width - len(str(n_stages)) - 2))
-    label = len(str(n_stages - 1))
-    for i, stage in enumerate(schedule.stages):
-        bar = Text(f"{i:>{label}} ")
-        for j, cells in enumerate(_bar_widths(stage.weights, width)):
-            if cells:
-                bar.append(glyphs[j] * cells, style=styles[j] if colour else None)
-        console.print(bar)
-    legend = Text("legend: ")
-    for j, domain in enumerate(schedule.domains):
-        legend.append(glyphs[j], style=styles[j] if colour else None)
-        legend.append(f" {domain}  ")
-    console.print(legend)
-
-
-def _bar_widths(weights: tuple[float, ...], width: int) -> list[int]:
-    """Characters per domain, summing to `width` (largest remainders get the spare ones)."""
-    raw = [w * width for w in weights]
-    widths = [int(r) for r in raw]
-    spare = width - sum(widths)
-    order = sorted(range(len(raw)), key=lambda i: (-(raw[i] - widths[i]), i))
-    for i in order[:spare]:
-        widths[i] += 1
-    return widths

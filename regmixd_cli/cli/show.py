@@ -29,9 +29,7 @@ def show(
 
     Example: regmixd show runs/demo/schedule.json
     """
-    from regmixd_cli.cli.fit import show_model
-    from regmixd_cli.cli.ingest import show_store
-    from regmixd_cli.cli.schedule import show_schedule
+    from regmixd_cli.cli._render import show_model, show_schedule, show_store
     from regmixd_cli.fit.files import MODEL_FILE
     from regmixd_cli.store.files import MANIFEST_FILE
 
@@ -55,7 +53,7 @@ def show(
 
             # first: a bad --plot fails before anything is printed
             check_output_file(plot, "--plot")
-            from regmixd_cli.cli.compare import plot_schedule
+            from regmixd_cli.cli._plots import plot_schedule
 
             plot_schedule(path, plot)
         show_schedule(path)

@@ -9,7 +9,8 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from regmixd_cli.cli._app import app, err, info, out
+from regmixd_cli.cli._app import app, info
+from regmixd_cli.cli._output import print_json, progress_bar
 from regmixd_cli.errors import UsageError
 
 if TYPE_CHECKING:
@@ -30,16 +31,12 @@ app.add_typer(simulate_app, name="simulate")
 
 @contextmanager
 def _progress(description: str, total: int, show: bool = True) -> Iterator[ProgressFn | None]:
-    """A transient progress bar on stderr, or no callback at all when `show` is false."""
+    """The progress bar, or no callback at all when `show` is false."""
     if not show:
         yield None
         return
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn())
-    with Progress(*columns, TimeElapsedColumn(), console=err, transient=True) as bar:
-        task = bar.add_task(description, total=total)
-        yield lambda done, total: bar.update(task, completed=done, total=total)
+    with progress_bar(description, total) as progress:
+        yield progress
 
 
 @simulate_app.callback(invoke_without_command=True)
@@ -182,7 +179,7 @@ def score(
 
     Example: regmixd simulate score sample_logs/proxies/world.json schedule.json
     """
-    from regmixd_cli.files import dumps_json, read_json
+    from regmixd_cli.files import read_json
     from regmixd_cli.sim.files import read_world
     from regmixd_cli.sim.world import stages_from_document, true_loss_curve
 
@@ -203,7 +200,7 @@ def score(
         "stage_end_losses": [float(v) for v in ends],
     }
     if as_json:
-        out.print(dumps_json(result), end="", markup=False, highlight=False)
+        print_json(result)
     info(
         f"True final {world.target_metric} of {schedule_path} ({len(stages)} stage"
         f"{'s' if len(stages) != 1 else ''}): {final:.4f} at proxy scale, "
@@ -240,7 +237,7 @@ def oracle(
 
     Example: regmixd simulate oracle sample_logs/proxies/world.json --out oracle.json
     """
-    from regmixd_cli.files import check_output_file, dumps_json, write_json
+    from regmixd_cli.files import check_output_file, write_json
     from regmixd_cli.sim.files import read_world, world_hash
     from regmixd_cli.sim.oracle import METHOD_SCHEDULE, METHOD_STATIC, OracleConfig, find_oracle
     from regmixd_cli.sim.oracle import oracle_document as document
@@ -260,7 +257,7 @@ def oracle(
     static_doc = document(world, found, METHOD_STATIC, seed, sha, config)
     schedule_doc = document(world, found, METHOD_SCHEDULE, seed, sha, config)
     if out_path == STDOUT:
-        out.print(dumps_json(schedule_doc), end="", markup=False, highlight=False)
+        print_json(schedule_doc)
     elif out_path is not None:
         write_json(Path(out_path), schedule_doc)
     if static_out is not None:
@@ -275,7 +272,7 @@ def oracle(
             "static": static_doc,
             "schedule": schedule_doc,
         }
-        out.print(dumps_json(summary), end="", markup=False, highlight=False)
+        print_json(summary)
     info(f"True final {world.target_metric} in {world_path} (proxy scale):")
     info(f"  prior            {found.prior_loss:.4f}")
     info(f"  oracle static    {found.static_loss:.4f}")

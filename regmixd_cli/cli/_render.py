@@ -1,0 +1,297 @@
+"""Tables and bars for people: schedules, stores, models and fit reports (on a rich console).
+
+`regmixd show` prints these to stdout; the other commands print them to stderr.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, cast
+
+from rich.table import Table
+
+from regmixd_cli.cli._app import info, out, warn
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from regmixd_cli.domain import Store
+    from regmixd_cli.fit.model import FittedModel
+    from regmixd_cli.plan.schedule import Schedule
+    from regmixd_cli.store.ingest import IngestResult
+
+
+BAR_WIDTH = 60
+
+
+# Distinct colours for the stacked bars; past this many domains they repeat (glyphs differ).
+PALETTE = (
+    "blue", "orange3", "green3", "red3", "medium_purple", "tan", "hot_pink", "grey62",
+    "gold3", "dark_cyan", "light_sky_blue1", "light_salmon1", "pale_green1", "indian_red1",
+    "plum2", "wheat1", "bright_white", "yellow", "cyan", "magenta",
+)  # fmt: skip
+
+
+# Without colour (NO_COLOR, or output not a terminal) each domain gets its own letter instead.
+GLYPHS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
+
+
+def show_schedule(path: Path) -> None:
+    """`regmixd show SCHEDULE`: the stage table and a stacked bar per stage, on stdout."""
+    from regmixd_cli.plan.schedule_file import read_schedule
+
+    render_schedule(read_schedule(path), out)
+
+
+def render_schedule(schedule: Schedule, console: Console) -> None:
+    """Print a schedule: a header line, a table of stages, a stacked bar per stage, a legend."""
+    from rich.table import Table
+    from rich.text import Text
+
+    provenance = schedule.provenance
+    n_stages = len(schedule.stages)
+    header = f"{schedule.method}: {n_stages} stage(s) over {schedule.target_steps} steps"
+    if provenance.get("target"):
+        header += f", target {provenance['target']}"
+    if provenance.get("model"):
+        header += f", model {str(provenance['model'])[:12]}"
+    console.print(header, markup=False, highlight=False)
+
+    table = Table(show_edge=False, pad_edge=False)
+    table.add_column("stage", justify="right", no_wrap=True)
+    table.add_column("steps", justify="right", no_wrap=True)
+    table.add_column("fraction", justify="right", no_wrap=True)
+    table.add_column("pred.\nloss", justify="right", no_wrap=True)
+    table.add_column("top weights", min_width=12)
+    for i, stage in enumerate(schedule.stages):
+        top = sorted(zip(schedule.domains, stage.weights, strict=True), key=lambda dw: -dw[1])
+        loss = "" if stage.predicted_loss is None else f"{stage.predicted_loss:.4f}"
+        table.add_row(
+            str(i),
+            f"{stage.start_step}-{stage.end_step}",
+            f"{stage.start_fraction:.3f}-{stage.end_fraction:.3f}",
+            loss,
+            Text(", ".join(f"{d} {w:.1%}" for d, w in top[:3] if w > 0)),
+        )
+    console.print(table)
+
+    # Stacked bars below the table, so they keep their full width on narrow terminals.
+    colour = console.color_system is not None
+    styles = [PALETTE[i % len(PALETTE)] for i in range(len(schedule.domains))]
+    glyphs = ["█" if colour else GLYPHS[i % len(GLYPHS)] for i in range(len(schedule.domains))]
+    width = max(10, min(BAR_WIDTH, console.width - len(str(n_stages)) - 2))
+    label = len(str(n_stages - 1))
+    for i, stage in enumerate(schedule.stages):
+        bar = Text(f"{i:>{label}} ")
+        for j, cells in enumerate(_bar_widths(stage.weights, width)):
+            if cells:
+                bar.append(glyphs[j] * cells, style=styles[j] if colour else None)
+        console.print(bar)
+    legend = Text("legend: ")
+    for j, domain in enumerate(schedule.domains):
+        legend.append(glyphs[j], style=styles[j] if colour else None)
+        legend.append(f" {domain}  ")
+    console.print(legend)
+
+
+def _bar_widths(weights: tuple[float, ...], width: int) -> list[int]:
+    """Characters per domain, summing to `width` (largest remainders get the spare ones)."""
+    raw = [w * width for w in weights]
+    widths = [int(r) for r in raw]
+    spare = width - sum(widths)
+    order = sorted(range(len(raw)), key=lambda i: (-(raw[i] - widths[i]), i))
+    for i in order[:spare]:
+        widths[i] += 1
+    return widths
+
+
+def show_store(path: Path) -> None:
+    """Print a human summary of a trajectory store to stdout (runs, domains, metrics, steps)."""
+    import polars as pl
+    from rich.table import Table
+
+    from regmixd_cli.domain import DIVERGED, METRIC, RUN
+    from regmixd_cli.store.files import metric_summary, read_store
+
+    store: Store = read_store(Path(path))
+    manifest = store.manifest
+    overview = Table(title=f"Trajectory store {path}", show_header=False)
+    overview.add_column("", style="bold")
+    overview.add_column("")
+    overview.add_row("schema", str(manifest["schema_version"]))
+    overview.add_row("runs", str(store.n_runs))
+    overview.add_row("domains", str(len(store.domains)))
+    overview.add_row("metrics", str(len(store.metrics)))
+    overview.add_row("rows", str(manifest["n_rows"]))
+    overview.add_row("diverged runs", str(manifest["n_diverged"]))
+    overview.add_row("inputs", "\n".join(i["path"] for i in manifest["inputs"][:10])
+                     + ("\n..." if len(manifest["inputs"]) > 10 else ""))
+    out.print(overview)
+
+    domains = Table(title="Mixture weights across runs")
+    for name in ("domain", "mean", "min", "max", "runs > 0"):
+        domains.add_column(name, justify="left" if name == "domain" else "right")
+    for domain in store.domains:
+        col = store.runs.get_column(domain)
+        mean, low, high = (cast(float, v) for v in (col.mean(), col.min(), col.max()))
+        domains.add_row(domain, f"{mean:.4f}", f"{low:.4f}", f"{high:.4f}",
+                        str(int((col > 0).sum())))
+    out.print(domains)
+
+    stats = metric_summary(store)
+    metrics = Table(title="Metrics")
+    for name in ("metric", "runs", "steps per run", "step range", "value range"):
+        metrics.add_column(name, justify="left" if name == "metric" else "right")
+    for row in stats.iter_rows(named=True):
+        steps = (str(row["n_min"]) if row["n_min"] == row["n_max"]
+                 else f"{row['n_min']}-{row['n_max']}")
+        lo, hi = row["lo"], row["hi"]
+        values = "-" if lo is None else f"{lo:.4g}-{hi:.4g}"
+        metrics.add_row(row[METRIC], str(row["runs"]), steps,
+                        f"{row['first']}-{row['last']}", values)
+    out.print(metrics)
+
+    diverged = store.runs.filter(pl.col(DIVERGED)).get_column(RUN).to_list()
+    if diverged:
+        out.print(f"Diverged runs ({len(diverged)}): {', '.join(diverged[:20])}"
+                  + (", ..." if len(diverged) > 20 else ""), markup=False, highlight=False)
+
+
+def _fmt(value: Any, digits: int = 4) -> str:
+    """A score for a table cell ("-" when absent)."""
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
+def report_tables(report: dict[str, Any]) -> list[Table]:
+    """The fit report as rich tables: transitions, endpoint, and the form chosen."""
+    tables = []
+    forms = [
+        f
+        for f in ("per-stage", "pooled", "curve-shift")
+        if report["transitions"] and f in report["transitions"][0]
+    ]
+    if report["transitions"]:
+        table = Table(
+            title=f"Held-out next-interval loss, {report['target']} "
+            f"({report['folds']}-fold CV by run)"
+        )
+        table.add_column("stage")
+        table.add_column("steps")
+        for form in forms:
+            for name in ("rho", "MAE", "R²"):
+                table.add_column(f"{form} {name}", justify="right")
+        for row in report["transitions"]:
+            cells = [str(row["stage"]), f"{row['t_from']:g} -> {row['t_to']:g}"]
+            for form in forms:
+                cells += [
+                    _fmt(row[form]["spearman"]),
+                    _fmt(row[form]["mae"]),
+                    _fmt(row[form]["r2"]),
+                ]
+            table.add_row(*cells)
+        tables.append(table)
+    table = Table(
+        title=f"Held-out loss at T_p = {report['proxy_steps']:g} ({report['n_runs']} runs)"
+    )
+    table.add_column("predictor")
+    table.add_column("rho", justify="right")
+    table.add_column("MAE", justify="right")
+    table.add_column("R²", justify="right")
+    rows = [("endpoint model (RegMix)", report["endpoint"]["endpoint"])]
+    rows += [(f"rollout ({f})", s) for f, s in report["endpoint"].get("rollout", {}).items()]
+    for name, scores in rows:
+        table.add_row(name, _fmt(scores["spearman"]), _fmt(scores["mae"]), _fmt(scores["r2"]))
+    tables.append(table)
+    return tables
+
+
+def evaluate_tables(report: dict[str, Any]) -> Table:
+    """The evaluate report as one table."""
+    table = Table(
+        title=f"{report['target']} on {report['n_runs']} runs "
+        f"(top-k overlap with k = {report['top_k']})"
+    )
+    for name in ("predictor", "rho", "Pearson r", "MAE", "top-k overlap"):
+        table.add_column(name, justify="left" if name == "predictor" else "right")
+    rows = [("endpoint model (RegMix)", report["endpoint"])]
+    if "rollout" in report:
+        rows.append(("rollout (transition model)", report["rollout"]))
+    for name, s in rows:
+        table.add_row(
+            name,
+            _fmt(s["spearman"]),
+            _fmt(s["pearson"]),
+            _fmt(s["mae"]),
+            _fmt(s["top_k_overlap"], 2),
+        )
+    return table
+
+
+def show_model(path: Path) -> None:
+    """Print a model's summary and cross-validation report as tables on stdout."""
+    from regmixd_cli.fit.files import load_model, read_model_dir
+
+    load_model(Path(path))  # a summary of a model that cannot be used would mislead
+    meta, _ = read_model_dir(Path(path))
+    report = meta["report"]
+    summary = Table(title=f"Model {path}", show_header=False)
+    summary.add_column("field")
+    summary.add_column("value")
+    summary.add_row("target", meta["target"])
+    summary.add_row("domains", f"{len(meta['domains'])}: {', '.join(meta['domains'])}")
+    summary.add_row("grid (proxy steps)", ", ".join(f"{t:g}" for t in meta["grid"]))
+    summary.add_row("form", meta["form"] or "endpoint only (RegMix)")
+    summary.add_row("choice", report["choice"]["reason"])
+    summary.add_row(
+        "runs", f"{report['n_runs']} used, {sum(map(len, report['excluded'].values()))} left out"
+    )
+    summary.add_row("prior", meta["prior_source"])
+    out.print(summary)
+    for table in report_tables(report):
+        out.print(table)
+
+
+def report_ingest(result: IngestResult, store: Store, out_dir: Path) -> None:
+    """On stderr: the ingest's warnings and one summary line."""
+    for message in result.warnings:
+        warn(message)
+    manifest = store.manifest
+    info(
+        f"Ingested {manifest['n_runs']} runs x {len(store.domains)} domains, "
+        f"{len(manifest['metrics'])} metrics, {manifest['n_rows']} rows -> {out_dir}"
+        + (f" ({len(result.diverged)} diverged: {', '.join(result.diverged[:5])}"
+           f"{', ...' if len(result.diverged) > 5 else ''})" if result.diverged else "")
+    )
+
+
+def report_fit(fitted: FittedModel, one_grid_point: bool) -> None:
+    """On stderr: runs left out of the fit, an endpoint-only fit, and where the prior came from.
+
+    `one_grid_point`: the user asked for the endpoint model alone (--switch-points 0).
+    """
+    report = fitted.report
+    warn_excluded(report["excluded"], fitted.proxy_steps)
+    if report["endpoint_only"] and one_grid_point:
+        info("one grid point (--switch-points 0): fitted the endpoint model alone (RegMix); "
+             "schedules from this model need --static")
+    elif report["endpoint_only"]:
+        warn(
+            "the store has one observation per run (endpoint losses only): fitted the endpoint "
+            "model alone (RegMix); schedules from this model need --static"
+        )
+    if fitted.prior_source == "proxy-mean":
+        info("prior: proxy-mean (the mean mixture of the usable runs); change it with --prior")
+
+
+def warn_excluded(excluded: dict[str, list[str]], proxy_steps: float) -> None:
+    from regmixd_cli.fit.transitions import name_some
+
+    if excluded["diverged"]:
+        names = excluded["diverged"]
+        warn(f"left out {len(names)} diverged run(s): {name_some(names)}")
+    if excluded["short"]:
+        names = excluded["short"]
+        warn(
+            f"left out {len(names)} run(s) whose target metric does not cover the grid "
+            f"(up to step {proxy_steps:g}): {name_some(names)}"
+        )
