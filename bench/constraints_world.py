@@ -1,4 +1,4 @@
-"""Constraints and intervals on a synthetic world (issue 8; numbers in docs/DECISIONS.md).
+"""Constraints and intervals on a synthetic world (numbers in docs/DECISIONS.md).
 
 For each seed: simulate a K-domain world and its proxies, fit with a bootstrap ensemble,
 then (1) schedule without and with the world's own token budgets (TOML, max_epochs E) and

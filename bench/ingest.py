@@ -1,4 +1,4 @@
-"""Ingest vs a bare polars read + Parquet write of the same native JSONL (SPEC section 6).
+"""Ingest vs a bare polars read + Parquet write of the same native JSONL.
 
     python bench/ingest.py [--size-mb 1000] [--repeats 5] [--dir DIR]
 

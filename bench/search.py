@@ -1,4 +1,4 @@
-"""Candidate search vs the bare XGBoost predictions it needs (SPEC section 6: at most 1.5x).
+"""Candidate search vs the bare XGBoost predictions it needs (the bar: at most 1.5x).
 
 Default workload: the model `regmixd fit` actually produces. A simulated world
 (`make_world(17, seed)`, RegMix's design of 512 proxies, logged every 50 of 1000 steps) is fitted

@@ -12,7 +12,7 @@ STORE_SCHEMA = "regmixd.store/v1"
 MODEL_SCHEMA = "regmixd.model/v1"
 SCHEDULE_SCHEMA = "regmixd.schedule/v1"
 
-# Column names of the trajectory store (SPEC section 3.2).
+# Column names of the trajectory store (docs/reference/file-formats.md).
 RUN = "run"
 STEP = "step"
 TOKENS = "tokens"

@@ -1,4 +1,4 @@
-"""The project's exceptions; cli maps each to an exit code (SPEC section 5)."""
+"""The project's exceptions; cli maps each to an exit code (docs/reference/exit-codes.md)."""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """File primitives shared by every reader and writer: atomic writes, hashing, JSON.
 
 Every output regmixd writes goes through `atomic_write_*` or `atomic_dir`, so a command that
-fails or is killed leaves what the user had exactly as it was (SPEC section 5).
+fails or is killed leaves what the user had exactly as it was (docs/reference/exit-codes.md).
 
 Temporary paths are hidden siblings of the output, named `.NAME.<pid>.<random>.tmp` (`.old`
 for a directory being swapped out). A process killed with SIGKILL cannot clean up, so the next

@@ -52,7 +52,7 @@ COMMAND_ORDER = (
 
 
 class _Group(TyperGroup):
-    """Maps every RegmixdError to `Error: ...` on stderr and its SPEC section 5 exit code."""
+    """Maps every RegmixdError to `Error: ...` on stderr and its exit code (docs/reference/exit-codes.md)."""
 
     def list_commands(self, ctx: Any) -> list[str]:
         rank = {name: i for i, name in enumerate(COMMAND_ORDER)}
@@ -66,7 +66,7 @@ class _Group(TyperGroup):
             raise typer.Exit(exc.exit_code) from None
         except _USAGE_ERROR as exc:
             # Click prints usage, a hint and a blank line before its message; scripts get the
-            # one `Error:` line SPEC section 2 promises, with the way to the help in it.
+            # one `Error:` line every command promises, with the way to the help in it.
             if type(exc).__name__ == "NoArgsIsHelpError":
                 raise
             where = exc.ctx.command_path if exc.ctx is not None else "regmixd"

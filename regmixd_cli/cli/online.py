@@ -1,4 +1,4 @@
-"""`regmixd online`: one online decision, or follow a growing training log (SPEC section 1.6)."""
+"""`regmixd online`: one online decision, or follow a growing training log (docs/explanation/method.md)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from regmixd_cli.cli._app import app, err, info, warn
-from regmixd_cli.cli._constraints import (
+from regmixd_cli.cli._options import (
     AvailableTokens,
     ConstraintsFile,
     MaxChange,
@@ -153,7 +153,7 @@ def online(
         resolved = resolve_schedule_prior(prior, controller.model)
         controller.prior = resolved.as_dict(controller.model.domains)
         controller.prior_source = resolved.source
-    from regmixd_cli.cli._constraints import load_constraints
+    from regmixd_cli.cli._options import load_constraints
 
     controller.constraints = load_constraints(
         constraints,

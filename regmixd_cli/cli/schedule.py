@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from regmixd_cli.cli._app import app, err, info
-from regmixd_cli.cli._constraints import (
+from regmixd_cli.cli._options import (
     AvailableTokens,
     ConstraintsFile,
     MaxChange,
@@ -98,7 +98,7 @@ def schedule(
         raise UsageError("give --out FILE for the schedule (or --out - / --json for stdout)")
     if out_path is not None and str(out_path) != STDOUT:
         check_output_file(out_path)  # before the search: a bad --out must not cost it
-    from regmixd_cli.cli._constraints import load_constraints, report_constraints
+    from regmixd_cli.cli._options import load_constraints, report_constraints
     from regmixd_cli.fit.ensemble import (
         load_ensemble,
         quantile_model,

@@ -173,7 +173,7 @@ def score(
 ) -> None:
     """True final loss of a schedule (or of one static mixture) in a simulated world.
 
-    Stages are read from start_fraction/end_fraction and weights (SPEC 3.4); every domain of
+    Stages are read from start_fraction/end_fraction and weights (docs/reference/file-formats.md); every domain of
     the world needs a weight (0 is fine) unless --allow-missing-domains. Losses are at proxy
     scale; the target run's loss is that divided by param_ratio^beta (shown too).
 
@@ -239,7 +239,7 @@ def oracle(
     """
     from regmixd_cli.files import check_output_file, write_json
     from regmixd_cli.sim.files import read_world, world_hash
-    from regmixd_cli.sim.oracle import METHOD_SCHEDULE, METHOD_STATIC, OracleConfig, find_oracle
+    from regmixd_cli.sim.oracle import METHOD_ORACLE_SCHEDULE, METHOD_ORACLE_STATIC, OracleConfig, find_oracle
     from regmixd_cli.sim.oracle import oracle_document as document
 
     if as_json and out_path == STDOUT:
@@ -254,8 +254,8 @@ def oracle(
     with _progress("searching the oracle", total) as progress:
         found = find_oracle(world, switch_points, seed, config, progress)
     sha = world_hash(world_path)
-    static_doc = document(world, found, METHOD_STATIC, seed, sha, config)
-    schedule_doc = document(world, found, METHOD_SCHEDULE, seed, sha, config)
+    static_doc = document(world, found, METHOD_ORACLE_STATIC, seed, sha, config)
+    schedule_doc = document(world, found, METHOD_ORACLE_SCHEDULE, seed, sha, config)
     if out_path == STDOUT:
         print_json(schedule_doc)
     elif out_path is not None:

@@ -1,4 +1,4 @@
-"""Trajectories -> losses on the interval grid -> (t, m, loss) -> next-loss rows (SPEC 1.2, 1.3).
+"""Trajectories -> losses on the interval grid -> (t, m, loss) -> next-loss rows (docs/explanation/method.md).
 
 The grid is t_l = l * T_p / (N + 1), l = 1..N+1, or the user's own `--intervals`. T_p is the
 largest step any usable run logged for the target metric: most proxy runs stop at the same step,

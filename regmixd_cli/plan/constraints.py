@@ -1,4 +1,4 @@
-"""Constraints on mixtures (SPEC section 4): weight bounds, epoch budgets, smooth schedules.
+"""Constraints on mixtures (docs/how-to/constraints.md): weight bounds, epoch budgets, smooth schedules.
 
 A `Constraints` value holds, in domain order, per-domain `min`/`max` weights, a token budget
 (`max_epochs x available_tokens`), the target's tokens per step and the largest L1 change

@@ -1,4 +1,4 @@
-"""Read a constraints TOML file (SPEC section 4) into a `Constraints` value."""
+"""Read a constraints TOML file (docs/how-to/constraints.md) into a `Constraints` value."""
 
 from __future__ import annotations
 

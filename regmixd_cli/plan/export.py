@@ -1,4 +1,4 @@
-"""Schedules in trainers' own configuration formats (`regmixd export --to FORMAT`, SPEC 3.4).
+"""Schedules in trainers' own configuration formats (`regmixd export --to FORMAT`, docs/reference/file-formats.md).
 
 Every export starts by saying what it is (a comment header, or a `format` key in JSON) and keeps
 the schedule's half-open stages [start_step, end_step). YAML is written by hand -- block style for

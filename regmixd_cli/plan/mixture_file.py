@@ -2,7 +2,7 @@
 
 A mixture file is JSON `{domain: weight}`, a RegMix-style YAML config (its `train:` section of
 `train_the_pile_<domain>: weight` lines, or flat `domain: weight` lines), or a one-row CSV
-(`run,<domain>...` or `<domain>...`). JSON with a `schema_version` is a schedule (SPEC 3.4).
+(`run,<domain>...` or `<domain>...`). JSON with a `schema_version` is a schedule (docs/reference/file-formats.md).
 The YAML subset is parsed here by hand (no YAML dependency): `key: value` lines, `#` comments,
 one level of nesting, plain or quoted scalars. Domain names are normalised as ingest does.
 """

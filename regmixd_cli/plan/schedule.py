@@ -1,4 +1,4 @@
-"""Offline schedules (RegMix-D Algorithm 1, SPEC 1.5), static RegMix (1.7), schedule JSON v1 (3.4).
+"""Offline schedules (RegMix-D Algorithm 1), static RegMix, schedule JSON v1.
 
 Conventions recorded in docs/DECISIONS.md:
 - Proxy interval ends t_l map to target steps S_l = round_half_up(t_l * T_target / T_p); stages
@@ -276,7 +276,7 @@ def _provenance(
     }
 
 
-# ---------------------------------------------------------------- schedule JSON v1 (SPEC 3.4)
+# ---------------------------------------------------------------- schedule JSON v1 (docs/reference/file-formats.md)
 
 
 def schedule_to_dict(schedule: Schedule) -> dict[str, Any]:

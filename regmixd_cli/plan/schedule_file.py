@@ -1,4 +1,4 @@
-"""Read and write schedule JSON v1 files (SPEC section 3.4) and locate the shipped JSON Schema."""
+"""Read and write schedule JSON v1 files (docs/reference/file-formats.md) and locate the shipped JSON Schema."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Candidate search (SPEC section 1.4): Dirichlet(alpha * m0) candidates, scored, top-k mean.
+"""Candidate search (docs/explanation/method.md): Dirichlet(alpha * m0) candidates, scored, top-k mean.
 
 This is the hot path of `schedule` and `online`, so it is written for speed and bounded memory:
 candidates are generated straight into a reused float32 buffer as normalised gamma samples, in
@@ -105,7 +105,7 @@ def search_mixture(
     `feasible`, if given, maps the same chunk to a boolean mask of candidates that satisfy the
     constraints; the others are dropped before ranking. Non-finite scores are dropped too.
     The chunk is a column-major view (each domain's column is contiguous); copy it to keep it.
-    `transform`, if given, rewrites each chunk of candidates in place before scoring (issue 8's
+    `transform`, if given, rewrites each chunk of candidates in place before scoring (the
     constraints use it to map candidates into a small feasible region).
     """
     import numpy as np

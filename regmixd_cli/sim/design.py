@@ -59,7 +59,7 @@ def design_mixtures(
 ) -> np.ndarray:
     """`n_runs` distinct proxy mixtures, an (n_runs, K) array of multiples of 2e-4 summing to 1.
 
-    With `floors` (per-domain minimum weights, issue 8), each draw d becomes
+    With `floors` (per-domain minimum weights), each draw d becomes
     floors + (1 - sum floors) x d, so the minimums hold by construction; caps still reject.
     """
     import numpy as np

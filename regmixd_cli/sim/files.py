@@ -76,7 +76,7 @@ def write_mixtures(
 
 
 def jsonl_parts(sim: SimulatedRuns, n_parts: int) -> list[str]:
-    """Native JSONL (SPEC 3.1) split over `n_parts` files: run i goes to part i % n_parts.
+    """Native JSONL (docs/reference/input-formats.md) split over `n_parts` files: run i goes to part i % n_parts.
 
     Each part starts with its runs' mixture lines, then one observation line per run and
     evaluation, step by step, so runs interleave as they do in a live log.
@@ -123,7 +123,7 @@ def write_simulation(
 ) -> list[Path]:
     """Write world.json, prior.json, mixtures.json, simulation.json and logs/part-*.jsonl.
 
-    The directory replaces `path` only once everything is written (SPEC section 5).
+    The directory replaces `path` only once everything is written (docs/reference/exit-codes.md).
     """
 
     check_output_dir(path)

@@ -30,8 +30,8 @@ from regmixd_cli.weights import WEIGHT_DECIMALS, round_weights
 if TYPE_CHECKING:
     import numpy as np
 
-METHOD_STATIC = "oracle-static"
-METHOD_SCHEDULE = "oracle-schedule"
+METHOD_ORACLE_STATIC = "oracle-static"
+METHOD_ORACLE_SCHEDULE = "oracle-schedule"
 SEARCH_GRID = 200  # integration cells while searching; the answer is re-scored on the world's grid
 STEP_H = 1e-4  # forward-difference step in logit space
 
@@ -162,16 +162,16 @@ def oracle_document(
     world_sha256: str,
     config: OracleConfig | None = None,
 ) -> dict[str, Any]:
-    """An oracle answer in the schedule JSON v1 layout (SPEC 3.4), at the world's target length.
+    """An oracle answer in the schedule JSON v1 layout (docs/reference/file-formats.md), at the world's target length.
 
     `predicted_loss` of a stage is the *true* proxy-scale loss at the stage's end.
     """
 
     edges: tuple[float, ...]
     rows: tuple[tuple[float, ...], ...]
-    if method == METHOD_STATIC:
+    if method == METHOD_ORACLE_STATIC:
         edges, rows = (0.0, 1.0), (oracle.static,)
-    elif method == METHOD_SCHEDULE:
+    elif method == METHOD_ORACLE_SCHEDULE:
         edges, rows = oracle.edges, oracle.schedule
     else:
         raise UsageError(f"unknown oracle method {method!r}")

@@ -17,7 +17,7 @@ applies unchanged to a target run of any length. Its target metric is `val/pile_
 
 Proxy observations add a per-run offset (seed-to-seed variation) and per-eval noise. The target
 run (a larger model) sees the same curve divided by param_ratio^beta, the cross-scale mapping of
-RegMix-D's online mode (SPEC 1.6), so that correction is exact in these worlds.
+RegMix-D's online mode (docs/explanation/method.md), so that correction is exact in these worlds.
 """
 
 from __future__ import annotations
@@ -58,7 +58,7 @@ PARAM_RATIO = 1000.0
 BETA = 0.05
 CORPUS_RUNS = 10.0  # unique tokens of the whole corpus, in target runs (RegMix: 250B vs 25B)
 JITTER = 0.25  # lognormal sd of the per-seed deviation from a domain's archetype
-FRACTION_TOLERANCE = 1e-3  # schedule fractions are written rounded (SPEC 3.4 shows 4 decimals)
+FRACTION_TOLERANCE = 1e-3  # schedule fractions are written rounded (to 4 decimals)
 RUN_CHUNK = 64
 
 ProgressFn = Callable[[int, int], None]
@@ -137,7 +137,7 @@ class World:
 
     @property
     def target_scale(self) -> float:
-        """Target-run loss = proxy-scale loss / target_scale (SPEC 1.6 with the world's beta)."""
+        """Target-run loss = proxy-scale loss / target_scale (the online correction, with the world's beta)."""
         return float(self.param_ratio**self.beta)
 
 
@@ -300,7 +300,7 @@ def static_stages(weights: Sequence[float]) -> list[Stage]:
 
 
 def even_stages(weights: Sequence[Sequence[float]]) -> list[Stage]:
-    """Evenly spaced stages, one per row of `weights` (SPEC 1.2's default grid)."""
+    """Evenly spaced stages, one per row of `weights` (the default interval grid)."""
     n = len(weights)
     return [(i / n, (i + 1) / n, w) for i, w in enumerate(weights)]
 

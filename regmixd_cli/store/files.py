@@ -1,4 +1,4 @@
-"""Read and write the trajectory store directory (SPEC section 3.2).
+"""Read and write the trajectory store directory (docs/reference/file-formats.md).
 
 `trajectories.parquet` is written by `TrajectoryWriter` from sorted chunks, so a store can be
 written while its rows are still being produced (`open_store`), with bounded memory. Its bytes

@@ -1,4 +1,4 @@
-"""Parsed logs -> trajectory store (SPEC section 3.2): join mixtures and observations, validate.
+"""Parsed logs -> trajectory store (docs/reference/file-formats.md): join mixtures and observations, validate.
 
 Pure: takes `Parsed` values (and the store being appended to), returns a `Store` and warnings.
 Checks, each an InputError naming the file: every run has exactly one mixture (given twice, it

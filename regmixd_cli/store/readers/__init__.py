@@ -1,4 +1,4 @@
-"""Input readers, one module per log format (SPEC section 3.1), and format detection.
+"""Input readers, one module per log format (docs/reference/input-formats.md), and format detection.
 
 `read_inputs` expands the paths the user gave (directories are walked, sorted, hidden files
 skipped), decides each file's format by its content, and returns one `Parsed` per file.

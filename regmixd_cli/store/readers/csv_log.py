@@ -1,4 +1,4 @@
-"""CSV logs (SPEC section 3.1): long `run,step,metric,value[,tokens]`, wide `run,step,<metric>...`.
+"""CSV logs (docs/reference/input-formats.md): long `run,step,metric,value[,tokens]`, wide `run,step,<metric>...`.
 
 A CSV whose header starts with `run` but has no `step` column is a mixtures table
 (`run,<domain>...`) and is read as one.

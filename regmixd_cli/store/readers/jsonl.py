@@ -1,4 +1,4 @@
-"""Native JSONL logs (SPEC section 3.1): mixture lines and observation lines, runs interleaved.
+"""Native JSONL logs (docs/reference/input-formats.md): mixture lines and observation lines, runs interleaved.
 
     {"run": "p001", "mixture": {"pile_cc": 0.6, "github": 0.4}}
     {"run": "p001", "step": 100, "tokens": 104857600, "val/pile_cc": 5.91, "train/loss": 6.02}

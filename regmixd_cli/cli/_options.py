@@ -1,4 +1,4 @@
-"""The constraint options shared by `schedule` and `online` (SPEC section 4), and their report."""
+"""The constraint options shared by `schedule` and `online` (docs/how-to/constraints.md), and their report."""
 
 from __future__ import annotations
 
