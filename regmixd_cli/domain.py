@@ -46,3 +46,50 @@ class Store:
     def n_runs(self) -> int:
         """Number of runs."""
         return int(self.runs.height)
+
+
+METHOD_OFFLINE = "regmix-d-offline"
+
+
+METHOD_STATIC = "regmix-static"
+
+
+METHOD_ONLINE = "regmix-d-online"
+
+
+METHODS = (METHOD_OFFLINE, METHOD_STATIC, METHOD_ONLINE)
+
+
+FRACTION_DECIMALS = 4
+
+
+LOSS_DECIMALS = 6
+
+
+@dataclass(frozen=True, slots=True)
+class Stage:
+    """One half-open segment [start_step, end_step) of the target run and its mixture."""
+
+    start_step: int
+    end_step: int
+    start_fraction: float
+    end_fraction: float
+    weights: tuple[float, ...]  # in the schedule's domain order
+    predicted_loss: float | None
+    # (p10, p50, p90) of the model's bootstrap replicas, when the model has an ensemble.
+    predicted_loss_interval: tuple[float, float, float] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Schedule:
+    """A mixture schedule: stages over [0, target_steps), and where it came from."""
+
+    method: str
+    domains: tuple[str, ...]
+    target_steps: int
+    stages: tuple[Stage, ...]
+    provenance: dict[str, Any]
+
+    def weights_of(self, stage: Stage) -> dict[str, float]:
+        """A stage's weights as {domain: weight}."""
+        return dict(zip(self.domains, stage.weights, strict=True))

@@ -11,9 +11,9 @@ import subprocess
 
 import pytest
 
+from regmixd_cli.domain import Schedule, Stage
 from regmixd_cli.errors import UsageError
 from regmixd_cli.plan.export import FORMATS, export_schedule, parse_prefixes
-from regmixd_cli.plan.schedule import Schedule, Stage
 
 DOMAINS = ("pile_cc", "github", "arxiv")
 

@@ -224,8 +224,7 @@ def test_controller_keeps_restored_decisions():
 def test_controller_schedule_is_valid_schedule_json():
     import jsonschema
 
-    from regmixd_cli.plan.schedule import schedule_from_dict
-    from regmixd_cli.plan.schedule_file import schedule_schema_path
+    from regmixd_cli.plan.schedule_file import schedule_from_dict, schedule_schema_path
 
     ctl = controller()
     assert [s["weights"] for s in ctl.to_schedule()["stages"]] == [pytest.approx(FakeModel().prior)]

@@ -12,21 +12,20 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from regmixd_cli.domain import METHOD_OFFLINE, METHOD_STATIC
 from regmixd_cli.errors import InputError, ModelError, UsageError
 from regmixd_cli.plan.schedule import (
-    METHOD_OFFLINE,
-    METHOD_STATIC,
     build_schedule,
     build_static,
     resolve_schedule_prior,
-    schedule_from_dict,
-    schedule_to_dict,
     stage_boundaries,
 )
 from regmixd_cli.plan.schedule_file import (
     read_schedule,
+    schedule_from_dict,
     schedule_json,
     schedule_schema_path,
+    schedule_to_dict,
     write_schedule,
 )
 from regmixd_cli.plan.search import SearchConfig

@@ -52,7 +52,10 @@ COMMAND_ORDER = (
 
 
 class _Group(TyperGroup):
-    """Maps every RegmixdError to `Error: ...` on stderr and its exit code (docs/reference/exit-codes.md)."""
+    """Maps every RegmixdError to `Error: ...` on stderr and its exit code.
+
+    The codes are listed in docs/reference/exit-codes.md.
+    """
 
     def list_commands(self, ctx: Any) -> list[str]:
         rank = {name: i for i, name in enumerate(COMMAND_ORDER)}

@@ -1,4 +1,7 @@
-"""The constraint options shared by `schedule` and `online` (docs/how-to/constraints.md), and their report."""
+"""Options shared by several commands: the constraint options of `schedule` and `online`.
+
+What they mean: docs/how-to/constraints.md.
+"""
 
 from __future__ import annotations
 

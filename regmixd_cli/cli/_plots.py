@@ -21,9 +21,9 @@ if TYPE_CHECKING:
 
     import numpy as np
 
+    from regmixd_cli.domain import Schedule
     from regmixd_cli.fit.model import FittedModel
     from regmixd_cli.plan.compare import Prediction
-    from regmixd_cli.plan.schedule import Schedule
 
 FORMATS = {".png": "png", ".svg": "svg"}
 INSTALL_HINT = "pip install 'regmixd[plot]'"

@@ -15,9 +15,8 @@ from regmixd_cli.cli._app import info, out, warn
 if TYPE_CHECKING:
     from rich.console import Console
 
-    from regmixd_cli.domain import Store
+    from regmixd_cli.domain import Schedule, Store
     from regmixd_cli.fit.model import FittedModel
-    from regmixd_cli.plan.schedule import Schedule
     from regmixd_cli.store.ingest import IngestResult
 
 

@@ -37,6 +37,7 @@ def _load_plan(
     builtin: tuple[Any, int, str] | None = None,
 ) -> tuple[Plan, int | None]:
     """An item as a plan, and the target steps it carries (schedules only)."""
+    from regmixd_cli.domain import Schedule
     from regmixd_cli.plan.compare import (
         BUILTINS,
         builtin_plan,
@@ -44,7 +45,6 @@ def _load_plan(
         plan_from_schedule,
     )
     from regmixd_cli.plan.mixture_file import read_plan_file
-    from regmixd_cli.plan.schedule import Schedule
 
     if builtin is not None and item in BUILTINS:
         config, seed, sha = builtin

@@ -1,4 +1,7 @@
-"""`regmixd online`: one online decision, or follow a growing training log (docs/explanation/method.md)."""
+"""`regmixd online`: one online decision, or follow a growing training log.
+
+The method: docs/explanation/method.md; steering a trainer: docs/how-to/online.md.
+"""
 
 from __future__ import annotations
 

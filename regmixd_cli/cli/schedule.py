@@ -86,11 +86,7 @@ def schedule(
     """
     from regmixd_cli.files import check_output_file
     from regmixd_cli.fit.files import load_model, model_hash
-    from regmixd_cli.plan.schedule import (
-        build_schedule,
-        build_static,
-        resolve_schedule_prior,
-    )
+    from regmixd_cli.plan.schedule import build_schedule, build_static, resolve_schedule_prior
     from regmixd_cli.plan.schedule_file import schedule_json, write_schedule
     from regmixd_cli.plan.search import SearchConfig
 

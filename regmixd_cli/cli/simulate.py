@@ -173,9 +173,10 @@ def score(
 ) -> None:
     """True final loss of a schedule (or of one static mixture) in a simulated world.
 
-    Stages are read from start_fraction/end_fraction and weights (docs/reference/file-formats.md); every domain of
+    Stages are read from start_fraction/end_fraction and weights; every domain of
     the world needs a weight (0 is fine) unless --allow-missing-domains. Losses are at proxy
     scale; the target run's loss is that divided by param_ratio^beta (shown too).
+    See docs/reference/file-formats.md.
 
     Example: regmixd simulate score sample_logs/proxies/world.json schedule.json
     """
@@ -239,7 +240,12 @@ def oracle(
     """
     from regmixd_cli.files import check_output_file, write_json
     from regmixd_cli.sim.files import read_world, world_hash
-    from regmixd_cli.sim.oracle import METHOD_ORACLE_SCHEDULE, METHOD_ORACLE_STATIC, OracleConfig, find_oracle
+    from regmixd_cli.sim.oracle import (
+        METHOD_ORACLE_SCHEDULE,
+        METHOD_ORACLE_STATIC,
+        OracleConfig,
+        find_oracle,
+    )
     from regmixd_cli.sim.oracle import oracle_document as document
 
     if as_json and out_path == STDOUT:

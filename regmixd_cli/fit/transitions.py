@@ -1,8 +1,10 @@
-"""Trajectories -> losses on the interval grid -> (t, m, loss) -> next-loss rows (docs/explanation/method.md).
+"""Trajectories -> losses on the interval grid -> (t, m, loss) -> next-loss rows.
 
 The grid is t_l = l * T_p / (N + 1), l = 1..N+1, or the user's own `--intervals`. T_p is the
 largest step any usable run logged for the target metric: most proxy runs stop at the same step,
 and a run that stops earlier than the grid's last point is left out rather than extrapolated.
+
+See docs/explanation/method.md.
 """
 
 from __future__ import annotations

@@ -15,18 +15,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from regmixd_cli._version import __version__
+from regmixd_cli.domain import FRACTION_DECIMALS, LOSS_DECIMALS, METHOD_ONLINE, Schedule, Stage
 from regmixd_cli.errors import ModelError, UsageError
 from regmixd_cli.fit.files import load_model, model_hash
 from regmixd_cli.plan.constraints import BudgetPlan, fit_first, online_region, search_region
-from regmixd_cli.plan.schedule import (
-    FRACTION_DECIMALS,
-    LOSS_DECIMALS,
-    METHOD_ONLINE,
-    Schedule,
-    Stage,
-    schedule_to_dict,
-    stage_boundaries,
-)
+from regmixd_cli.plan.schedule import stage_boundaries
+from regmixd_cli.plan.schedule_file import schedule_to_dict
 from regmixd_cli.plan.search import SearchConfig, search_mixture
 from regmixd_cli.weights import round_weights
 

@@ -25,10 +25,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from regmixd_cli.domain import LOSS_DECIMALS, Schedule
 from regmixd_cli.errors import ModelError
 from regmixd_cli.plan.schedule import (
-    LOSS_DECIMALS,
-    Schedule,
     ScheduleModel,
     build_schedule,
     build_static,

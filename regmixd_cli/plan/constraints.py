@@ -1,4 +1,4 @@
-"""Constraints on mixtures (docs/how-to/constraints.md): weight bounds, epoch budgets, smooth schedules.
+"""Constraints on mixtures: weight bounds, epoch budgets, smooth schedules.
 
 A `Constraints` value holds, in domain order, per-domain `min`/`max` weights, a token budget
 (`max_epochs x available_tokens`), the target's tokens per step and the largest L1 change
@@ -21,6 +21,8 @@ which allows front-loading a scarce domain but lets a `max_change` limit strand 
 
 Weights are written in millionths; `Region.round` rounds inside the box, and the L1 limit is
 searched with a margin of 2K millionths, so the written file satisfies every constraint exactly.
+
+See docs/how-to/constraints.md.
 """
 
 from __future__ import annotations

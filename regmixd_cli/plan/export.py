@@ -20,8 +20,8 @@ import shlex
 from collections.abc import Callable, Mapping
 
 from regmixd_cli._version import __version__
+from regmixd_cli.domain import Schedule, Stage
 from regmixd_cli.errors import UsageError
-from regmixd_cli.plan.schedule import Schedule, Stage
 
 FORMATS = ("megatron", "nanotron", "hf", "olmo-core", "levanter", "csv")
 HF_FORMAT = "regmixd.export.hf/v1"

@@ -2,9 +2,10 @@
 
 A mixture file is JSON `{domain: weight}`, a RegMix-style YAML config (its `train:` section of
 `train_the_pile_<domain>: weight` lines, or flat `domain: weight` lines), or a one-row CSV
-(`run,<domain>...` or `<domain>...`). JSON with a `schema_version` is a schedule (docs/reference/file-formats.md).
+(`run,<domain>...` or `<domain>...`). JSON with a `schema_version` is a schedule.
 The YAML subset is parsed here by hand (no YAML dependency): `key: value` lines, `#` comments,
 one level of nesting, plain or quoted scalars. Domain names are normalised as ingest does.
+See docs/reference/file-formats.md.
 """
 
 from __future__ import annotations
@@ -15,8 +16,9 @@ import json
 from pathlib import Path
 from typing import Any
 
+from regmixd_cli.domain import Schedule
 from regmixd_cli.errors import InputError
-from regmixd_cli.plan.schedule import Schedule, schedule_from_dict
+from regmixd_cli.plan.schedule_file import schedule_from_dict
 from regmixd_cli.store.readers.base import normalise_domain, read_text
 
 RUN_COLUMNS = ("run", "index")

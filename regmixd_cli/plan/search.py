@@ -1,4 +1,4 @@
-"""Candidate search (docs/explanation/method.md): Dirichlet(alpha * m0) candidates, scored, top-k mean.
+"""Candidate search: Dirichlet(alpha * m0) candidates, scored, top-k mean.
 
 This is the hot path of `schedule` and `online`, so it is written for speed and bounded memory:
 candidates are generated straight into a reused float32 buffer as normalised gamma samples, in
@@ -17,6 +17,8 @@ ANY chunk size and number of threads.
 Zero prior weights. Dirichlet parameters must be positive, and a domain the prior excludes is a
 domain the user does not want: domains with m0 = 0 (or so small that alpha * m0 is 0 in float32)
 are held at weight 0 in every candidate and the Dirichlet is drawn over the remaining domains.
+
+See docs/explanation/method.md.
 """
 
 from __future__ import annotations

@@ -76,10 +76,12 @@ def write_mixtures(
 
 
 def jsonl_parts(sim: SimulatedRuns, n_parts: int) -> list[str]:
-    """Native JSONL (docs/reference/input-formats.md) split over `n_parts` files: run i goes to part i % n_parts.
+    """Native JSONL split over `n_parts` files: run i goes to part i % n_parts.
 
     Each part starts with its runs' mixture lines, then one observation line per run and
     evaluation, step by step, so runs interleave as they do in a live log.
+
+    See docs/reference/input-formats.md.
     """
     n_parts = max(1, min(n_parts, len(sim.runs)))
     texts = []

@@ -162,9 +162,11 @@ def oracle_document(
     world_sha256: str,
     config: OracleConfig | None = None,
 ) -> dict[str, Any]:
-    """An oracle answer in the schedule JSON v1 layout (docs/reference/file-formats.md), at the world's target length.
+    """An oracle answer in the schedule JSON v1 layout, at the world's target length.
 
     `predicted_loss` of a stage is the *true* proxy-scale loss at the stage's end.
+
+    See docs/reference/file-formats.md.
     """
 
     edges: tuple[float, ...]

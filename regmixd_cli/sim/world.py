@@ -137,7 +137,7 @@ class World:
 
     @property
     def target_scale(self) -> float:
-        """Target-run loss = proxy-scale loss / target_scale (the online correction, with the world's beta)."""
+        """Target-run loss = proxy-scale loss / target_scale (the online correction)."""
         return float(self.param_ratio**self.beta)
 
 

@@ -1,4 +1,4 @@
-"""Parsed logs -> trajectory store (docs/reference/file-formats.md): join mixtures and observations, validate.
+"""Parsed logs -> trajectory store: join mixtures and observations, validate.
 
 Pure: takes `Parsed` values (and the store being appended to), returns a `Store` and warnings.
 Checks, each an InputError naming the file: every run has exactly one mixture (given twice, it
@@ -6,6 +6,8 @@ must agree) and at least one observation; all runs name the same domains (a miss
 weight 0 only with `fill_missing_domains`); weights are checked and renormalised by
 `prior.check_mixture`; a (run, step, metric) logged twice must carry the same value (identical
 repeats collapse). Non-finite losses are kept and flag their run as diverged (a warning).
+
+See docs/reference/file-formats.md.
 """
 
 from __future__ import annotations

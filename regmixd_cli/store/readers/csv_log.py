@@ -1,7 +1,9 @@
-"""CSV logs (docs/reference/input-formats.md): long `run,step,metric,value[,tokens]`, wide `run,step,<metric>...`.
+"""CSV logs: long `run,step,metric,value[,tokens]`, wide `run,step,<metric>...`.
 
 A CSV whose header starts with `run` but has no `step` column is a mixtures table
 (`run,<domain>...`) and is read as one.
+
+See docs/reference/input-formats.md.
 """
 
 from __future__ import annotations

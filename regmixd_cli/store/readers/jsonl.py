@@ -1,4 +1,4 @@
-"""Native JSONL logs (docs/reference/input-formats.md): mixture lines and observation lines, runs interleaved.
+"""Native JSONL logs: mixture lines and observation lines, runs interleaved.
 
     {"run": "p001", "mixture": {"pile_cc": 0.6, "github": 0.4}}
     {"run": "p001", "step": 100, "tokens": 104857600, "val/pile_cc": 5.91, "train/loss": 6.02}
@@ -13,6 +13,8 @@ parts that a `Spill` may keep on disk; ingest turns them into long rows one run 
 time. Anything polars rejects, or any row that breaks the format, sends the file to the
 line-by-line scan, whose job is to name the bad line (and which also reads what polars cannot:
 NaN/Infinity tokens, numbers written as strings).
+
+See docs/reference/input-formats.md.
 """
 
 from __future__ import annotations
