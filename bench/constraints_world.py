@@ -44,7 +44,7 @@ def calibration(model_dir: Path, world, seed: int, n_runs: int) -> dict[str, flo
     from regmixd_cli.fit.files import load_model
     from regmixd_cli.fit.transitions import build_loss_table
     from regmixd_cli.sim.design import design_mixtures
-    from regmixd_cli.sim.world import runs_to_store, simulate_runs
+    from regmixd_cli.sim.proxies import runs_to_store, simulate_runs
 
     model = load_model(model_dir)
     ens = load_ensemble(model_dir, model)
@@ -93,7 +93,8 @@ def make_scarce_world(
 
     from regmixd_cli.sim.design import MAX_EPOCHS, design_mixtures
     from regmixd_cli.sim.files import write_simulation
-    from regmixd_cli.sim.world import make_world, run_ids, simulate_runs
+    from regmixd_cli.sim.proxies import run_ids, simulate_runs
+    from regmixd_cli.sim.world import make_world
 
     world = make_world(n_domains, seed)
     available = list(world.available)
@@ -119,7 +120,8 @@ def main() -> None:
     parser.add_argument("--scarcity", type=float, default=8.0)
     parser.add_argument("--work", type=Path, default=Path("/tmp/regmixd-constraints-bench"))
     args = parser.parse_args()
-    from regmixd_cli.sim.world import true_loss_curve, world_from_dict
+    from regmixd_cli.sim.files import world_from_dict
+    from regmixd_cli.sim.world import true_loss_curve
 
     results = []
     for seed in args.seeds:

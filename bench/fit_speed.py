@@ -22,7 +22,8 @@ from _harness import median, report
 from regmixd_cli.fit.model import FitConfig
 from regmixd_cli.fit.training import fit_model
 from regmixd_cli.sim.design import MAX_EPOCHS, caps_from_tokens, design_mixtures
-from regmixd_cli.sim.world import make_world, runs_to_store, simulate_runs
+from regmixd_cli.sim.proxies import runs_to_store, simulate_runs
+from regmixd_cli.sim.world import make_world
 
 TARGET_S = 60.0
 

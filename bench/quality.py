@@ -97,7 +97,8 @@ def one_world(seed: int, n_domains: int, candidates: int | None, workdir: Path) 
     from regmixd_cli.plan.search import SearchConfig
     from regmixd_cli.sim.design import MAX_EPOCHS, caps_from_tokens, design_mixtures
     from regmixd_cli.sim.oracle import find_oracle
-    from regmixd_cli.sim.world import make_world, runs_to_store, simulate_runs, true_final_loss
+    from regmixd_cli.sim.proxies import runs_to_store, simulate_runs
+    from regmixd_cli.sim.world import make_world, true_final_loss
 
     started = time.perf_counter()
     world = make_world(n_domains, seed)

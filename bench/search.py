@@ -83,7 +83,8 @@ def real_model(seed: int, n_runs: int) -> tuple[Any, float]:
     from regmixd_cli.fit.model import FitConfig
     from regmixd_cli.fit.training import fit_model
     from regmixd_cli.sim.design import MAX_EPOCHS, caps_from_tokens, design_mixtures
-    from regmixd_cli.sim.world import make_world, runs_to_store, simulate_runs
+    from regmixd_cli.sim.proxies import runs_to_store, simulate_runs
+    from regmixd_cli.sim.world import make_world
 
     world = make_world(N_DOMAINS, seed)
     proxy_tokens = world.proxy_steps * world.tokens_per_step

@@ -11,14 +11,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from regmixd_cli.errors import InfeasibleError, InputError, UsageError
-from regmixd_cli.plan.constraints import (
-    ConstrainedSearch,
-    Region,
-    online_region,
-    parse_constraints,
-    project_box_simplex,
-    violations,
-)
+from regmixd_cli.plan.budget import ConstrainedSearch, online_region
+from regmixd_cli.plan.constraints import parse_constraints, violations
+from regmixd_cli.plan.region import Region, project_box_simplex
 from regmixd_cli.plan.search import SearchConfig
 
 FAST = ("--candidates", "2000", "--top-k", "16")

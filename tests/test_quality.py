@@ -15,7 +15,8 @@ from regmixd_cli.fit.training import fit_model
 from regmixd_cli.plan.schedule import build_schedule, build_static
 from regmixd_cli.plan.search import SearchConfig
 from regmixd_cli.sim.design import MAX_EPOCHS, caps_from_tokens, design_mixtures
-from regmixd_cli.sim.world import make_world, runs_to_store, simulate_runs, true_final_loss
+from regmixd_cli.sim.proxies import runs_to_store, simulate_runs
+from regmixd_cli.sim.world import make_world, true_final_loss
 from regmixd_cli.weights import Prior
 
 FAST = XGBSettings(max_rounds=300, learning_rate=0.1, early_stopping_rounds=20)

@@ -10,20 +10,17 @@ import numpy as np
 import pytest
 
 from regmixd_cli.errors import InputError, UsageError
+from regmixd_cli.sim.files import stages_from_document, world_from_dict, world_to_dict
 from regmixd_cli.sim.oracle import OracleConfig, find_oracle, oracle_document
+from regmixd_cli.sim.proxies import runs_to_store, simulate_runs
 from regmixd_cli.sim.world import (
     Dynamics,
     World,
     even_stages,
     make_world,
-    runs_to_store,
-    simulate_runs,
-    stages_from_document,
     static_stages,
     true_final_loss,
     true_loss_curve,
-    world_from_dict,
-    world_to_dict,
 )
 
 FAST = OracleConfig(candidates=256, refine_starts=2, static_iterations=40, schedule_iterations=60)

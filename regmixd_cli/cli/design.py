@@ -62,7 +62,7 @@ def design(
     from regmixd_cli.files import atomic_write_text, check_output_file, read_json
     from regmixd_cli.sim.design import MAX_EPOCHS, PROXY_TOKENS, caps_from_tokens, design_mixtures
     from regmixd_cli.sim.files import mixtures_text
-    from regmixd_cli.sim.world import run_ids
+    from regmixd_cli.sim.proxies import run_ids
     from regmixd_cli.weights import PROXY_MEAN, UNIFORM, check_mixture
 
     if str(prior) in (UNIFORM, PROXY_MEAN) and not prior.is_file():

@@ -92,8 +92,9 @@ def simulate(
 
     from regmixd_cli.files import check_output_dir, sha256_file
     from regmixd_cli.sim.design import MAX_EPOCHS, design_mixtures
-    from regmixd_cli.sim.files import write_simulation
-    from regmixd_cli.sim.world import make_world, mixture_array, run_ids, simulate_runs
+    from regmixd_cli.sim.files import mixture_array, write_simulation
+    from regmixd_cli.sim.proxies import run_ids, simulate_runs
+    from regmixd_cli.sim.world import make_world
 
     if out_dir is None:
         raise UsageError("give --out DIR for the world and its logs")
@@ -181,8 +182,8 @@ def score(
     Example: regmixd simulate score sample_logs/proxies/world.json schedule.json
     """
     from regmixd_cli.files import read_json
-    from regmixd_cli.sim.files import read_world
-    from regmixd_cli.sim.world import stages_from_document, true_loss_curve
+    from regmixd_cli.sim.files import read_world, stages_from_document
+    from regmixd_cli.sim.world import true_loss_curve
 
     world = read_world(world_path)
     stages = stages_from_document(

@@ -18,7 +18,8 @@ from regmixd_cli._version import __version__
 from regmixd_cli.domain import FRACTION_DECIMALS, LOSS_DECIMALS, METHOD_ONLINE, Schedule, Stage
 from regmixd_cli.errors import ModelError, UsageError
 from regmixd_cli.fit.files import load_model, model_hash
-from regmixd_cli.plan.constraints import BudgetPlan, fit_first, online_region, search_region
+from regmixd_cli.plan.budget import BudgetPlan, fit_first, online_region
+from regmixd_cli.plan.region import search_region
 from regmixd_cli.plan.schedule import stage_boundaries
 from regmixd_cli.plan.schedule_file import schedule_to_dict
 from regmixd_cli.plan.search import SearchConfig, search_mixture

@@ -29,7 +29,8 @@ from regmixd_cli.domain import (
     Stage,
 )
 from regmixd_cli.errors import ModelError, UsageError
-from regmixd_cli.plan.constraints import ConstrainedSearch, Constraints
+from regmixd_cli.plan.budget import ConstrainedSearch
+from regmixd_cli.plan.constraints import Constraints
 from regmixd_cli.plan.search import SearchConfig, search_mixture
 from regmixd_cli.weights import PROXY_MEAN, Prior, resolve_prior, round_weights
 

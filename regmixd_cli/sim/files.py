@@ -1,20 +1,35 @@
-"""Files of `simulate` and `design`: world JSON, mixtures files, native JSONL logs."""
+"""Files of `simulate` and `design`: world JSON, mixtures files, native JSONL logs.
+
+Also `stages_from_document`, the lenient reader `simulate score` needs: any schedule-like
+document (regmixd's, an oracle's, a hand-written one) or a plain mixture, by fractions.
+"""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from regmixd_cli.errors import UsageError
+from regmixd_cli._version import __version__
+from regmixd_cli.domain import SCHEDULE_SCHEMA
+from regmixd_cli.errors import InputError, UsageError
 from regmixd_cli.files import atomic_dir, atomic_write_text, dumps_json, read_json, sha256_file
-from regmixd_cli.sim.world import world_from_dict, world_to_dict
+from regmixd_cli.sim.world import (
+    WORLD_SCHEMA,
+    Dynamics,
+    SimulatedRuns,
+    Stage,
+    World,
+    check_stages,
+    static_stages,
+)
+from regmixd_cli.weights import check_mixture
 
 if TYPE_CHECKING:
     import numpy as np
-
-    from regmixd_cli.sim.world import SimulatedRuns, World
 
 WORLD_FILE = "world.json"
 MIXTURES_FILE = "mixtures.json"
@@ -143,3 +158,141 @@ def write_simulation(
         for k, text in enumerate(parts):
             (tmp / LOGS_DIR / f"part-{k}.jsonl").write_text(text, encoding="utf-8")
     return [Path(path) / LOGS_DIR / f"part-{k}.jsonl" for k in range(len(parts))]
+
+
+def world_to_dict(world: World) -> dict[str, Any]:
+    """The world as its JSON document (schema regmixd.world/v1)."""
+
+    per_domain = {
+        "prior": world.prior,
+        "available_runs": world.available,
+        "early_usefulness": world.early,
+        "late_usefulness": world.late,
+        "train_offset": world.train_offset,
+    }
+    return {
+        "schema_version": WORLD_SCHEMA,
+        "seed": world.seed,
+        "domains": list(world.domains),
+        "target_metric": world.target_metric,
+        "proxy_steps": world.proxy_steps,
+        "tokens_per_step": world.tokens_per_step,
+        "target": {
+            "steps": world.target_steps,
+            "param_ratio": world.param_ratio,
+            "beta": world.beta,
+        },
+        "domain_parameters": {
+            key: dict(zip(world.domains, values, strict=True)) for key, values in per_domain.items()
+        },
+        "dynamics": asdict(world.dynamics),
+        "regmixd_version": __version__,
+    }
+
+
+def world_from_dict(data: Any, where: str) -> World:
+    """Parse a world document; anything missing or malformed is an InputError naming `where`."""
+    if not isinstance(data, dict):
+        raise InputError(f"{where}: a world file must be a JSON object")
+    if data.get("schema_version") != WORLD_SCHEMA:
+        raise InputError(
+            f"{where}: schema {data.get('schema_version')!r} is not {WORLD_SCHEMA!r}; "
+            "give a world.json written by `regmixd simulate`"
+        )
+    try:
+        domains = tuple(str(d) for d in data["domains"])
+        params = data["domain_parameters"]
+        per_domain = [
+            tuple(float(params[key][d]) for d in domains)
+            for key in ("prior", "available_runs", "early_usefulness",
+                        "late_usefulness", "train_offset")
+        ]  # fmt: skip
+        raw = data["dynamics"]
+        names = {f.name: f.type for f in fields(Dynamics)}
+        values: dict[str, Any] = {
+            k: int(raw[k]) if names[k] == "int" else float(raw[k]) for k in names
+        }
+        dyn = Dynamics(**values)
+        target = data["target"]
+        prior, available, early, late, offsets = per_domain
+        world = World(
+            int(data["seed"]), domains, prior, available, early, late, offsets, dyn,
+            int(data["proxy_steps"]), int(data["tokens_per_step"]), int(target["steps"]),
+            float(target["param_ratio"]), float(target["beta"]), str(data["target_metric"]),
+        )  # fmt: skip
+    except (KeyError, TypeError, ValueError) as exc:
+        raise InputError(f"{where}: malformed world ({exc.__class__.__name__}: {exc})") from None
+    numbers = [v for group in per_domain for v in group] + [float(v) for v in asdict(dyn).values()]
+    if not domains or not all(math.isfinite(v) for v in numbers) or min(world.available) <= 0:
+        raise InputError(f"{where}: world parameters must be finite, with available_runs > 0")
+    if world.proxy_steps < 1 or dyn.integration_steps < 1:
+        raise InputError(f"{where}: proxy_steps and integration_steps must be at least 1")
+    return world
+
+
+def stages_from_document(
+    data: Any, world: World, where: str, *, allow_missing: bool = True
+) -> list[Stage]:
+    """Stages of a schedule JSON v1 document or of a plain mixture `{domain: weight}`.
+
+    Reads only what scoring needs: each stage's fractions (or steps / target_steps) and
+    weights. Domains the document leaves out get weight 0 if `allow_missing`, else they are
+    InputErrors; unknown domains are InputErrors.
+    """
+
+    if not isinstance(data, dict) or not data:
+        raise InputError(f"{where}: expected a schedule JSON or a mixture {{domain: weight}}")
+    if "stages" not in data:
+        return static_stages(
+            check_mixture(data, world.domains, where, fill_missing=allow_missing)
+        )
+    if data.get("schema_version", SCHEDULE_SCHEMA) != SCHEDULE_SCHEMA:
+        raise InputError(f"{where}: schema {data['schema_version']!r} is not {SCHEDULE_SCHEMA!r}")
+    raw_stages = data["stages"]
+    if not isinstance(raw_stages, list) or not raw_stages:
+        raise InputError(f"{where}: `stages` must be a non-empty list")
+    total = data.get("target_steps")
+    stages: list[Stage] = []
+    for i, raw in enumerate(raw_stages):
+        at = f"{where}: stage {i}"
+        if not isinstance(raw, dict) or not isinstance(raw.get("weights"), dict):
+            raise InputError(f"{at}: expected an object with `weights` {{domain: weight}}")
+        bounds = _stage_bounds(raw, total, at)
+        weights = check_mixture(raw["weights"], world.domains, at, fill_missing=allow_missing)
+        stages.append((*bounds, weights))
+    try:
+        check_stages(world, stages)
+    except UsageError as exc:
+        raise InputError(f"{where}: {exc}") from None
+    return stages
+
+
+def _stage_bounds(raw: dict[str, Any], total: Any, at: str) -> tuple[float, float]:
+    keys = ("start_fraction", "end_fraction")
+    if all(_is_number(raw.get(k)) for k in keys):
+        return float(raw[keys[0]]), float(raw[keys[1]])
+    steps = ("start_step", "end_step")
+    if _is_number(total) and total > 0 and all(_is_number(raw.get(k)) for k in steps):
+        return raw[steps[0]] / total, raw[steps[1]] / total
+    raise InputError(f"{at}: needs start_fraction/end_fraction (or steps and target_steps)")
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def mixture_array(
+    mixtures: Mapping[str, Mapping[str, Any]], world: World, where: str
+) -> tuple[tuple[str, ...], np.ndarray]:
+    """Run ids and an (M, K) array from {run: {domain: weight}}, checked against the world."""
+    import numpy as np
+
+
+    if not mixtures:
+        raise InputError(f"{where}: no mixtures")
+    runs = tuple(mixtures)
+    rows = [
+        check_mixture(mixtures[r], world.domains, f"{where}: run {r!r}", fill_missing=True)
+        for r in runs
+    ]
+    return runs, np.asarray(rows)

@@ -1,4 +1,4 @@
-"""Synthetic proxy worlds with a known truth: loss dynamics, proxy runs, true loss of any schedule.
+"""Synthetic worlds with a known truth: loss dynamics and the true loss of any schedule.
 
 The world is defined on the training *fraction* u in [0, 1], so a schedule found at proxy scale
 applies unchanged to a target run of any length. Its target metric is `val/pile_cc`:
@@ -18,35 +18,21 @@ applies unchanged to a target run of any length. Its target metric is `val/pile_
 Proxy observations add a per-run offset (seed-to-seed variation) and per-eval noise. The target
 run (a larger model) sees the same curve divided by param_ratio^beta, the cross-scale mapping of
 RegMix-D's online mode (docs/explanation/method.md), so that correction is exact in these worlds.
+Proxy runs in a world are `sim.proxies`; world files and their readers are `sim.files`.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field, fields
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from regmixd_cli._version import __version__
-from regmixd_cli.domain import (
-    DIVERGED,
-    METRIC,
-    RUN,
-    SCHEDULE_SCHEMA,
-    SOURCE,
-    STEP,
-    TOKENS,
-    VALUE,
-    Store,
-)
-from regmixd_cli.errors import InputError, UsageError
-from regmixd_cli.store.files import build_manifest
-from regmixd_cli.weights import check_mixture
+from regmixd_cli.errors import UsageError
 
 if TYPE_CHECKING:
     import numpy as np
 
-    from regmixd_cli.domain import Store
 
 WORLD_SCHEMA = "regmixd.world/v1"
 TARGET_METRIC = "val/pile_cc"
@@ -261,7 +247,7 @@ def _skill(
     return total
 
 
-def _losses(
+def true_losses(
     world: World, edges: np.ndarray, weights: np.ndarray, fractions: np.ndarray, n_grid: int = 0
 ) -> np.ndarray:
     """True proxy-scale target loss (B, F) of a batch of schedules at `fractions`."""
@@ -318,7 +304,7 @@ def true_loss_curve(
     fractions = np.asarray(steps, dtype=float) / world.proxy_steps
     if np.any(fractions < 0) or np.any(fractions > 1 + 1e-12):
         raise UsageError(f"steps must lie in [0, {world.proxy_steps}]")
-    loss: np.ndarray = _losses(world, edges, weights[None], np.clip(fractions, 0.0, 1.0))[0]
+    loss: np.ndarray = true_losses(world, edges, weights[None], np.clip(fractions, 0.0, 1.0))[0]
     if scale == "target":
         return loss / world.target_scale
     if scale != "proxy":
@@ -338,246 +324,13 @@ def final_losses(
     import numpy as np
 
     edge_arr = np.asarray(edges, dtype=float)
-    return _losses(world, edge_arr, np.asarray(weights, dtype=float), np.array([1.0]), n_grid)[:, 0]
+    batch = np.asarray(weights, dtype=float)
+    return true_losses(world, edge_arr, batch, np.array([1.0]), n_grid)[:, 0]
 
 
 # ------------------------------------------------------------------------------ proxy runs
 
 
-def eval_steps(proxy_steps: int, eval_every: int) -> tuple[int, ...]:
-    """Logged steps: every `eval_every` steps, always including the last one."""
-    if eval_every < 1 or eval_every > proxy_steps:
-        raise UsageError(f"--eval-every must be in [1, {proxy_steps}], got {eval_every}")
-    steps = list(range(eval_every, proxy_steps + 1, eval_every))
-    if steps[-1] != proxy_steps:
-        steps.append(proxy_steps)
-    return tuple(steps)
-
-
-def run_ids(n_runs: int, prefix: str = "p") -> tuple[str, ...]:
-    """p000, p001, ... (wider when there are more than 1000 runs)."""
-    width = max(3, len(str(n_runs - 1)))
-    return tuple(f"{prefix}{i:0{width}d}" for i in range(n_runs))
-
-
-def simulate_runs(
-    world: World,
-    mixtures: Any,
-    seed: int,
-    *,
-    eval_every: int = 50,
-    runs: Sequence[str] | None = None,
-    progress: ProgressFn | None = None,
-) -> SimulatedRuns:
-    """Train one proxy per static mixture (rows of an (M, K) array) and log it every `eval_every`.
-
-    Run i's noise comes from (seed, i) alone, so the first 128 of 512 runs equal a 128-run
-    simulation of the same mixtures.
-    """
-    import numpy as np
-
-    mix = np.asarray(mixtures, dtype=float)
-    if mix.ndim != 2 or mix.shape[1] != world.n_domains or mix.shape[0] < 1:
-        raise UsageError(f"mixtures must be an (n_runs, {world.n_domains}) array")
-    if np.any(mix < 0) or np.any(np.abs(mix.sum(axis=1) - 1.0) > 0.01):
-        raise UsageError("every mixture must be >= 0 and sum to 1")
-    mix = mix / mix.sum(axis=1, keepdims=True)
-    names = run_ids(len(mix)) if runs is None else tuple(runs)
-    if len(names) != len(mix) or len(set(names)) != len(names):
-        raise UsageError("need one distinct run id per mixture")
-    steps = np.asarray(eval_steps(world.proxy_steps, eval_every), dtype=np.int64)
-    fractions = steps / world.proxy_steps
-    edges = np.array([0.0, 1.0])
-    true = np.empty((len(mix), len(steps)))
-    for start in range(0, len(mix), RUN_CHUNK):
-        chunk = mix[start : start + RUN_CHUNK]
-        true[start : start + len(chunk)] = _losses(world, edges, chunk[:, None, :], fractions)
-        if progress is not None:
-            progress(min(start + RUN_CHUNK, len(mix)), len(mix))
-    dyn = world.dynamics
-    # How far training has come (0 at the start, 1 at the floor): noise and offsets grow with it.
-    done = (world.initial_loss - true) / (world.initial_loss - dyn.loss_floor)
-    offsets = mix @ np.asarray(world.train_offset)
-    target = np.empty_like(true)
-    train = np.empty_like(true)
-    for i in range(len(mix)):
-        rng = np.random.default_rng([seed, 1, i])
-        shift = rng.normal(0.0, dyn.run_noise)
-        target[i] = true[i] + done[i] * shift + rng.normal(0.0, dyn.eval_noise, len(steps))
-        train[i] = (
-            true[i] + done[i] * (offsets[i] + shift) + rng.normal(0.0, dyn.train_noise, len(steps))
-        )
-    return SimulatedRuns(
-        names, world.domains, mix, steps, steps * world.tokens_per_step, target, train, true,
-        world.target_metric,
-    )  # fmt: skip
-
-
-def runs_to_store(sim: SimulatedRuns) -> Store:
-    """The simulated runs as an in-memory trajectory store (for benchmarks; no files)."""
-    import polars as pl
-
-
-    runs = pl.DataFrame(
-        {RUN: list(sim.runs)}
-        | {d: sim.mixtures[:, k] for k, d in enumerate(sim.domains)}
-        | {SOURCE: ["simulate"] * len(sim.runs), DIVERGED: [False] * len(sim.runs)}
-    )
-    n_runs, n_evals = sim.target.shape
-    frames = []
-    for metric, values in ((sim.target_metric, sim.target), (TRAIN_METRIC, sim.train)):
-        frames.append(
-            pl.DataFrame(
-                {
-                    RUN: [r for r in sim.runs for _ in range(n_evals)],
-                    STEP: pl.Series(list(sim.steps) * n_runs, dtype=pl.Int64),
-                    TOKENS: pl.Series(list(sim.tokens) * n_runs, dtype=pl.Int64),
-                    METRIC: [metric] * (n_runs * n_evals),
-                    VALUE: values.reshape(-1),
-                }
-            )
-        )
-    trajectories = pl.concat(frames).sort([RUN, METRIC, STEP])
-    manifest = build_manifest(sim.domains, runs, trajectories, [])
-    return Store(sim.domains, runs, trajectories, manifest)
-
-
 # ----------------------------------------------------------------------------- world JSON
 
 
-def world_to_dict(world: World) -> dict[str, Any]:
-    """The world as its JSON document (schema regmixd.world/v1)."""
-
-    per_domain = {
-        "prior": world.prior,
-        "available_runs": world.available,
-        "early_usefulness": world.early,
-        "late_usefulness": world.late,
-        "train_offset": world.train_offset,
-    }
-    return {
-        "schema_version": WORLD_SCHEMA,
-        "seed": world.seed,
-        "domains": list(world.domains),
-        "target_metric": world.target_metric,
-        "proxy_steps": world.proxy_steps,
-        "tokens_per_step": world.tokens_per_step,
-        "target": {
-            "steps": world.target_steps,
-            "param_ratio": world.param_ratio,
-            "beta": world.beta,
-        },
-        "domain_parameters": {
-            key: dict(zip(world.domains, values, strict=True)) for key, values in per_domain.items()
-        },
-        "dynamics": asdict(world.dynamics),
-        "regmixd_version": __version__,
-    }
-
-
-def world_from_dict(data: Any, where: str) -> World:
-    """Parse a world document; anything missing or malformed is an InputError naming `where`."""
-    if not isinstance(data, dict):
-        raise InputError(f"{where}: a world file must be a JSON object")
-    if data.get("schema_version") != WORLD_SCHEMA:
-        raise InputError(
-            f"{where}: schema {data.get('schema_version')!r} is not {WORLD_SCHEMA!r}; "
-            "give a world.json written by `regmixd simulate`"
-        )
-    try:
-        domains = tuple(str(d) for d in data["domains"])
-        params = data["domain_parameters"]
-        per_domain = [
-            tuple(float(params[key][d]) for d in domains)
-            for key in ("prior", "available_runs", "early_usefulness",
-                        "late_usefulness", "train_offset")
-        ]  # fmt: skip
-        raw = data["dynamics"]
-        names = {f.name: f.type for f in fields(Dynamics)}
-        values: dict[str, Any] = {
-            k: int(raw[k]) if names[k] == "int" else float(raw[k]) for k in names
-        }
-        dyn = Dynamics(**values)
-        target = data["target"]
-        prior, available, early, late, offsets = per_domain
-        world = World(
-            int(data["seed"]), domains, prior, available, early, late, offsets, dyn,
-            int(data["proxy_steps"]), int(data["tokens_per_step"]), int(target["steps"]),
-            float(target["param_ratio"]), float(target["beta"]), str(data["target_metric"]),
-        )  # fmt: skip
-    except (KeyError, TypeError, ValueError) as exc:
-        raise InputError(f"{where}: malformed world ({exc.__class__.__name__}: {exc})") from None
-    numbers = [v for group in per_domain for v in group] + [float(v) for v in asdict(dyn).values()]
-    if not domains or not all(math.isfinite(v) for v in numbers) or min(world.available) <= 0:
-        raise InputError(f"{where}: world parameters must be finite, with available_runs > 0")
-    if world.proxy_steps < 1 or dyn.integration_steps < 1:
-        raise InputError(f"{where}: proxy_steps and integration_steps must be at least 1")
-    return world
-
-
-def stages_from_document(
-    data: Any, world: World, where: str, *, allow_missing: bool = True
-) -> list[Stage]:
-    """Stages of a schedule JSON v1 document or of a plain mixture `{domain: weight}`.
-
-    Reads only what scoring needs: each stage's fractions (or steps / target_steps) and
-    weights. Domains the document leaves out get weight 0 if `allow_missing`, else they are
-    InputErrors; unknown domains are InputErrors.
-    """
-
-    if not isinstance(data, dict) or not data:
-        raise InputError(f"{where}: expected a schedule JSON or a mixture {{domain: weight}}")
-    if "stages" not in data:
-        return static_stages(
-            check_mixture(data, world.domains, where, fill_missing=allow_missing)
-        )
-    if data.get("schema_version", SCHEDULE_SCHEMA) != SCHEDULE_SCHEMA:
-        raise InputError(f"{where}: schema {data['schema_version']!r} is not {SCHEDULE_SCHEMA!r}")
-    raw_stages = data["stages"]
-    if not isinstance(raw_stages, list) or not raw_stages:
-        raise InputError(f"{where}: `stages` must be a non-empty list")
-    total = data.get("target_steps")
-    stages: list[Stage] = []
-    for i, raw in enumerate(raw_stages):
-        at = f"{where}: stage {i}"
-        if not isinstance(raw, dict) or not isinstance(raw.get("weights"), dict):
-            raise InputError(f"{at}: expected an object with `weights` {{domain: weight}}")
-        bounds = _stage_bounds(raw, total, at)
-        weights = check_mixture(raw["weights"], world.domains, at, fill_missing=allow_missing)
-        stages.append((*bounds, weights))
-    try:
-        check_stages(world, stages)
-    except UsageError as exc:
-        raise InputError(f"{where}: {exc}") from None
-    return stages
-
-
-def _stage_bounds(raw: dict[str, Any], total: Any, at: str) -> tuple[float, float]:
-    keys = ("start_fraction", "end_fraction")
-    if all(_is_number(raw.get(k)) for k in keys):
-        return float(raw[keys[0]]), float(raw[keys[1]])
-    steps = ("start_step", "end_step")
-    if _is_number(total) and total > 0 and all(_is_number(raw.get(k)) for k in steps):
-        return raw[steps[0]] / total, raw[steps[1]] / total
-    raise InputError(f"{at}: needs start_fraction/end_fraction (or steps and target_steps)")
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
-
-
-def mixture_array(
-    mixtures: Mapping[str, Mapping[str, Any]], world: World, where: str
-) -> tuple[tuple[str, ...], np.ndarray]:
-    """Run ids and an (M, K) array from {run: {domain: weight}}, checked against the world."""
-    import numpy as np
-
-
-    if not mixtures:
-        raise InputError(f"{where}: no mixtures")
-    runs = tuple(mixtures)
-    rows = [
-        check_mixture(mixtures[r], world.domains, f"{where}: run {r!r}", fill_missing=True)
-        for r in runs
-    ]
-    return runs, np.asarray(rows)
