@@ -493,7 +493,9 @@ def _levanter(
 ) -> tuple[_Files, list[str]]:
     batch = _batch(options, "levanter", "Levanter turns a stage's start step into the sequence "
                    "index step x batch size")
-    block = options.mixture_block_size or DEFAULT_MIXTURE_BLOCK_SIZE
+    block = options.mixture_block_size
+    if block is None:
+        block = DEFAULT_MIXTURE_BLOCK_SIZE
     if block < 1:
         raise UsageError(f"--mixture-block-size {block}: give a positive integer")
     starts, notes = levanter_starts(schedule, batch, block)
