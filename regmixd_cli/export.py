@@ -607,6 +607,8 @@ intra_source shuffle consumes the mixes in order, so the mixture switches at eve
 start step inside one run; checkpoints resume it like any ComposableDataLoader. Each domain's
 instances are split at random into disjoint parts, one per stage that uses it, so no stage
 repeats another's data. Keep the trainer's max_duration at TARGET_STEPS steps.
+OLMo-core rounds each source's share of a mix down to whole instances, so a stage may hold up
+to one sequence per source fewer than asked: the switch can come that many sequences early.
 """
 
 from olmo_core.data.composable import ComposableDataLoader, MixingInstanceSource, ShuffleStrategy
@@ -616,7 +618,8 @@ BATCH_SIZE = {batch}  # sequences (instances) per optimizer step
 SEQUENCE_LENGTH = {seq}  # tokens per sequence
 GLOBAL_BATCH_SIZE_TOKENS = BATCH_SIZE * SEQUENCE_LENGTH
 PATHS = {paths}
-# (start_step, end_step, {{domain: weight}}); zero weights left out.
+# (start_step, end_step, {{domain: weight}}); weights under one sequence per stage left out
+# (OLMo-core normalises the rest).
 STAGES = [
 {stages}
 ]
@@ -672,13 +675,25 @@ def _olmo_core_curriculum(
     why = "stage sizes are in instances and OLMo-core's global_batch_size in tokens"
     batch = _batch(options, "olmo-core-curriculum", why)
     seq = _seq_len(options, "olmo-core-curriculum", why)
-    used = [d for d in schedule.domains if any(schedule.weights_of(s)[d] > 0
-                                                for s in schedule.stages)]
+    # OLMo-core samples each source in whole instances and refuses a source given none, so a
+    # weight worth less than one sequence in its stage is left out (and said so).
+    notes: list[str] = []
+    kept: list[tuple[Stage, list[tuple[str, float]]]] = []
+    for i, stage in enumerate(schedule.stages):
+        size = (stage.end_step - stage.start_step) * batch
+        pairs = [(d, w) for d, w in _nonzero(schedule, stage) if w * size >= 1]
+        for d, w in _nonzero(schedule, stage):
+            if w * size < 1:
+                notes.append(f"olmo-core-curriculum: stage {i} leaves out {d} (weight {_num(w)} "
+                             f"is {w * size:.4g} of {size} sequences; OLMo-core mixes whole "
+                             "sequences and refuses a source given none)")
+        kept.append((stage, pairs))
+    used = [d for d in schedule.domains if any(d in dict(p) for _, p in kept)]
     paths = "{" + ", ".join(f"{_q(d)}: {_q(_name(d, prefixes))}" for d in used) + "}"
     stages = "\n".join(
         f"    ({s.start_step}, {s.end_step}, "
-        + "{" + ", ".join(f"{_q(d)}: {_num(w)}" for d, w in _nonzero(schedule, s)) + "}),"
-        for s in schedule.stages
+        + "{" + ", ".join(f"{_q(d)}: {_num(w)}" for d, w in pairs) + "}),"
+        for s, pairs in kept
     )
     text = _OLMO_CURRICULUM.format(
         header="\n".join(_header(schedule, "olmo-core-curriculum", [
@@ -686,7 +701,7 @@ def _olmo_core_curriculum(
         ])),
         target=schedule.target_steps, batch=batch, seq=seq, paths=paths, stages=stages,
     )
-    return {"regmixd_curriculum.py": text}, []
+    return {"regmixd_curriculum.py": text}, notes
 
 
 # --- Hugging Face datasets: per-stage interleave, concatenated -----------------------------
@@ -700,13 +715,16 @@ def _hf(
         "format": HF_FORMAT,
         "follows": SOURCES["hf"],
         "description": (
-            "Per stage: interleave_datasets([ds[n] for n in stage['datasets']], probabilities="
-            "stage['probabilities'], seed=SEED, stopping_strategy='all_exhausted'), take its "
-            "first stage['samples'] rows; concatenate_datasets over the stages in order. Train "
-            "WITHOUT shuffling (Trainer shuffles a map-style dataset: pass "
-            "concatenated.to_iterable_dataset() or a sequential sampler), batch_size sequences "
-            "per optimizer step, max_steps = target_steps. Zero-weight datasets are left out "
-            "of a stage (a zero probability with all_exhausted never finishes)."
+            "Per stage: interleave_datasets([ds[n].to_iterable_dataset() for n in "
+            "stage['datasets']], probabilities=stage['probabilities'], seed=SEED, "
+            "stopping_strategy='all_exhausted').take(stage['samples']); then "
+            "concatenate_datasets over the stages in order. Iterable datasets keep the mix "
+            "lazy (a map-style interleave with a tiny probability and all_exhausted builds an "
+            "index of billions of rows) and Trainer does not shuffle them, so the stages stay "
+            "in order; a map-style dataset would be shuffled across stages. batch_size "
+            "sequences per optimizer step (per-device batch x devices x accumulation), "
+            "max_steps = target_steps. Zero-weight datasets are left out of a stage (a zero "
+            "probability with all_exhausted never finishes)."
         ),
         "regmixd_version": __version__,
         "method": schedule.method,
