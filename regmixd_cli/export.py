@@ -687,7 +687,8 @@ def _olmo_core_curriculum(
                 notes.append(f"olmo-core-curriculum: stage {i} leaves out {d} (weight {_num(w)} "
                              f"is {w * size:.4g} of {size} sequences; OLMo-core mixes whole "
                              "sequences and refuses a source given none)")
-        kept.append((stage, pairs))
+        total = math.fsum(w for _, w in pairs)  # OLMo-core does not renormalise a lone 0.999999
+        kept.append((stage, [(d, w / total) for d, w in pairs]))
     used = [d for d in schedule.domains if any(d in dict(p) for _, p in kept)]
     paths = "{" + ", ".join(f"{_q(d)}: {_q(_name(d, prefixes))}" for d in used) + "}"
     stages = "\n".join(
