@@ -103,12 +103,22 @@ def schedule_file(model_dir, tmp_path_factory):
     return path
 
 
-@pytest.mark.parametrize("fmt", ["megatron", "nanotron", "hf", "olmo-core", "levanter", "csv"])
-def test_export_every_format_to_stdout(cli, schedule_file, fmt):
-    result = cli("export", schedule_file, "--to", fmt, "--prefix", "code=/data/code")
+@pytest.mark.parametrize("fmt", ["hf", "levanter", "llm-foundry", "olmo-core-curriculum", "csv"])
+def test_export_every_one_file_format_to_stdout(cli, schedule_file, fmt):
+    result = cli("export", schedule_file, "--to", fmt, "--prefix", "code=/data/code",
+                 "--batch-size", "2048", "--sequence-length", "1024")
     assert result.exit_code == 0, result.output
     assert "/data/code" in result.stdout or fmt == "csv"
     assert result.stdout.endswith("\n")
+
+
+@pytest.mark.parametrize("fmt", ["megatron", "nanotron", "olmo-core"])
+def test_export_launch_formats_to_a_directory(cli, schedule_file, tmp_path, fmt):
+    out = tmp_path / fmt
+    result = cli("export", schedule_file, "--to", fmt, "--prefix", "code=/data/code",
+                 "--batch-size", "2048", "--sequence-length", "1024", "--out", out)
+    assert result.exit_code == 0, result.output
+    assert any("/data/code" in p.read_text() for p in out.rglob("*") if p.is_file())
 
 
 def test_export_to_a_file(cli, schedule_file, tmp_path):

@@ -158,17 +158,23 @@ def schedule(
 def export(
     schedule_file: Annotated[
         Path,
-        typer.Argument(metavar="SCHEDULE", help="Schedule JSON written by `regmixd schedule`."),
+        typer.Argument(metavar="SCHEDULE", help="Schedule JSON written by `regmixd schedule` or "
+                       "`regmixd online --out-schedule`."),
     ],
     to: Annotated[
         str,
         typer.Option(
-            "--to", metavar="FORMAT", help="megatron, nanotron, hf, olmo-core, levanter or csv."
+            "--to",
+            metavar="FORMAT",
+            help="megatron, nanotron, olmo-core (one launch per stage: --out DIR); levanter, "
+            "llm-foundry, olmo-core-curriculum, hf (switch inside one run); csv.",
         ),
     ],
     out_path: Annotated[
-        Path, typer.Option("--out", help="File to write; - for stdout (the default).")
-    ] = Path(STDOUT),
+        Path | None,
+        typer.Option("--out", help="File to write, - for stdout (the default); a directory "
+                     "for megatron, nanotron and olmo-core."),
+    ] = None,
     prefix: Annotated[
         list[str] | None,
         typer.Option(
@@ -178,28 +184,95 @@ def export(
             "(repeatable; default: the domain name).",
         ),
     ] = None,
+    batch_size: Annotated[
+        int | None,
+        typer.Option("--batch-size", help="Sequences per optimizer step of the target run."),
+    ] = None,
+    sequence_length: Annotated[
+        int | None,
+        typer.Option("--sequence-length", help="Tokens per sequence of the target run."),
+    ] = None,
+    mixture_block_size: Annotated[
+        int | None,
+        typer.Option("--mixture-block-size", help="Levanter's data.mixture_block_size, in "
+                     "sequences (default 2048)."),
+    ] = None,
 ) -> None:
-    """Write a schedule in a trainer's own configuration format.
+    """Write a schedule in a trainer's own format, with its launch and resume recipe.
 
-    megatron: one --data-path (weight/prefix pairs) per stage, as a bash-sourceable file;
-    nanotron: data_stages YAML; hf: interleave_datasets probabilities per stage (JSON);
-    olmo-core: a SourceMixtureList per stage (YAML); levanter: train_weights YAML with the step
-    each stage starts at; csv: one row per stage.
+    megatron, nanotron, olmo-core: a directory with one file per launch (stage) and a launch
+    script; levanter, llm-foundry, olmo-core-curriculum, hf: one file that switches mixtures
+    inside one run; csv: one row per stage. Stage boundaries rounded to what a trainer accepts
+    are reported on stderr.
 
-    Example: regmixd export schedule.json --to megatron --prefix pile_cc=/data/pile_cc_text_document
+    Example: regmixd export schedule.json --to megatron --batch-size 512 --out megatron/
     """
-    from regmixd_cli.files import atomic_write_text, check_output_file
-    from regmixd_cli.plan.export import export_schedule, parse_prefixes
+    from regmixd_cli.plan.export import DIR_FORMATS, ExportOptions, build_export, parse_prefixes
     from regmixd_cli.plan.schedule_file import read_schedule
 
-    if str(out_path) != STDOUT:
-        check_output_file(out_path)
+    out = None if out_path is None or str(out_path) == STDOUT else out_path
+    _check_export_out(out, schedule_file, to in DIR_FORMATS)
     loaded = read_schedule(schedule_file)
-    text = export_schedule(loaded, to, parse_prefixes(prefix, loaded.domains))
-    if str(out_path) == STDOUT:
-        write_stdout(text)
+    options = ExportOptions(batch_size, sequence_length, mixture_block_size)
+    result = build_export(loaded, to, parse_prefixes(prefix, loaded.domains), options)
+    if result.directory and out is None:
+        raise UsageError(f"--to {to} writes one file per launch; give --out DIR")
+    for note in result.notes:
+        info(note)
+    if out is None:
+        write_stdout(result.text)
     else:
-        atomic_write_text(out_path, text)
-        info(f"wrote {out_path} ({to})")
+        _write_export(out, result.files, result.directory)
+        info(f"wrote {out} ({to})")
+
+
+def _check_export_out(out: Path | None, schedule_file: Path, directory: bool) -> None:
+    """Refuse, before any work, an --out that is the input or a path regmixd did not write."""
+    from regmixd_cli.errors import InputError
+    from regmixd_cli.files import check_output_dir, check_output_file
+    from regmixd_cli.plan.export import MANIFEST, is_export_file, is_export_manifest
+
+    if out is None:
+        return
+    source = schedule_file.resolve()
+    if out.resolve() == source or (directory and out.resolve() in source.parents):
+        raise UsageError(f"--out {out} would overwrite the schedule {schedule_file}; "
+                         "choose another path")
+    if directory:
+        check_output_dir(out)
+        if out.is_dir() and any(out.iterdir()):
+            marker = out / MANIFEST
+            if not (marker.is_file() and is_export_manifest(_read_text(marker))):
+                raise InputError(f"{out}: a directory that `regmixd export` did not write; "
+                                 "choose another --out (or an empty directory)")
+        return
+    check_output_file(out)
+    if out.exists() and not is_export_file(_read_text(out)):
+        raise InputError(f"{out}: exists and is not a regmixd export; choose another --out")
+
+
+def _read_text(path: Path) -> str:
+    """A file's first 64 KiB as text ('' when unreadable: then it is not ours)."""
+    try:
+        with open(path, "rb") as handle:
+            return handle.read(65536).decode("utf-8", errors="replace")
+    except OSError:
+        return ""
+
+
+def _write_export(out: Path, files: dict[str, str], directory: bool) -> None:
+    """Write one file, or a directory of files, atomically."""
+    from regmixd_cli.files import atomic_dir, atomic_write_text
+
+    if not directory:
+        atomic_write_text(out, next(iter(files.values())))
+        return
+    with atomic_dir(out) as tmp:
+        for name, text in files.items():
+            path = tmp / name
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(text, encoding="utf-8")
+            if name.endswith(".sh"):
+                path.chmod(path.stat().st_mode | 0o111)
 
 
