@@ -8,7 +8,7 @@ import pytest
 
 from regmixd_cli.errors import InputError
 from regmixd_cli.files import atomic_write_bytes
-from tests.conftest import SAMPLE_LOGS
+from tests.helpers.paths import SAMPLE_LOGS
 
 PROXIES = SAMPLE_LOGS / "proxies"
 LOGS = PROXIES / "logs"
@@ -20,7 +20,7 @@ FAST = ("--max-rounds", "20", "--folds", "3")
 @pytest.fixture(scope="module")
 def fitted(tmp_path_factory):
     """A store of the sample logs, a small 2-switch-point model and a schedule from it."""
-    from tests.conftest import Invoker
+    from tests.helpers.cli import Invoker
 
     cli = Invoker()
     root = tmp_path_factory.mktemp("review")

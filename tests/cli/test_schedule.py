@@ -7,10 +7,10 @@ import re
 
 import jsonschema
 import pytest
-from _online_world import DOMAINS, fit_tiny_model
 
 from regmixd_cli.cli.schedule import render_schedule, show_schedule
 from regmixd_cli.plan.schedule_file import read_schedule, schedule_schema_path
+from tests.helpers.online_world import DOMAINS, fit_tiny_model
 
 
 @pytest.fixture(scope="module")
@@ -95,7 +95,7 @@ def test_failed_schedule_leaves_an_existing_file_alone(cli, model_dir, tmp_path)
 
 @pytest.fixture(scope="module")
 def schedule_file(model_dir, tmp_path_factory):
-    from conftest import Invoker
+    from tests.helpers.cli import Invoker
 
     path = tmp_path_factory.mktemp("sched") / "schedule.json"
     result = Invoker()("schedule", model_dir, "--out", path, "--target-steps", "25000", *FAST)

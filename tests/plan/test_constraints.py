@@ -6,7 +6,6 @@ import json
 
 import numpy as np
 import pytest
-from _online_world import DOMAINS, fit_tiny_model
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -20,6 +19,7 @@ from regmixd_cli.plan.constraints import (
     violations,
 )
 from regmixd_cli.plan.search import SearchConfig
+from tests.helpers.online_world import DOMAINS, fit_tiny_model
 
 FAST = ("--candidates", "2000", "--top-k", "16")
 
@@ -418,12 +418,11 @@ def test_design_respects_min_and_max(cli, tmp_path):
 
 @pytest.fixture(scope="module")
 def ensemble_dir(tmp_path_factory):
-    from _online_world import TARGET, build_store
-
     from regmixd_cli.fit.ensemble import ENSEMBLE_KEY, ensemble_blobs, fit_ensemble
     from regmixd_cli.fit.files import save_model
     from regmixd_cli.fit.model import FitConfig, XGBSettings
     from regmixd_cli.fit.training import fit_model
+    from tests.helpers.online_world import TARGET, build_store
 
     settings = XGBSettings(learning_rate=0.3, max_rounds=20, early_stopping_rounds=5, nthread=1)
     config = FitConfig(target=TARGET, n_switch_points=3, folds=2, xgb=settings)
@@ -474,7 +473,7 @@ def test_risk_without_an_ensemble_is_exit_4(cli, model_dir):
 
 
 def test_fit_ensemble_flag_stores_replicas_and_default_stays_plain(cli, tmp_path):
-    from _fit_stores import smooth_store
+    from tests.helpers.fit_stores import smooth_store
 
     store = tmp_path / "store"
     smooth_store(store, n_runs=20)

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from regmixd_cli.store.files import store_hash
-from tests._fit_stores import make_store, smooth_store, smooth_world
+from tests.helpers.fit_stores import make_store, smooth_store, smooth_world
 
 FAST = ("--max-rounds", "60", "--learning-rate", "0.15", "--switch-points", "2")
 

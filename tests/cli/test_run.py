@@ -7,7 +7,7 @@ import shutil
 
 import pytest
 
-from tests.conftest import SAMPLE_LOGS
+from tests.helpers.paths import SAMPLE_LOGS
 
 LOGS = SAMPLE_LOGS / "proxies" / "logs"
 

@@ -14,8 +14,9 @@ from regmixd_cli.errors import InputError
 from regmixd_cli.store.files import read_store
 from regmixd_cli.store.ingest import build_store
 from regmixd_cli.store.readers import read_inputs, read_jsonl
+from tests.helpers.paths import SAMPLE_LOGS
 
-SAMPLE_FORMATS = Path(__file__).resolve().parent.parent / "sample_logs" / "formats"
+SAMPLE_FORMATS = SAMPLE_LOGS / "formats"
 
 
 def write(path: Path, text: str) -> Path:

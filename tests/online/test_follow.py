@@ -12,7 +12,6 @@ import time
 from pathlib import Path
 
 import pytest
-from _online_world import fit_tiny_model
 
 from regmixd_cli.errors import InputError, UsageError
 from regmixd_cli.online.follow import (
@@ -22,6 +21,7 @@ from regmixd_cli.online.follow import (
     parse_chunk,
     parse_trainer_state,
 )
+from tests.helpers.online_world import fit_tiny_model
 
 # --------------------------------------------------------------------------- pure parsing
 

@@ -8,7 +8,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from _online_world import build_store, fit_tiny_model
 
 from regmixd_cli.errors import ModelError, UsageError
 from regmixd_cli.online.controller import (
@@ -19,6 +18,7 @@ from regmixd_cli.online.controller import (
     target_switch_steps,
 )
 from regmixd_cli.plan.search import SearchConfig
+from tests.helpers.online_world import build_store, fit_tiny_model
 
 SMALL = SearchConfig(candidates=2000, top_k=32)
 
