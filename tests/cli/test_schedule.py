@@ -10,7 +10,9 @@ import pytest
 
 from regmixd_cli.cli.schedule import render_schedule, show_schedule
 from regmixd_cli.plan.schedule_file import read_schedule, schedule_schema_path
+from tests.helpers.cli import fails
 from tests.helpers.online_world import DOMAINS, fit_tiny_model
+from tests.helpers.paths import PROXY_PRIOR
 
 
 @pytest.fixture(scope="module")
@@ -168,3 +170,14 @@ def test_progress_bar_draws_on_a_terminal_and_is_silent_otherwise(monkeypatch):
             progress(1, 2)
             progress(2, 2)
         assert ("searching mixtures" in buffer.getvalue()) is terminal
+
+
+def test_show_and_export_name_a_file_that_is_not_a_schedule(cli):
+    for args in (("show", PROXY_PRIOR), ("export", PROXY_PRIOR, "--to", "csv")):
+        fails(cli(*args), 3, PROXY_PRIOR, "not a schedule JSON", "regmixd schedule")
+
+
+def test_available_flag_without_tokens_per_step_is_a_usage_error(cli, fitted, tmp_path):
+    model = fitted[1]
+    result = cli("schedule", model, "--out", tmp_path / "s.json", "--available", "github=1e9")
+    fails(result, 2, "--tokens-per-step")

@@ -15,3 +15,9 @@ def regmix_data_dir() -> Path:
     if env:
         return Path(env)
     return ROOT.parent / "shared" / "external" / "regmix" / "data"
+
+# The bundled proxy sweep: 64 runs' logs, their prior and the synthetic world behind them.
+PROXIES = SAMPLE_LOGS / "proxies"
+PROXY_LOGS = PROXIES / "logs"
+PROXY_PRIOR = PROXIES / "prior.json"
+PROXY_WORLD = PROXIES / "world.json"
