@@ -213,11 +213,9 @@ def test_any_bytes_as_trainer_state(data):
 
 
 @pytest.fixture(scope="module")
-def model_dir(tmp_path_factory) -> Path:
-    """A tiny real model (three trees per booster, one thread)."""
-    from tests.helpers.online_world import fit_tiny_model
-
-    return fit_tiny_model(tmp_path_factory.mktemp("fuzz") / "model")
+def model_dir(tiny_model: Path) -> Path:
+    """The session's tiny model (tests/conftest.py), fitted once for every module."""
+    return tiny_model
 
 
 @pytest.fixture(scope="module")

@@ -14,8 +14,9 @@ PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
 @pytest.fixture(scope="module")
-def model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return fit_tiny_model(tmp_path_factory.mktemp("plots") / "model")
+def model(tiny_model: Path) -> Path:
+    """The session's tiny model (tests/conftest.py), fitted once for every module."""
+    return tiny_model
 
 
 @pytest.fixture(scope="module")
@@ -117,7 +118,6 @@ def test_missing_matplotlib_says_how_to_install_it(cli, model, schedule, tmp_pat
 
 
 def test_compare_plot_to_a_directory_fails_before_any_work(cli, tmp_path):
-    from tests.helpers.online_world import fit_tiny_model
 
     model = fit_tiny_model(tmp_path / "model")
     target = tmp_path / "fig.png"

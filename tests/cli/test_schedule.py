@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from pathlib import Path
 
 import jsonschema
 import pytest
@@ -11,13 +12,14 @@ import pytest
 from regmixd_cli.cli.schedule import render_schedule, show_schedule
 from regmixd_cli.plan.schedule_file import read_schedule, schedule_schema_path
 from tests.helpers.cli import fails
-from tests.helpers.online_world import DOMAINS, fit_tiny_model
+from tests.helpers.online_world import DOMAINS
 from tests.helpers.paths import PROXY_PRIOR
 
 
 @pytest.fixture(scope="module")
-def model_dir(tmp_path_factory):
-    return fit_tiny_model(tmp_path_factory.mktemp("fit") / "model", n_switch_points=3)
+def model_dir(tiny_model: Path) -> Path:
+    """The session's tiny model (tests/conftest.py), fitted once for every module."""
+    return tiny_model
 
 
 def validate(text: str) -> dict:

@@ -21,7 +21,6 @@ from regmixd_cli.online.follow import (
     parse_chunk,
     parse_trainer_state,
 )
-from tests.helpers.online_world import fit_tiny_model
 
 # --------------------------------------------------------------------------- pure parsing
 
@@ -143,8 +142,9 @@ SWITCHES = (1500, 3000, 4500)
 
 
 @pytest.fixture(scope="module")
-def model_dir(tmp_path_factory) -> Path:
-    return fit_tiny_model(tmp_path_factory.mktemp("follow") / "model")
+def model_dir(tiny_model: Path) -> Path:
+    """The session's tiny model (tests/conftest.py), fitted once for every module."""
+    return tiny_model
 
 
 def obs(step: int, loss: float, run: str = "big") -> str:

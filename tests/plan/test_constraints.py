@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -19,7 +20,7 @@ from regmixd_cli.plan.constraints import (
     violations,
 )
 from regmixd_cli.plan.search import SearchConfig
-from tests.helpers.online_world import DOMAINS, fit_tiny_model
+from tests.helpers.online_world import DOMAINS
 
 FAST = ("--candidates", "2000", "--top-k", "16")
 
@@ -249,8 +250,9 @@ def test_online_region_counts_earlier_segments_against_the_budget():
 
 
 @pytest.fixture(scope="module")
-def model_dir(tmp_path_factory):
-    return fit_tiny_model(tmp_path_factory.mktemp("fit") / "model", n_switch_points=3)
+def model_dir(tiny_model: Path) -> Path:
+    """The session's tiny model (tests/conftest.py), fitted once for every module."""
+    return tiny_model
 
 
 def write_toml(path, text):
@@ -416,6 +418,8 @@ def test_design_respects_min_and_max(cli, tmp_path):
 # ----------------------------------------------------------------------------- ensemble
 
 
+# Not the session's tiny_model: fit_ensemble needs the in-memory fit, so this refits the tiny
+# model's settings and saves it with 4 bootstrap replicas.
 @pytest.fixture(scope="module")
 def ensemble_dir(tmp_path_factory):
     from regmixd_cli.fit.ensemble import ENSEMBLE_KEY, ensemble_blobs, fit_ensemble
