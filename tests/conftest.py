@@ -1,25 +1,14 @@
-"""Shared fixtures: a CLI runner and the location of the real RegMix data."""
+"""Shared fixtures: a CLI runner, the location of the real RegMix data, one tiny model."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
 
-from regmixd_cli.cli import app
-
-ROOT = Path(__file__).resolve().parent.parent
-SAMPLE_LOGS = ROOT / "sample_logs"
-
-
-def regmix_data_dir() -> Path:
-    """Where the RegMix CSVs live: $REGMIXD_REGMIX_DATA or ../shared/external/regmix/data."""
-    env = os.environ.get("REGMIXD_REGMIX_DATA")
-    if env:
-        return Path(env)
-    return ROOT.parent / "shared" / "external" / "regmix" / "data"
+from tests.helpers.cli import Invoker
+from tests.helpers.online_world import fit_tiny_model
+from tests.helpers.paths import regmix_data_dir
 
 
 @pytest.fixture
@@ -31,17 +20,19 @@ def regmix_data() -> Path:
     return path
 
 
-class Invoker:
-    """Runs the CLI in-process; stdout and stderr are kept apart."""
-
-    def __init__(self) -> None:
-        self.runner = CliRunner()
-
-    def __call__(self, *args: str | os.PathLike[str], input: str | None = None):  # noqa: A002
-        return self.runner.invoke(app, [str(a) for a in args], input=input)
-
-
 @pytest.fixture
 def cli() -> Invoker:
     """Call as `cli("ingest", path, "--out", store)`; returns a click Result."""
     return Invoker()
+
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny real model of tests.helpers.online_world, fitted once per session.
+
+    Three switch points (grid 150, 300, 450, 600 proxy steps) on `build_store()`: the model
+    seven modules used to fit each for themselves. Shared by all of them, so treat it as
+    read-only (copy it before changing anything, as test_fuzz.py does).
+    """
+    return fit_tiny_model(tmp_path_factory.mktemp("tiny") / "model")

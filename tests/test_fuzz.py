@@ -15,8 +15,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from regmixd_cli.errors import RegmixdError
+from tests.helpers.paths import ROOT
 
-ROOT = Path(__file__).resolve().parent.parent
 FORMATS = ROOT / "sample_logs" / "formats"
 PROXIES = ROOT / "sample_logs" / "proxies"
 FUZZ = settings(max_examples=60, deadline=None,
@@ -213,11 +213,9 @@ def test_any_bytes_as_trainer_state(data):
 
 
 @pytest.fixture(scope="module")
-def model_dir(tmp_path_factory) -> Path:
-    """A tiny real model (three trees per booster, one thread)."""
-    from _online_world import fit_tiny_model
-
-    return fit_tiny_model(tmp_path_factory.mktemp("fuzz") / "model")
+def model_dir(tiny_model: Path) -> Path:
+    """The session's tiny model (tests/conftest.py), fitted once for every module."""
+    return tiny_model
 
 
 @pytest.fixture(scope="module")

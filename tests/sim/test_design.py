@@ -11,6 +11,8 @@ from regmixd_cli.errors import InfeasibleError, UsageError
 from regmixd_cli.sim.design import caps_from_tokens, design_mixtures
 from regmixd_cli.sim.world import make_world
 from regmixd_cli.store.readers.mixtures import read_mixtures
+from tests.helpers.cli import fails
+from tests.helpers.paths import PROXY_PRIOR
 
 PILE = make_world(17, 0).prior  # token shares of the 17 Pile domains
 
@@ -125,3 +127,18 @@ def test_cli_design_errors(cli, tmp_path, prior_file):
     result = cli("design", "--prior", bad_prior, "--runs", "5", "--out", tmp_path / "m.json")
     assert result.exit_code == 3 and str(bad_prior) in result.stderr
     assert not (tmp_path / "m.json").exists()
+
+
+def test_design_explains_it_needs_a_prior_file(cli, tmp_path):
+    fails(cli("design", "--prior", "uniform", "--runs", "4", "--out", tmp_path / "m.json"),
+          2, "--prior uniform", "prior FILE")
+
+
+def test_design_constraints_name_the_prior(cli, tmp_path):
+    toml = tmp_path / "c.toml"
+    toml.write_text("[domains.nope]\nmax = 0.5\n")
+    result = cli(
+        "design", "--prior", PROXY_PRIOR, "--runs", "3", "--out", "-", "--constraints", toml
+    )
+    fails(result, 3, toml, "the prior has")
+    assert "the model" not in result.stderr

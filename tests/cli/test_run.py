@@ -7,7 +7,8 @@ import shutil
 
 import pytest
 
-from tests.conftest import SAMPLE_LOGS
+from tests.helpers.cli import fails
+from tests.helpers.paths import SAMPLE_LOGS
 
 LOGS = SAMPLE_LOGS / "proxies" / "logs"
 
@@ -87,3 +88,20 @@ def test_run_on_bad_logs_leaves_no_outputs(cli, tmp_path):
     assert result.exit_code == 3
     assert result.stderr.startswith("Error: ") and "part-0.jsonl" in result.stderr
     assert not (out / "store").exists()
+
+
+def test_run_with_a_missing_prior_fails_before_ingesting(cli, tmp_path):
+    out = tmp_path / "runs" / "r2"
+    fails(cli("run", LOGS, "--out", out, "--prior", tmp_path / "nope.json"), 2, "nope.json")
+    assert not (tmp_path / "runs").exists()
+
+
+def test_run_failing_late_removes_only_what_it_created(cli, tmp_path):
+    out = tmp_path / "runs" / "r2"
+    fails(cli("run", LOGS, "--out", out, "--target", "val/nope"), 2, "val/nope")
+    assert not (tmp_path / "runs").exists()
+    kept = tmp_path / "kept"
+    kept.mkdir()
+    (kept / "notes.txt").write_text("mine")
+    fails(cli("run", LOGS, "--out", kept, "--target", "val/nope"), 2, "val/nope")
+    assert sorted(p.name for p in kept.iterdir()) == ["notes.txt"]

@@ -16,7 +16,7 @@ from regmixd_cli.fit.files import load_model, model_hash, save_model
 from regmixd_cli.fit.metrics import pearson, r2, rank_average, spearman, top_k_overlap
 from regmixd_cli.fit.model import FitConfig, XGBSettings, curve_shift
 from regmixd_cli.fit.training import fit_model
-from tests._fit_stores import make_store, smooth_store, smooth_world
+from tests.helpers.fit_stores import make_store, smooth_store, smooth_world
 
 FAST = XGBSettings(max_rounds=150, learning_rate=0.1, early_stopping_rounds=20)
 

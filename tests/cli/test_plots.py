@@ -7,19 +7,21 @@ import sys
 from pathlib import Path
 
 import pytest
-from _online_world import TARGET, build_store, fit_tiny_model
+
+from tests.helpers.online_world import TARGET, build_store, fit_tiny_model
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
 @pytest.fixture(scope="module")
-def model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return fit_tiny_model(tmp_path_factory.mktemp("plots") / "model")
+def model(tiny_model: Path) -> Path:
+    """The session's tiny model (tests/conftest.py), fitted once for every module."""
+    return tiny_model
 
 
 @pytest.fixture(scope="module")
 def schedule(model: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from conftest import Invoker
+    from tests.helpers.cli import Invoker
 
     path = tmp_path_factory.mktemp("plots") / "schedule.json"
     result = Invoker()("schedule", model, "--out", path, "--candidates", "500", "--top-k", "8")
@@ -116,7 +118,6 @@ def test_missing_matplotlib_says_how_to_install_it(cli, model, schedule, tmp_pat
 
 
 def test_compare_plot_to_a_directory_fails_before_any_work(cli, tmp_path):
-    from _online_world import fit_tiny_model
 
     model = fit_tiny_model(tmp_path / "model")
     target = tmp_path / "fig.png"

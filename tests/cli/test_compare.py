@@ -6,29 +6,30 @@ import json
 from pathlib import Path
 
 import pytest
-from _online_world import DOMAINS, build_store, fit_tiny_model
 
 from regmixd_cli.errors import InputError
 from regmixd_cli.plan.compare import Plan, interval_weights, token_share
 from regmixd_cli.plan.mixture_file import read_plan_file
+from tests.helpers.online_world import DOMAINS, build_store
 
 MIXTURE = {"code": 0.2, "prose": 0.6, "web": 0.2}
 
 
 @pytest.fixture(scope="module")
-def model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A tiny real model with 3 switch points (grid 150, 300, 450, 600 proxy steps)."""
-    return fit_tiny_model(tmp_path_factory.mktemp("compare") / "model")
+def model(tiny_model: Path) -> Path:
+    """The session's tiny model (tests/conftest.py), fitted once for every module."""
+    return tiny_model
 
 
+# Not the session's tiny_model: the same settings fitted on an endpoint-only store (one
+# observation per run), so the model has no transitions.
 @pytest.fixture(scope="module")
 def endpoint_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny endpoint-only model (one observation per run)."""
-    from _online_world import TARGET
-
     from regmixd_cli.fit.files import save_model
     from regmixd_cli.fit.model import FitConfig, XGBSettings
     from regmixd_cli.fit.training import fit_model
+    from tests.helpers.online_world import TARGET
 
     settings = XGBSettings(learning_rate=0.3, max_rounds=20, early_stopping_rounds=5, nthread=1)
     config = FitConfig(target=TARGET, folds=2, xgb=settings)

@@ -12,7 +12,6 @@ import time
 from pathlib import Path
 
 import pytest
-from _online_world import fit_tiny_model
 
 from regmixd_cli.errors import InputError, UsageError
 from regmixd_cli.online.follow import (
@@ -143,8 +142,9 @@ SWITCHES = (1500, 3000, 4500)
 
 
 @pytest.fixture(scope="module")
-def model_dir(tmp_path_factory) -> Path:
-    return fit_tiny_model(tmp_path_factory.mktemp("follow") / "model")
+def model_dir(tiny_model: Path) -> Path:
+    """The session's tiny model (tests/conftest.py), fitted once for every module."""
+    return tiny_model
 
 
 def obs(step: int, loss: float, run: str = "big") -> str:

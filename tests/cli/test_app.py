@@ -7,6 +7,8 @@ import sys
 
 from regmixd_cli import __version__
 from regmixd_cli.cli import app
+from tests.helpers.cli import SAMPLE_FIT, fails, make_dir
+from tests.helpers.paths import PROXY_LOGS, PROXY_PRIOR, PROXY_WORLD
 
 
 def test_version(cli):
@@ -60,3 +62,28 @@ def test_usage_errors_are_one_error_line_with_exit_2(cli):
     assert missing.exit_code == 2
     assert missing.stderr.startswith("Error: Missing argument")
     assert len(missing.stderr.splitlines()) == 1
+
+
+def test_output_files_that_are_directories_fail_first(cli, fitted, tmp_path):
+    store, model, schedule = fitted
+    taken = tmp_path / "taken.json"
+    taken.mkdir()
+    fails(cli("schedule", model, "--out", store), 3, store, "--out")
+    fails(cli("export", schedule, "--to", "csv", "--out", taken), 3, taken)
+    fails(cli("show", schedule, "--plot", make_dir(tmp_path / "d.png")), 3, "d.png", "--plot")
+    fails(cli("design", "--prior", PROXY_PRIOR, "--runs", "4", "--out", taken), 3, taken)
+    fails(cli("simulate", "oracle", PROXY_WORLD, "--out", taken), 3, taken)
+    # A file in the way of the output's directory is refused the same way.
+    blocker = tmp_path / "plain.txt"
+    blocker.write_text("keep")
+    fails(cli("schedule", model, "--out", blocker / "s.json"), 3, blocker)
+
+
+def test_directory_outputs_that_are_files_fail_before_work(cli, fitted, tmp_path):
+    store = fitted[0]
+    existing = tmp_path / "existing.txt"
+    existing.write_text("keep me")
+    for args in (("run", PROXY_LOGS, "--out", existing), ("ingest", PROXY_LOGS, "--out", existing),
+                 ("fit", store, "--out", existing, *SAMPLE_FIT)):
+        fails(cli(*args), 3, existing)
+    assert existing.read_text() == "keep me"

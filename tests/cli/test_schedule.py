@@ -4,18 +4,22 @@ from __future__ import annotations
 
 import json
 import re
+from pathlib import Path
 
 import jsonschema
 import pytest
-from _online_world import DOMAINS, fit_tiny_model
 
 from regmixd_cli.cli._render import render_schedule, show_schedule
 from regmixd_cli.plan.schedule_file import read_schedule, schedule_schema_path
+from tests.helpers.cli import fails
+from tests.helpers.online_world import DOMAINS
+from tests.helpers.paths import PROXY_PRIOR
 
 
 @pytest.fixture(scope="module")
-def model_dir(tmp_path_factory):
-    return fit_tiny_model(tmp_path_factory.mktemp("fit") / "model", n_switch_points=3)
+def model_dir(tiny_model: Path) -> Path:
+    """The session's tiny model (tests/conftest.py), fitted once for every module."""
+    return tiny_model
 
 
 def validate(text: str) -> dict:
@@ -95,7 +99,7 @@ def test_failed_schedule_leaves_an_existing_file_alone(cli, model_dir, tmp_path)
 
 @pytest.fixture(scope="module")
 def schedule_file(model_dir, tmp_path_factory):
-    from conftest import Invoker
+    from tests.helpers.cli import Invoker
 
     path = tmp_path_factory.mktemp("sched") / "schedule.json"
     result = Invoker()("schedule", model_dir, "--out", path, "--target-steps", "25000", *FAST)
@@ -178,3 +182,14 @@ def test_progress_bar_draws_on_a_terminal_and_is_silent_otherwise(monkeypatch):
             progress(1, 2)
             progress(2, 2)
         assert ("searching mixtures" in buffer.getvalue()) is terminal
+
+
+def test_show_and_export_name_a_file_that_is_not_a_schedule(cli):
+    for args in (("show", PROXY_PRIOR), ("export", PROXY_PRIOR, "--to", "csv")):
+        fails(cli(*args), 3, PROXY_PRIOR, "not a schedule JSON", "regmixd schedule")
+
+
+def test_available_flag_without_tokens_per_step_is_a_usage_error(cli, fitted, tmp_path):
+    model = fitted[1]
+    result = cli("schedule", model, "--out", tmp_path / "s.json", "--available", "github=1e9")
+    fails(result, 2, "--tokens-per-step")

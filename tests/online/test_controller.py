@@ -8,7 +8,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from _online_world import build_store, fit_tiny_model
 
 from regmixd_cli.errors import ModelError, UsageError
 from regmixd_cli.online.controller import (
@@ -19,6 +18,7 @@ from regmixd_cli.online.controller import (
     target_switch_steps,
 )
 from regmixd_cli.plan.search import SearchConfig
+from tests.helpers.online_world import build_store
 
 SMALL = SearchConfig(candidates=2000, top_k=32)
 
@@ -255,8 +255,9 @@ def test_controller_checks_its_settings_up_front():
 
 
 @pytest.fixture(scope="module")
-def model_dir(tmp_path_factory) -> Path:
-    return fit_tiny_model(tmp_path_factory.mktemp("online") / "model")
+def model_dir(tiny_model: Path) -> Path:
+    """The session's tiny model (tests/conftest.py), fitted once for every module."""
+    return tiny_model
 
 
 def run_online(cli, model_dir, *args):

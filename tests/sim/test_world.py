@@ -22,6 +22,8 @@ from regmixd_cli.sim.world import (
     true_final_loss,
     true_loss_curve,
 )
+from tests.helpers.cli import fails
+from tests.helpers.paths import PROXY_WORLD
 
 FAST = OracleConfig(candidates=256, refine_starts=2, static_iterations=40, schedule_iterations=60)
 
@@ -348,3 +350,12 @@ def test_cli_simulate_subcommands_have_help(cli):
         assert result.exit_code == 0, result.output
         assert "Example" in result.stdout
     assert "score" in cli("simulate", "--help").stdout
+
+
+def test_simulate_score_rejects_missing_domains_unless_allowed(cli, tmp_path):
+    partial = tmp_path / "pc.json"
+    partial.write_text(json.dumps({"pile_cc": 1}))
+    fails(cli("simulate", "score", PROXY_WORLD, partial), 3, partial, "github")
+    result = cli("simulate", "score", PROXY_WORLD, partial, "--allow-missing-domains", "--json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["n_stages"] == 1

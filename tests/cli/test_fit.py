@@ -7,7 +7,8 @@ import json
 import pytest
 
 from regmixd_cli.store.files import store_hash
-from tests._fit_stores import make_store, smooth_store, smooth_world
+from tests.helpers.cli import SAMPLE_FIT, fails, make_dir
+from tests.helpers.fit_stores import make_store, smooth_store, smooth_world
 
 FAST = ("--max-rounds", "60", "--learning-rate", "0.15", "--switch-points", "2")
 
@@ -248,3 +249,33 @@ def test_show_model_prints_tables(model_dir, capsys):
     show_model(model_dir)
     text = capsys.readouterr().out
     assert "val/loss" in text and "Held-out" in text and "rollout" in text
+
+
+def test_fit_checks_plot_and_out_before_fitting(cli, fitted, tmp_path):
+    store = fitted[0]
+    plot = make_dir(tmp_path / "d.png")
+    model = tmp_path / "m6"
+    fails(cli("fit", store, "--out", model, "--plot", plot, *SAMPLE_FIT), 3, plot)
+    assert not model.exists()
+
+
+def test_zero_switch_points_fit_the_endpoint_model_alone(cli, fitted, tmp_path):
+    store = fitted[0]
+    model = tmp_path / "m0"
+    result = cli("fit", store, "--out", model, "--switch-points", "0", *SAMPLE_FIT)
+    assert result.exit_code == 0, result.output
+    meta = json.loads((model / "model.json").read_text())
+    assert meta["form"] is None and len(meta["grid"]) == 1
+    assert "--switch-points 0" in result.stderr
+    result = cli("schedule", model, "--static", "--out", tmp_path / "s.json",
+                 "--candidates", "500")
+    assert result.exit_code == 0, result.output
+    assert "0 fits" in " ".join(cli("fit", "--help").stdout.split())
+
+
+def test_grid_beyond_the_runs_says_so(cli, fitted, tmp_path):
+    store = fitted[0]
+    result = cli("fit", store, "--out", tmp_path / "m", "--intervals", "100,500,2000", *SAMPLE_FIT)
+    fails(result, 2, "ends at step 2000", "to step 1000", "--intervals")
+    result = cli("fit", store, "--out", tmp_path / "m", "--switch-points", "1000", *SAMPLE_FIT)
+    fails(result, 2, "starts at step", "--switch-points")

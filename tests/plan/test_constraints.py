@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
-from _online_world import DOMAINS, fit_tiny_model
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -15,6 +15,7 @@ from regmixd_cli.plan.budget import ConstrainedSearch, online_region
 from regmixd_cli.plan.constraints import parse_constraints, violations
 from regmixd_cli.plan.region import Region, project_box_simplex
 from regmixd_cli.plan.search import SearchConfig
+from tests.helpers.online_world import DOMAINS
 
 FAST = ("--candidates", "2000", "--top-k", "16")
 
@@ -244,8 +245,9 @@ def test_online_region_counts_earlier_segments_against_the_budget():
 
 
 @pytest.fixture(scope="module")
-def model_dir(tmp_path_factory):
-    return fit_tiny_model(tmp_path_factory.mktemp("fit") / "model", n_switch_points=3)
+def model_dir(tiny_model: Path) -> Path:
+    """The session's tiny model (tests/conftest.py), fitted once for every module."""
+    return tiny_model
 
 
 def write_toml(path, text):
@@ -411,14 +413,15 @@ def test_design_respects_min_and_max(cli, tmp_path):
 # ----------------------------------------------------------------------------- ensemble
 
 
+# Not the session's tiny_model: fit_ensemble needs the in-memory fit, so this refits the tiny
+# model's settings and saves it with 4 bootstrap replicas.
 @pytest.fixture(scope="module")
 def ensemble_dir(tmp_path_factory):
-    from _online_world import TARGET, build_store
-
     from regmixd_cli.fit.ensemble import ENSEMBLE_KEY, ensemble_blobs, fit_ensemble
     from regmixd_cli.fit.files import save_model
     from regmixd_cli.fit.model import FitConfig, XGBSettings
     from regmixd_cli.fit.training import fit_model
+    from tests.helpers.online_world import TARGET, build_store
 
     settings = XGBSettings(learning_rate=0.3, max_rounds=20, early_stopping_rounds=5, nthread=1)
     config = FitConfig(target=TARGET, n_switch_points=3, folds=2, xgb=settings)
@@ -469,7 +472,7 @@ def test_risk_without_an_ensemble_is_exit_4(cli, model_dir):
 
 
 def test_fit_ensemble_flag_stores_replicas_and_default_stays_plain(cli, tmp_path):
-    from _fit_stores import smooth_store
+    from tests.helpers.fit_stores import smooth_store
 
     store = tmp_path / "store"
     smooth_store(store, n_runs=20)

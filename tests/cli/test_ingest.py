@@ -14,8 +14,10 @@ from regmixd_cli.errors import InputError
 from regmixd_cli.store.files import read_store
 from regmixd_cli.store.ingest import build_store
 from regmixd_cli.store.readers import read_inputs, read_jsonl
+from tests.helpers.cli import fails
+from tests.helpers.paths import SAMPLE_LOGS
 
-SAMPLE_FORMATS = Path(__file__).resolve().parent.parent / "sample_logs" / "formats"
+SAMPLE_FORMATS = SAMPLE_LOGS / "formats"
 
 
 def write(path: Path, text: str) -> Path:
@@ -385,3 +387,11 @@ def test_unknown_format_option_is_usage_error(cli, tmp_path):
     result = cli("ingest", good_log(tmp_path), "--out", tmp_path / "s", "--format", "parquet")
     assert result.exit_code == 2
     assert result.stderr.startswith("Error: --format 'parquet'")
+
+
+def test_ingest_names_a_mixture_without_logs_once(cli, tmp_path):
+    mixtures = tmp_path / "mix.json"
+    mixtures.write_text(json.dumps({"r0": {"a": 0.5, "b": 0.5}}))
+    result = cli("ingest", mixtures, "--out", tmp_path / "s")
+    fails(result, 3, mixtures)
+    assert result.stderr.count("run 'r0'") == 1, result.stderr

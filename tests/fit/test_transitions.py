@@ -15,7 +15,7 @@ from regmixd_cli.fit.transitions import (
     parse_intervals,
     resolve_target,
 )
-from tests._fit_stores import make_store, smooth_store, smooth_world
+from tests.helpers.fit_stores import make_store, smooth_store, smooth_world
 
 
 def test_even_grid_ends_at_proxy_steps():
