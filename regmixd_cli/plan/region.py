@@ -86,7 +86,12 @@ class Region:
         w = self.project(np.asarray(weights, dtype=np.float64)[None, :])[0]
         lo = np.ceil(self.lower * UNITS - 1e-6).astype(np.int64)
         hi = np.floor(self.upper * UNITS + 1e-6).astype(np.int64)
-        if lo.sum() > UNITS or hi.sum() < UNITS or np.any(lo > hi):  # bounds finer than 1e-6
+        # A bound finer than a millionth (e.g. min = max = 0.33203125) cannot hold exactly in
+        # millionths: widen it to the millionths around it, so the weight stays within 1e-6.
+        tight = lo > hi
+        lo = np.where(tight, np.floor(self.lower * UNITS + 1e-6), lo).astype(np.int64)
+        hi = np.where(tight, np.ceil(self.upper * UNITS - 1e-6), hi).astype(np.int64)
+        if lo.sum() > UNITS or hi.sum() < UNITS or np.any(lo > hi):
             return round_weights(w.tolist())
         units = round_units(w.tolist(), UNITS, lo.tolist(), hi.tolist())
         return tuple(u / UNITS for u in units)

@@ -490,3 +490,16 @@ def test_fit_ensemble_flag_stores_replicas_and_default_stays_plain(cli, tmp_path
     for name, digest in meta["files"].items():
         assert meta2["files"][name] == digest
     assert cli("fit", store, "--out", tmp_path / "x", "--ensemble", "1", *args).exit_code == 2
+
+
+def test_a_bound_finer_than_a_millionth_is_kept_within_a_millionth():
+    """min = max = 0.33203125 has no exact millionth: the rounded weight stays within 1e-6."""
+    import numpy as np
+
+    from regmixd_cli.plan.region import Region
+
+    lower = np.array([0.0, 0.0, 0.33203125])
+    upper = np.array([1.0, 1.0, 0.33203125])
+    rounded = Region(lower, upper).round([0.3, 0.36796875, 0.33203125])
+    assert sum(round(w * 1_000_000) for w in rounded) == 1_000_000
+    assert abs(rounded[2] - 0.33203125) <= 1e-6

@@ -13,7 +13,8 @@ import json
 from pathlib import Path
 
 import pytest
-from test_export import UNITS, schedule_doc
+
+from tests.plan.test_export import UNITS, schedule_doc
 
 
 # The fields regmixd writes, typed as in levanter/data/text.py LMMixtureDatasetConfig (module
