@@ -208,10 +208,11 @@ def export(
     Example: regmixd export schedule.json --to megatron --batch-size 512 --out megatron/
     """
     from regmixd_cli.plan.export import DIR_FORMATS, ExportOptions, build_export, parse_prefixes
+    from regmixd_cli.plan.export.files import check_export_out, write_export
     from regmixd_cli.plan.schedule_file import read_schedule
 
     out = None if out_path is None or str(out_path) == STDOUT else out_path
-    _check_export_out(out, schedule_file, to in DIR_FORMATS)
+    check_export_out(out, schedule_file, to in DIR_FORMATS)
     loaded = read_schedule(schedule_file)
     options = ExportOptions(batch_size, sequence_length, mixture_block_size)
     result = build_export(loaded, to, parse_prefixes(prefix, loaded.domains), options)
@@ -222,57 +223,7 @@ def export(
     if out is None:
         write_stdout(result.text)
     else:
-        _write_export(out, result.files, result.directory)
+        write_export(out, result.files, result.directory)
         info(f"wrote {out} ({to})")
-
-
-def _check_export_out(out: Path | None, schedule_file: Path, directory: bool) -> None:
-    """Refuse, before any work, an --out that is the input or a path regmixd did not write."""
-    from regmixd_cli.errors import InputError
-    from regmixd_cli.files import check_output_dir, check_output_file
-    from regmixd_cli.plan.export import MANIFEST, is_export_file, is_export_manifest
-
-    if out is None:
-        return
-    source = schedule_file.resolve()
-    if out.resolve() == source or (directory and out.resolve() in source.parents):
-        raise UsageError(f"--out {out} would overwrite the schedule {schedule_file}; "
-                         "choose another path")
-    if directory:
-        check_output_dir(out)
-        if out.is_dir() and any(out.iterdir()):
-            marker = out / MANIFEST
-            if not (marker.is_file() and is_export_manifest(_read_text(marker))):
-                raise InputError(f"{out}: a directory that `regmixd export` did not write; "
-                                 "choose another --out (or an empty directory)")
-        return
-    check_output_file(out)
-    if out.exists() and not is_export_file(_read_text(out)):
-        raise InputError(f"{out}: exists and is not a regmixd export; choose another --out")
-
-
-def _read_text(path: Path) -> str:
-    """A file's first 64 KiB as text ('' when unreadable: then it is not ours)."""
-    try:
-        with open(path, "rb") as handle:
-            return handle.read(65536).decode("utf-8", errors="replace")
-    except OSError:
-        return ""
-
-
-def _write_export(out: Path, files: dict[str, str], directory: bool) -> None:
-    """Write one file, or a directory of files, atomically."""
-    from regmixd_cli.files import atomic_dir, atomic_write_text
-
-    if not directory:
-        atomic_write_text(out, next(iter(files.values())))
-        return
-    with atomic_dir(out) as tmp:
-        for name, text in files.items():
-            path = tmp / name
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(text, encoding="utf-8")
-            if name.endswith(".sh"):
-                path.chmod(path.stat().st_mode | 0o111)
 
 
