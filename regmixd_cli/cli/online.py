@@ -203,20 +203,7 @@ def _check_follow_paths(log: Path, state: Path | None, out_schedule: Path | None
 
 
 def _one_shot(controller: OnlineController, step: int, loss: float, as_json: bool) -> None:
-    from regmixd_cli.online.controller import decide_online
-
-    decision = decide_online(
-        controller.model,
-        step,
-        loss,
-        controller.target_steps,
-        param_ratio=controller.param_ratio,
-        beta=controller.beta,
-        prior=[controller.prior_weights[d] for d in controller.model.domains],
-        search_config=controller.search_config,
-        seed=controller.seed,
-        constraints=controller.constraints,
-    )
+    decision = controller.decide_once(step, loss)
     for message in decision.warnings:
         warn(message)
     _print_decision(decision, controller)

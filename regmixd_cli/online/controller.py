@@ -316,13 +316,18 @@ class OnlineController:
         reached = [j for j, s in enumerate(self.switch_steps, start=1) if s <= step and j > last]
         return reached[-1] if reached else None
 
-    def decide(self, step: int, loss: float) -> Decision | None:
-        """The Decision an evaluation (`step`, `loss`) triggers, or None; remembered."""
-        switch = self.pending_switch(int(step))
-        if switch is None:
-            return None
-        last = self.decisions[-1].switch if self.decisions else 0
-        decision = decide_online(
+    def decide_once(
+        self,
+        step: int,
+        loss: float,
+        switch: int | None = None,
+        history: Sequence[tuple[int, Sequence[float]]] | None = None,
+    ) -> Decision:
+        """The decision for an evaluation (`step`, `loss`) with this controller's settings.
+
+        Nothing is remembered: a one-shot `regmixd online --step S --loss L` call.
+        """
+        return decide_online(
             self.model,
             int(step),
             float(loss),
@@ -334,10 +339,18 @@ class OnlineController:
             seed=self.seed,
             switch=switch,
             constraints=self.constraints,
-            history=[
-                (d.start_step, [d.weights[k] for k in self.model.domains]) for d in self.decisions
-            ],
+            history=history,
         )
+
+    def decide(self, step: int, loss: float) -> Decision | None:
+        """The Decision an evaluation (`step`, `loss`) triggers, or None; remembered."""
+        switch = self.pending_switch(int(step))
+        if switch is None:
+            return None
+        last = self.decisions[-1].switch if self.decisions else 0
+        decision = self.decide_once(step, loss, switch, history=[
+            (d.start_step, [d.weights[k] for k in self.model.domains]) for d in self.decisions
+        ])
         if switch > last + 1:
             skipped = ", ".join(str(s) for s in self.switch_steps[last : switch - 1])
             note = (
