@@ -31,3 +31,12 @@ class InfeasibleError(RegmixdError):
     """No mixture satisfies the constraints of the request."""
 
     exit_code = 5
+
+
+def param(name: str) -> str:
+    """How a message names a parameter of the library's API: `name` in backticks.
+
+    The CLI shows it as the matching flag (`target_steps` -> --target-steps), so one message
+    reads right both in Python and on the command line (cli/_app.py, CLI_FLAGS).
+    """
+    return f"`{name}`"

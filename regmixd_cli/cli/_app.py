@@ -40,6 +40,19 @@ def info(message: str) -> None:
     """Print one informational line on stderr."""
     err.print(message, markup=False, highlight=False)
 
+# Library parameters (named `like_this` in messages, see errors.param) and their flags.
+CLI_FLAGS = {
+    name: "--" + name.replace("_", "-")
+    for name in ("step", "loss", "target_steps", "param_ratio", "beta")
+}
+
+
+def in_flags(message: str) -> str:
+    """A library message with its parameter names shown as the CLI's flags."""
+    for name, flag in CLI_FLAGS.items():
+        message = message.replace(f"`{name}`", flag)
+    return message
+
 
 # Click's UsageError, found through typer's public BadParameter (typer vendors its own Click).
 _USAGE_ERROR: Any = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "UsageError")
@@ -65,7 +78,7 @@ class _Group(TyperGroup):
         try:
             return super().invoke(ctx)
         except RegmixdError as exc:
-            err.print(f"Error: {exc}", markup=False, highlight=False)
+            err.print(f"Error: {in_flags(str(exc))}", markup=False, highlight=False)
             raise typer.Exit(exc.exit_code) from None
         except _USAGE_ERROR as exc:
             # Click prints usage, a hint and a blank line before its message; scripts get the

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from regmixd_cli._version import __version__
 from regmixd_cli.domain import FRACTION_DECIMALS, LOSS_DECIMALS, METHOD_ONLINE, Schedule, Stage
-from regmixd_cli.errors import ModelError, UsageError
+from regmixd_cli.errors import ModelError, UsageError, param
 from regmixd_cli.fit.files import load_model, model_hash
 from regmixd_cli.plan.budget import BudgetPlan, fit_first, online_region
 from regmixd_cli.plan.region import search_region
@@ -96,7 +96,9 @@ def target_switch_steps(grid: Sequence[float], n_switch: int, target_steps: int)
     """
 
     if isinstance(target_steps, bool) or not isinstance(target_steps, int) or target_steps < 1:
-        raise UsageError(f"--target-steps must be a positive integer, got {target_steps!r}")
+        raise UsageError(
+            f"{param('target_steps')} must be a positive integer, got {target_steps!r}"
+        )
     return tuple(stage_boundaries(grid[: n_switch + 1], float(grid[-1]), target_steps)[1:-1])
 
 
@@ -116,13 +118,15 @@ def check_online_model(model: FittedModel) -> None:
 
 def _check_numbers(step: int, loss: float, param_ratio: float, beta: float) -> None:
     if isinstance(step, bool) or not isinstance(step, int) or step < 0:
-        raise UsageError(f"--step must be an integer >= 0, got {step!r}")
+        raise UsageError(f"{param('step')} must be an integer >= 0, got {step!r}")
     if not (math.isfinite(loss) and loss > 0):
-        raise UsageError(f"--loss must be a positive finite number, got {loss!r}")
+        raise UsageError(f"{param('loss')} must be a positive finite number, got {loss!r}")
     if not (math.isfinite(param_ratio) and param_ratio > 0):
-        raise UsageError(f"--param-ratio must be a positive finite number, got {param_ratio!r}")
+        raise UsageError(
+            f"{param('param_ratio')} must be a positive finite number, got {param_ratio!r}"
+        )
     if not math.isfinite(beta):
-        raise UsageError(f"--beta must be a finite number, got {beta!r}")
+        raise UsageError(f"{param('beta')} must be a finite number, got {beta!r}")
 
 
 def _fmt(value: float) -> str:
@@ -164,11 +168,13 @@ def decide_online(
     warnings: list[str] = []
     if switch is None:
         if step >= target_steps:
-            raise UsageError(f"--step {step} is at or past --target-steps {target_steps}")
+            raise UsageError(
+                f"{param('step')} {step} is at or past {param('target_steps')} {target_steps}"
+            )
         after = [j for j, s in enumerate(steps, start=1) if s >= step]
         if not after:
             raise UsageError(
-                f"--step {step} is after the last switch point (step {steps[-1]} of "
+                f"{param('step')} {step} is after the last switch point (step {steps[-1]} of "
                 f"{target_steps}); there is nothing left to decide"
             )
         switch = after[0]

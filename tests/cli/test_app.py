@@ -87,3 +87,17 @@ def test_directory_outputs_that_are_files_fail_before_work(cli, fitted, tmp_path
                  ("fit", store, "--out", existing, *SAMPLE_FIT)):
         fails(cli(*args), 3, existing)
     assert existing.read_text() == "keep me"
+
+
+def test_library_messages_name_parameters_and_the_cli_names_flags(cli, tmp_path):
+    """The controller says `step`; `regmixd online` says --step for the same problem."""
+    import pytest
+
+    from regmixd_cli.cli._app import in_flags
+    from regmixd_cli.errors import UsageError
+    from regmixd_cli.online.controller import target_switch_steps
+
+    with pytest.raises(UsageError, match="^`target_steps` must be a positive integer"):
+        target_switch_steps((100.0, 200.0, 300.0), 2, 0)
+    assert in_flags("`target_steps` must be positive") == "--target-steps must be positive"
+    assert in_flags("`unknown_thing` stays") == "`unknown_thing` stays"
