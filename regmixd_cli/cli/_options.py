@@ -5,8 +5,13 @@ What they mean: docs/how-to/constraints.md.
 
 from __future__ import annotations
 
+import functools
+import inspect
+import typing
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar, cast
 
 import typer
 
@@ -55,6 +60,67 @@ MaxChange = Annotated[
 ]
 
 
+@dataclass(frozen=True, slots=True)
+class ConstraintFlags:
+    """The seven constraint options of a command, as given (None: not given)."""
+
+    path: Path | None = None
+    min_weights: list[str] | None = None
+    max_weights: list[str] | None = None
+    available: list[str] | None = None
+    max_epochs: float | None = None
+    tokens_per_step: float | None = None
+    max_change: float | None = None
+
+
+# The options `with_constraint_options` adds to a command, in --help order.
+_CONSTRAINT_PARAMETERS = (
+    ("constraints", ConstraintsFile, "path"),
+    ("min_weight", MinWeights, "min_weights"),
+    ("max_weight", MaxWeights, "max_weights"),
+    ("available", AvailableTokens, "available"),
+    ("max_epochs", MaxEpochs, "max_epochs"),
+    ("tokens_per_step", TokensPerStep, "tokens_per_step"),
+    ("max_change", MaxChange, "max_change"),
+)
+
+NO_CONSTRAINTS = ConstraintFlags()
+
+_Command = TypeVar("_Command", bound=Callable[..., Any])
+
+
+def with_constraint_options(command: _Command) -> _Command:
+    """Add the constraint options to a command that takes `constraint_flags: ConstraintFlags`.
+
+    Typer builds a command's options from its signature, so the seven options are declared
+    here once and the command receives them as one ConstraintFlags value.
+    """
+    hints = typing.get_type_hints(command, include_extras=True)
+    signature = inspect.signature(command)
+    kept = [
+        p.replace(annotation=hints.get(p.name, p.annotation))
+        for p in signature.parameters.values()
+        if p.name != "constraint_flags"
+    ]
+    added = [
+        inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=hint)
+        for name, hint, _ in _CONSTRAINT_PARAMETERS
+    ]
+    kept = [p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in kept]
+
+    @functools.wraps(command)
+    def wrapper(**kwargs: Any) -> Any:
+        flags = ConstraintFlags(**{field: kwargs.pop(name) for name, _, field in
+                                   _CONSTRAINT_PARAMETERS})
+        return command(constraint_flags=flags, **kwargs)
+
+    wrapper.__signature__ = signature.replace(  # type: ignore[attr-defined]
+        parameters=kept + added
+    )
+    wrapper.__annotations__ = {p.name: p.annotation for p in kept + added}
+    return cast(_Command, wrapper)
+
+
 def _pairs(values: list[str] | None, flag: str) -> dict[str, float] | None:
     if not values:
         return None
@@ -70,29 +136,20 @@ def _pairs(values: list[str] | None, flag: str) -> dict[str, float] | None:
     return out
 
 
-def load_constraints(
-    path: Path | None,
-    domains: tuple[str, ...],
-    *,
-    min_weights: list[str] | None = None,
-    max_weights: list[str] | None = None,
-    available: list[str] | None = None,
-    max_epochs: float | None = None,
-    tokens_per_step: float | None = None,
-    max_change: float | None = None,
-) -> Constraints | None:
+def load_constraints(flags: ConstraintFlags, domains: tuple[str, ...]) -> Constraints | None:
     """The constraints of a command: `--constraints FILE`, overridden key by key by flags."""
     from regmixd_cli.plan.constraints_file import read_constraints
 
+    path, available, max_epochs = flags.path, flags.available, flags.max_epochs
     if max_epochs is not None and not available and path is None:
         raise UsageError("--max-epochs needs --available DOMAIN=TOKENS (or --constraints FILE)")
     overrides: dict[str, Any] = {
-        "min": _pairs(min_weights, "--min"),
-        "max": _pairs(max_weights, "--max"),
+        "min": _pairs(flags.min_weights, "--min"),
+        "max": _pairs(flags.max_weights, "--max"),
         "available_tokens": _pairs(available, "--available"),
         "max_epochs": max_epochs,
-        "tokens_per_step": tokens_per_step,
-        "max_change": max_change,
+        "tokens_per_step": flags.tokens_per_step,
+        "max_change": flags.max_change,
     }
     limits = read_constraints(path, domains, overrides)
     if limits is not None and path is None and limits.has_budget and (

@@ -14,15 +14,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from regmixd_cli.cli._app import app, err, info, warn
-from regmixd_cli.cli._options import (
-    AvailableTokens,
-    ConstraintsFile,
-    MaxChange,
-    MaxEpochs,
-    MaxWeights,
-    MinWeights,
-    TokensPerStep,
-)
+from regmixd_cli.cli._options import NO_CONSTRAINTS, ConstraintFlags, with_constraint_options
 from regmixd_cli.cli._output import print_json, write_stdout
 from regmixd_cli.errors import UsageError
 
@@ -31,6 +23,7 @@ if TYPE_CHECKING:
 
 
 @app.command()
+@with_constraint_options
 def online(
     model: Annotated[
         Path, typer.Argument(metavar="MODEL", help="Model directory written by `regmixd fit`.")
@@ -91,13 +84,7 @@ def online(
             "--out-schedule", help="Write the decisions as schedule JSON here at the end."
         ),
     ] = None,
-    constraints: ConstraintsFile = None,
-    min_weight: MinWeights = None,
-    max_weight: MaxWeights = None,
-    available: AvailableTokens = None,
-    max_epochs: MaxEpochs = None,
-    tokens_per_step: TokensPerStep = None,
-    max_change: MaxChange = None,
+    constraint_flags: ConstraintFlags = NO_CONSTRAINTS,
 ) -> None:
     """Choose the mixture for the next segment of a live run from its observed loss.
 
@@ -158,16 +145,7 @@ def online(
         controller.prior_source = resolved.source
     from regmixd_cli.cli._options import load_constraints
 
-    controller.constraints = load_constraints(
-        constraints,
-        controller.model.domains,
-        min_weights=min_weight,
-        max_weights=max_weight,
-        available=available,
-        max_epochs=max_epochs,
-        tokens_per_step=tokens_per_step,
-        max_change=max_change,
-    )
+    controller.constraints = load_constraints(constraint_flags, controller.model.domains)
     if follow is None:
         assert step is not None and loss is not None
         _one_shot(controller, step, loss, as_json)

@@ -8,15 +8,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from regmixd_cli.cli._app import app, err, info
-from regmixd_cli.cli._options import (
-    AvailableTokens,
-    ConstraintsFile,
-    MaxChange,
-    MaxEpochs,
-    MaxWeights,
-    MinWeights,
-    TokensPerStep,
-)
+from regmixd_cli.cli._options import NO_CONSTRAINTS, ConstraintFlags, with_constraint_options
 from regmixd_cli.cli._output import STDOUT, progress_bar, write_stdout
 from regmixd_cli.cli._render import render_schedule
 from regmixd_cli.errors import UsageError
@@ -27,6 +19,7 @@ if TYPE_CHECKING:
 
 
 @app.command()
+@with_constraint_options
 def schedule(
     model: Annotated[
         Path, typer.Argument(metavar="MODEL", help="Model directory written by `regmixd fit`.")
@@ -57,13 +50,7 @@ def schedule(
     as_json: Annotated[
         bool, typer.Option("--json", help="Also write the schedule JSON to stdout.")
     ] = False,
-    constraints: ConstraintsFile = None,
-    min_weight: MinWeights = None,
-    max_weight: MaxWeights = None,
-    available: AvailableTokens = None,
-    max_epochs: MaxEpochs = None,
-    tokens_per_step: TokensPerStep = None,
-    max_change: MaxChange = None,
+    constraint_flags: ConstraintFlags = NO_CONSTRAINTS,
     risk: Annotated[
         float | None,
         typer.Option(
@@ -108,16 +95,7 @@ def schedule(
     if risk is not None and not 0.0 < risk < 1.0:
         raise UsageError(f"--risk {risk}: give a quantile strictly between 0 and 1")
     fitted = load_model(model)
-    limits = load_constraints(
-        constraints,
-        fitted.domains,
-        min_weights=min_weight,
-        max_weights=max_weight,
-        available=available,
-        max_epochs=max_epochs,
-        tokens_per_step=tokens_per_step,
-        max_change=max_change,
-    )
+    limits = load_constraints(constraint_flags, fitted.domains)
     ensemble = load_ensemble(model, fitted)
     rank = None
     if risk is not None:
