@@ -91,6 +91,11 @@ def require_sequence_length(options: ExportOptions, fmt: str, why: str) -> int:
     return require_option(options.sequence_length, "--sequence-length", fmt, why)
 
 
+def require_tokens(options: ExportOptions, fmt: str, why: str) -> tuple[int, int]:
+    """(--batch-size, --sequence-length) for a format that counts tokens."""
+    return require_batch(options, fmt, why), require_sequence_length(options, fmt, why)
+
+
 def trainer_name(domain: str, prefixes: Mapping[str, str]) -> str:
     return prefixes.get(domain, domain)
 

@@ -11,8 +11,7 @@ from regmixd_cli.plan.export.common import (
     nonzero_weights,
     number_text,
     quote,
-    require_batch,
-    require_sequence_length,
+    require_tokens,
     trainer_name,
 )
 
@@ -35,8 +34,7 @@ def llm_foundry(
     schedule: Schedule, prefixes: dict[str, str], options: ExportOptions
 ) -> tuple[Files, list[str]]:
     why = "curriculum durations are in tokens (tok)"
-    batch = require_batch(options, "llm-foundry", why)
-    seq = require_sequence_length(options, "llm-foundry", why)
+    batch, seq = require_tokens(options, "llm-foundry", why)
     per_step = batch * seq
     lines = file_header(schedule, "llm-foundry", [
         "Switches mixture inside one run: merge into your train YAML (train_loader must be a",

@@ -12,8 +12,7 @@ from regmixd_cli.plan.export.common import (
     nonzero_weights,
     number_text,
     quote,
-    require_batch,
-    require_sequence_length,
+    require_tokens,
     trainer_name,
 )
 
@@ -22,8 +21,7 @@ def olmo_core(
     schedule: Schedule, prefixes: dict[str, str], options: ExportOptions
 ) -> tuple[Files, list[str]]:
     why = "OLMo-core's global_batch_size and requested_tokens are in tokens"
-    batch = require_batch(options, "olmo-core", why)
-    seq = require_sequence_length(options, "olmo-core", why)
+    batch, seq = require_tokens(options, "olmo-core", why)
     tokens_per_step = batch * seq
     files: Files = {}
     for i, stage in enumerate(schedule.stages):
@@ -151,8 +149,7 @@ def olmo_core_curriculum(
     schedule: Schedule, prefixes: dict[str, str], options: ExportOptions
 ) -> tuple[Files, list[str]]:
     why = "stage sizes are in instances and OLMo-core's global_batch_size in tokens"
-    batch = require_batch(options, "olmo-core-curriculum", why)
-    seq = require_sequence_length(options, "olmo-core-curriculum", why)
+    batch, seq = require_tokens(options, "olmo-core-curriculum", why)
     # OLMo-core samples each source in whole instances and refuses a source given none, so a
     # weight worth less than one sequence in its stage is left out (and said so).
     notes: list[str] = []
