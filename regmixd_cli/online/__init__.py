@@ -1,1 +1,9 @@
-"""Online control: one decision from an observed loss, following a log, its state file."""
+"""Online control: one decision from an observed loss, following a log, its state file.
+
+`OnlineController` steers a live run with a fitted model (RegMix-D Algorithm 2); `follow`
+tails a growing training log for `regmixd online --follow`.
+"""
+
+from regmixd_cli.online.controller import Decision, OnlineController, decide_online
+
+__all__ = ["Decision", "OnlineController", "decide_online"]
