@@ -26,7 +26,6 @@ def cli() -> Invoker:
     return Invoker()
 
 
-
 @pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The tiny real model of tests.helpers.online_world, fitted once per session.

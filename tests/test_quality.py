@@ -1,4 +1,4 @@
-"""The method's key claim on a synthetic world with a known truth (SPEC 6, issues 4 and 6).
+"""The method's key claim on a synthetic world with a known truth (docs/explanation/quality.md).
 
 In `regmixd simulate`'s worlds the best mixture moves during training; the offline RegMix-D
 schedule must then end with a lower TRUE loss than the static RegMix mixture found from the

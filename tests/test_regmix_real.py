@@ -1,4 +1,6 @@
-"""RegMix's real proxy runs: ingest, fit and evaluate through the CLI (SPEC 1.8, issue 7).
+"""RegMix's real proxy runs: ingest, fit and evaluate through the CLI.
+
+The numbers are reported in docs/explanation/accuracy.md.
 
 Honest protocol: the model is fitted on the 512 training runs with the default settings; early
 stopping uses a split of those runs; the 256 test runs are only predicted, once.

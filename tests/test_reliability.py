@@ -1,4 +1,6 @@
-"""Reliability (SPEC section 5): killed writers, concurrent ingests, corrupt or foreign inputs.
+"""Reliability: killed writers, concurrent ingests, corrupt or foreign inputs.
+
+What regmixd promises about files: docs/reference/files.md.
 
 Subprocess tests run `python -m regmixd_cli` for real, so SIGKILL and file locks are the
 operating system's, not simulated.

@@ -6,6 +6,8 @@ Importing a command module registers its commands on `app`; keep the list sorted
 from regmixd_cli.cli import (  # noqa: F401
     compare,
     design,
+    evaluate,
+    export,
     fit,
     ingest,
     online,

@@ -44,7 +44,6 @@ def show_schedule(path: Path) -> None:
 
 def render_schedule(schedule: Schedule, console: Console) -> None:
     """Print a schedule: a header line, a table of stages, a stacked bar per stage, a legend."""
-    from rich.table import Table
     from rich.text import Text
 
     provenance = schedule.provenance
@@ -107,7 +106,6 @@ def _bar_widths(weights: tuple[float, ...], width: int) -> list[int]:
 def show_store(path: Path) -> None:
     """Print a human summary of a trajectory store to stdout (runs, domains, metrics, steps)."""
     import polars as pl
-    from rich.table import Table
 
     from regmixd_cli.domain import DIVERGED, METRIC, RUN
     from regmixd_cli.store.files import metric_summary, read_store

@@ -1,6 +1,6 @@
 """`regmixd predict` and `regmixd compare`: predicted loss of schedules and mixtures, side by side.
 
-Also the shared `--plot` plumbing (format check and atomic write) used by `show` and `fit`.
+The two share how a plan is loaded (a schedule file, a mixture file, or a built-in).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""`regmixd fit` and `regmixd evaluate`, and the model report as tables (`show_model`)."""
+"""`regmixd fit`: the transition and endpoint regressors, with a cross-validation report."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import typer
 
 from regmixd_cli.cli._app import app, err, info
 from regmixd_cli.cli._output import print_json, progress_bar
-from regmixd_cli.cli._render import evaluate_tables, report_fit, report_tables, warn_excluded
+from regmixd_cli.cli._render import report_fit, report_tables
 from regmixd_cli.errors import UsageError
 
 
@@ -135,35 +135,3 @@ def fit(
             err.print(table)
         info(f"model: {report['choice']['reason']}")
     info(f"wrote {out}")
-
-
-@app.command()
-def evaluate(
-    model: Annotated[Path, typer.Argument(help="Model directory (from `regmixd fit`).")],
-    store: Annotated[
-        Path, typer.Argument(help="Store of runs to score the model on (e.g. held-out proxies).")
-    ],
-    top_k: Annotated[int, typer.Option("--top-k", help="k of the top-k overlap.")] = 10,
-    json_output: Annotated[
-        bool, typer.Option("--json", help="Print the scores as JSON on stdout.")
-    ] = False,
-) -> None:
-    """Score a fitted model on another store's runs: Spearman rho, Pearson r, MAE, top-k overlap.
-
-    Example: regmixd evaluate model test.store --json
-    """
-    from regmixd_cli.fit.evaluate import evaluate_model
-    from regmixd_cli.fit.files import load_model
-    from regmixd_cli.store.files import read_store
-
-    if top_k < 1:
-        raise UsageError(f"--top-k {top_k}: must be at least 1")
-    fitted = load_model(model)
-    report = evaluate_model(fitted, read_store(store), top_k=top_k, where=str(store))
-    warn_excluded(report["excluded"], fitted.proxy_steps)
-    if json_output:
-        print_json(report)
-    else:
-        err.print(evaluate_tables(report))
-
-

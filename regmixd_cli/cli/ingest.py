@@ -1,4 +1,4 @@
-"""`regmixd ingest`: proxy-run logs -> trajectory store; and `show_store` for `regmixd show`."""
+"""`regmixd ingest`: proxy-run logs -> a trajectory store."""
 
 from __future__ import annotations
 

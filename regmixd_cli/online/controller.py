@@ -1,9 +1,8 @@
 """Online control (RegMix-D Algorithm 2): a live run's observed loss -> the next mixture.
 
 `decide_online` is one pure decision step; `OnlineController` keeps the decisions of one target
-run for training loops and for `regmixd online --follow`. Module-level imports stay light
-(no numpy) because the package's `__init__` re-exports the controller and `regmixd --help`
-must not pay for numpy.
+run for training loops and for `regmixd online --follow`. In a training loop:
+`from regmixd_cli.online import OnlineController`.
 """
 
 from __future__ import annotations
@@ -27,7 +26,6 @@ from regmixd_cli.weights import round_weights
 
 if TYPE_CHECKING:
     from regmixd_cli.fit.model import FittedModel
-    from regmixd_cli.plan.search import SearchConfig
 
 DEFAULT_PARAM_RATIO = 1000.0  # the paper: 1B target / 1M proxy
 DEFAULT_BETA = 0.05

@@ -1,4 +1,7 @@
-"""Constraints (SPEC section 4): parsing, projection, rounding, whole-schedule budgets, the CLI."""
+"""Constraints: parsing, projection, rounding, whole-schedule budgets, the CLI.
+
+What they mean for a user: docs/how-to/constraints.md.
+"""
 
 from __future__ import annotations
 
