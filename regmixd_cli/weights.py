@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from regmixd_cli.errors import InputError, UsageError
+from regmixd_cli.errors import InputError, UsageError, param
 from regmixd_cli.files import read_json
 
 if TYPE_CHECKING:
@@ -82,7 +82,9 @@ def check_prior_spec(spec: str | None) -> None:
     if spec is None or spec in (UNIFORM, PROXY_MEAN):
         return
     if not Path(spec).is_file():
-        raise UsageError(f"--prior {spec!r}: not a file, and not 'uniform' or 'proxy-mean'")
+        raise UsageError(
+            f"{param('prior')} {spec!r}: not a file, and not 'uniform' or 'proxy-mean'"
+        )
 
 
 def resolve_prior(
@@ -92,7 +94,10 @@ def resolve_prior(
 
     if spec is None or spec == PROXY_MEAN:
         if proxy_mean is None:
-            raise UsageError("--prior proxy-mean needs proxy runs; give --prior FILE or uniform")
+            raise UsageError(
+                f"{param('prior')} proxy-mean needs proxy runs; give {param('prior')} FILE or "
+                "uniform"
+            )
         total = math.fsum(proxy_mean)
         return Prior(tuple(float(w) / total for w in proxy_mean), PROXY_MEAN)
     if spec == UNIFORM:

@@ -43,7 +43,10 @@ def info(message: str) -> None:
 # Library parameters (named `like_this` in messages, see errors.param) and their flags.
 CLI_FLAGS = {
     name: "--" + name.replace("_", "-")
-    for name in ("step", "loss", "target_steps", "param_ratio", "beta")
+    for name in (
+        "step", "loss", "target_steps", "param_ratio", "beta", "prior", "prefix", "to", "out",
+        "batch_size", "sequence_length", "mixture_block_size",
+    )
 }
 
 

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from regmixd_cli.cli._app import app, info
+from regmixd_cli.cli._app import app, in_flags, info
 from regmixd_cli.cli._output import STDOUT, write_stdout
 from regmixd_cli.errors import UsageError
 
@@ -77,7 +77,7 @@ def export(
     if result.directory and out is None:
         raise UsageError(f"--to {to} writes one file per launch; give --out DIR")
     for note in result.notes:
-        info(note)
+        info(in_flags(note))
     if out is None:
         write_stdout(result.text)
     else:

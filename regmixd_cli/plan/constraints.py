@@ -32,7 +32,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from regmixd_cli.errors import InfeasibleError, InputError, UsageError
+from regmixd_cli.errors import InfeasibleError, InputError, UsageError, param
 from regmixd_cli.weights import reject_unknown_domains
 
 if TYPE_CHECKING:
@@ -214,7 +214,7 @@ def check_bounds(
         raise InfeasibleError(
             f"{constraints.source}: epoch budget: the domains can supply at most "
             f"{math.fsum(hi):.4g} of the run's tokens (budget-bound: {', '.join(capped)}); "
-            "raise available_tokens/max_epochs, or shorten --target-steps"
+            f"raise available_tokens/max_epochs, or shorten {param('target_steps')}"
         )
 
 

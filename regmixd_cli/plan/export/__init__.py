@@ -25,7 +25,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from regmixd_cli.domain import Schedule
-from regmixd_cli.errors import UsageError
+from regmixd_cli.errors import UsageError, param
 from regmixd_cli.plan.export.common import (
     DIR_FORMATS,
     FORMATS,
@@ -51,14 +51,14 @@ def parse_prefixes(items: list[str] | None, domains: tuple[str, ...]) -> dict[st
     for item in items or []:
         domain, sep, path = item.partition("=")
         if not sep or not domain or not path:
-            raise UsageError(f"--prefix {item!r}: expected DOMAIN=PATH")
+            raise UsageError(f"{param('prefix')} {item!r}: expected DOMAIN=PATH")
         if domain not in domains:
             raise UsageError(
-                f"--prefix {item!r}: unknown domain {domain!r}; the schedule has "
+                f"{param('prefix')} {item!r}: unknown domain {domain!r}; the schedule has "
                 f"{', '.join(domains)}"
             )
         if "\n" in path or "\r" in path:  # launch files hold one argument per line
-            raise UsageError(f"--prefix {item!r}: a path may not contain a line break")
+            raise UsageError(f"{param('prefix')} {item!r}: a path may not contain a line break")
         prefixes[domain] = path
     return prefixes
 
@@ -72,7 +72,9 @@ def build_export(
     """The schedule in trainer format `fmt` (one of FORMATS), with its rounding notes."""
     writer = _WRITERS.get(fmt)
     if writer is None:
-        raise UsageError(f"--to {fmt!r}: unknown format; choose one of {', '.join(FORMATS)}")
+        raise UsageError(
+            f"{param('to')} {fmt!r}: unknown format; choose one of {', '.join(FORMATS)}"
+        )
     files, notes = writer(schedule, dict(prefixes or {}), options or ExportOptions())
     if fmt in DIR_FORMATS:
         files[MANIFEST] = manifest_text(schedule, fmt, sorted(files), options or ExportOptions())
@@ -88,7 +90,7 @@ def export_schedule(
     """The text of a one-file export; a directory format is a UsageError asking for --out DIR."""
     result = build_export(schedule, fmt, prefixes, options)
     if result.directory:
-        raise UsageError(f"--to {fmt} writes one file per launch; give --out DIR")
+        raise UsageError(f"{param('to')} {fmt} writes one file per launch; give {param('out')} DIR")
     return result.text
 
 

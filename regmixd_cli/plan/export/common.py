@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 from regmixd_cli._version import __version__
 from regmixd_cli.domain import Schedule, Stage
-from regmixd_cli.errors import UsageError
+from regmixd_cli.errors import UsageError, param
 
 FORMATS = (
     "megatron", "nanotron", "olmo-core", "levanter", "llm-foundry", "olmo-core-curriculum",
@@ -77,18 +77,18 @@ Writer = Callable[[Schedule, dict[str, str], ExportOptions], tuple[Files, list[s
 
 def require_option(value: int | None, option: str, fmt: str, why: str) -> int:
     if value is None:
-        raise UsageError(f"--to {fmt} needs {option} ({why})")
+        raise UsageError(f"{param('to')} {fmt} needs {param(option)} ({why})")
     if value < 1:
-        raise UsageError(f"{option} {value}: give a positive integer")
+        raise UsageError(f"{param(option)} {value}: give a positive integer")
     return value
 
 
 def require_batch(options: ExportOptions, fmt: str, why: str) -> int:
-    return require_option(options.batch_size, "--batch-size", fmt, why)
+    return require_option(options.batch_size, "batch_size", fmt, why)
 
 
 def require_sequence_length(options: ExportOptions, fmt: str, why: str) -> int:
-    return require_option(options.sequence_length, "--sequence-length", fmt, why)
+    return require_option(options.sequence_length, "sequence_length", fmt, why)
 
 
 def require_tokens(options: ExportOptions, fmt: str, why: str) -> tuple[int, int]:

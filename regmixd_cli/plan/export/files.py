@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from regmixd_cli.errors import InputError, UsageError
+from regmixd_cli.errors import InputError, UsageError, param
 from regmixd_cli.files import atomic_dir, atomic_write_text, check_output_dir, check_output_file
 from regmixd_cli.plan.export.common import MANIFEST_FORMAT
 
@@ -22,7 +22,7 @@ def check_export_out(out: Path | None, schedule_file: Path, directory: bool) -> 
         return
     source = schedule_file.resolve()
     if out.resolve() == source or (directory and out.resolve() in source.parents):
-        raise UsageError(f"--out {out} would overwrite the schedule {schedule_file}; "
+        raise UsageError(f"{param('out')} {out} would overwrite the schedule {schedule_file}; "
                          "choose another path")
     if directory:
         check_output_dir(out)
@@ -30,11 +30,13 @@ def check_export_out(out: Path | None, schedule_file: Path, directory: bool) -> 
             marker = out / MANIFEST
             if not (marker.is_file() and is_export_manifest(_read_text(marker))):
                 raise InputError(f"{out}: a directory that `regmixd export` did not write; "
-                                 "choose another --out (or an empty directory)")
+                                 f"choose another {param('out')} (or an empty directory)")
         return
     check_output_file(out)
     if out.exists() and not is_export_file(_read_text(out)):
-        raise InputError(f"{out}: exists and is not a regmixd export; choose another --out")
+        raise InputError(
+            f"{out}: exists and is not a regmixd export; choose another {param('out')}"
+        )
 
 
 def _read_text(path: Path) -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 
 from regmixd_cli.domain import Schedule
-from regmixd_cli.errors import UsageError
+from regmixd_cli.errors import UsageError, param
 from regmixd_cli.plan.export.common import (
     DEFAULT_MIXTURE_BLOCK_SIZE,
     ExportOptions,
@@ -28,15 +28,17 @@ def levanter_starts(
         snapped = math.floor(stage.start_step / unit + 0.5) * unit
         if snapped <= starts[-1] or snapped >= schedule.target_steps:
             raise UsageError(
-                f"--to levanter: stage {i} (step {stage.start_step}) has no start step of its own "
-                f"that is a multiple of {unit} steps (--mixture-block-size {block} sequences, "
-                f"--batch-size {batch}); give a smaller --mixture-block-size"
+                f"{param('to')} levanter: stage {i} (step {stage.start_step}) has no start step "
+                f"of its own that is a multiple of {unit} steps "
+                f"({param('mixture_block_size')} {block} sequences, {param('batch_size')} "
+                f"{batch}); give a smaller {param('mixture_block_size')}"
             )
         if snapped != stage.start_step:
             notes.append(
                 f"levanter: stage {i} starts at step {snapped}, not {stage.start_step} "
-                f"({snapped - stage.start_step:+d} steps): Levanter needs step x --batch-size "
-                f"{batch} to be a multiple of --mixture-block-size {block}"
+                f"({snapped - stage.start_step:+d} steps): Levanter needs step x "
+                f"{param('batch_size')} {batch} to be a multiple of "
+                f"{param('mixture_block_size')} {block}"
             )
         starts.append(snapped)
     return starts, notes
@@ -51,7 +53,7 @@ def levanter(
     if block is None:
         block = DEFAULT_MIXTURE_BLOCK_SIZE
     if block < 1:
-        raise UsageError(f"--mixture-block-size {block}: give a positive integer")
+        raise UsageError(f"{param('mixture_block_size')} {block}: give a positive integer")
     starts, notes = levanter_starts(schedule, batch, block)
     lines = file_header(schedule, "levanter", [
         "Switches mixture inside one run: merge into your Levanter config; names must be keys",
