@@ -72,7 +72,10 @@ def design(
             "with the same weight"
         )
     if out_path != STDOUT:
+        from regmixd_cli.files import check_not_input
+
         check_output_file(Path(out_path))
+        check_not_input(out_path, [prior, available_tokens, constraints])
     data = read_json(prior, "prior mixture")
     if not isinstance(data, dict) or not data:
         raise InputError(f"{prior}: a prior must be a JSON object {{domain: weight}}")

@@ -9,7 +9,7 @@ import json
 import signal
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -111,6 +111,33 @@ def online(
 
     Example: regmixd online model/ --follow log.jsonl --target-steps 25000 --state st.json
     """
+    stop: list[str] = []
+    if follow is None:
+        _online(**locals())
+        return
+    # Follow mode stops cleanly (exit 0) on SIGINT/SIGTERM however early they come: while
+    # the model loads too, not only once the watch loop runs.
+    previous = {
+        sig: signal.signal(sig, lambda s, _f: stop.append(signal.Signals(s).name))
+        for sig in (signal.SIGINT, signal.SIGTERM)
+    }
+    try:
+        _online(**locals())
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _online(  # noqa: PLR0913 - the options of `online`, checked and run
+    model: Path, target_steps: int, step: int | None, loss: float | None, param_ratio: float,
+    beta: float, prior: str | None, candidates: int, top_k: int, alpha: float, seed: int,
+    as_json: bool, follow: Path | None, metric: str | None, run: str | None, log_format: str,
+    state: Path | None, timeout: float | None, poll: float, out_schedule: Path | None,
+    constraints: Path | None, min_weight: list[str] | None, max_weight: list[str] | None,
+    available: list[str] | None, max_epochs: float | None, tokens_per_step: float | None,
+    max_change: float | None, stop: list[str], **_ignored: Any,
+) -> None:
+    """The body of `online` (its signal handlers already in place in follow mode)."""
     from regmixd_cli.online.controller import OnlineController
 
     one_shot = step is not None or loss is not None
@@ -139,6 +166,14 @@ def online(
         raise UsageError(f"--timeout must be > 0 seconds, got {timeout}")
     if follow is not None:
         _check_follow_paths(follow, state, out_schedule)
+        from regmixd_cli.files import check_not_input, input_paths
+
+        sources = [*input_paths(model, follow), *_prior_file(prior), constraints]
+        for option, path in (("--state", state), ("--out-schedule", out_schedule)):
+            if path is not None:
+                check_not_input(path, sources, option)
+        if state is not None and out_schedule is not None:
+            check_not_input(out_schedule, [state], "--out-schedule")
 
     from regmixd_cli.plan.schedule import resolve_schedule_prior
 
@@ -182,7 +217,13 @@ def online(
         timeout,
         poll,
         out_schedule,
+        stop,
     )
+
+
+def _prior_file(prior: str | None) -> list[Path]:
+    """`--prior` as an input path when it names a file (not `uniform`/`proxy-mean`)."""
+    return [Path(prior)] if prior is not None and Path(prior).exists() else []
 
 
 def _check_follow_paths(log: Path, state: Path | None, out_schedule: Path | None) -> None:
@@ -261,6 +302,7 @@ def _follow(
     timeout: float | None,
     poll: float,
     out_schedule: Path | None,
+    stop: list[str],
 ) -> None:
     """Watch `log` and decide at every switch point; the loop and the clock live here."""
     from regmixd_cli.online.follow import LogSource, detect_format
@@ -277,62 +319,56 @@ def _follow(
     if not log.exists():
         # Not an error: a watcher is often started before the trainer creates its log.
         warn(f"{log} does not exist yet; waiting for it to appear (check the --follow path)")
-    stop: list[str] = []
-    previous = {
-        sig: signal.signal(sig, lambda s, _f: stop.append(signal.Signals(s).name))
-        for sig in (signal.SIGINT, signal.SIGTERM)
-    }
     source = LogSource(log, fmt, metric, run)
     reason = "all switch points decided"
     finished = False
-    try:
-        idle_since = time.monotonic()
-        while not controller.done:
-            observations, grew = source.read()
-            for message in source.warnings:
+    idle_since = time.monotonic()
+    while not controller.done:
+        if stop:  # a signal that came while the model loaded
+            reason = f"stopped by {stop[0]}"
+            break
+        observations, grew = source.read()
+        for message in source.warnings:
+            warn(message)
+        source.warnings.clear()
+        if source.metric_suspect():
+            warn(source.metric_hint(early=True))
+        finished = False
+        for obs in observations:
+            if obs.step >= controller.target_steps:
+                finished = True
+                break
+            decision = controller.decide(obs.step, obs.value)
+            if decision is None:
+                continue
+            if state_path is not None:  # state first: a restart never repeats a line
+                save_state(state_path, settings, controller)
+            # JSON Lines: one compact line per decision, flushed as it is made.
+            write_stdout(json.dumps(decision.to_json(), sort_keys=True,
+                                    separators=(",", ":"), allow_nan=False) + "\n")
+            info(
+                f"switch point {decision.switch} (step {decision.start_step}) decided from "
+                f"{metric}={obs.value:g} at {obs.where}"
+            )
+            for message in decision.warnings:
                 warn(message)
-            source.warnings.clear()
-            if source.metric_suspect():
-                warn(source.metric_hint(early=True))
-            finished = False
-            for obs in observations:
-                if obs.step >= controller.target_steps:
-                    finished = True
-                    break
-                decision = controller.decide(obs.step, obs.value)
-                if decision is None:
-                    continue
-                if state_path is not None:  # state first: a restart never repeats a line
-                    save_state(state_path, settings, controller)
-                # JSON Lines: one compact line per decision, flushed as it is made.
-                write_stdout(json.dumps(decision.to_json(), sort_keys=True,
-                                        separators=(",", ":"), allow_nan=False) + "\n")
-                info(
-                    f"switch point {decision.switch} (step {decision.start_step}) decided from "
-                    f"{metric}={obs.value:g} at {obs.where}"
-                )
-                for message in decision.warnings:
-                    warn(message)
-                if controller.done:
-                    break
             if controller.done:
                 break
-            if finished:
-                reason = f"training reached step {controller.target_steps}"
-                break
-            if stop:
-                reason = f"stopped by {stop[0]}"
-                break
-            now = time.monotonic()
-            if grew:
-                idle_since = now
-            elif timeout is not None and now - idle_since >= timeout:
-                reason = f"timed out: {log} did not grow for {timeout:g} s"
-                break
-            _sleep(poll, stop)
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+        if controller.done:
+            break
+        if finished:
+            reason = f"training reached step {controller.target_steps}"
+            break
+        if stop:
+            reason = f"stopped by {stop[0]}"
+            break
+        now = time.monotonic()
+        if grew:
+            idle_since = now
+        elif timeout is not None and now - idle_since >= timeout:
+            reason = f"timed out: {log} did not grow for {timeout:g} s"
+            break
+        _sleep(poll, stop)
     if state_path is not None:
         save_state(state_path, settings, controller)
     if out_schedule is not None:

@@ -68,6 +68,13 @@ def run(
         check_output_dir(out_dir / name)
     for name in (SCHEDULE_FILE, STATIC_FILE):
         check_output_file(out_dir / name)
+    from regmixd_cli.files import check_not_input
+    from regmixd_cli.fit.files import check_model_out
+
+    check_model_out(out_dir / MODEL_DIR)
+    prior_file = [prior] if prior is not None and Path(prior).exists() else []
+    for name in (STORE_DIR, MODEL_DIR, SCHEDULE_FILE, STATIC_FILE):
+        check_not_input(out_dir / name, [*paths, mixtures, *prior_file])
     # A failure later removes what this invocation created; earlier outputs stay as they were
     # (each one is replaced atomically, so none is left half-written).
     top = out_dir  # the outermost directory this invocation would create

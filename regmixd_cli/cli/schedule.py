@@ -93,7 +93,11 @@ def schedule(
     if out_path is None and not as_json:
         raise UsageError("give --out FILE for the schedule (or --out - / --json for stdout)")
     if out_path is not None and str(out_path) != STDOUT:
+        from regmixd_cli.files import check_not_input, input_paths
+
         check_output_file(out_path)  # before the search: a bad --out must not cost it
+        prior_file = [prior] if prior is not None and Path(prior).exists() else []
+        check_not_input(out_path, [*input_paths(model), *prior_file, constraints])
     from regmixd_cli.cli._options import load_constraints, report_constraints
     from regmixd_cli.fit.ensemble import (
         load_ensemble,

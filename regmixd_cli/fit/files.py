@@ -19,7 +19,7 @@ import numpy as np
 
 from regmixd_cli._version import __version__
 from regmixd_cli.domain import MODEL_SCHEMA
-from regmixd_cli.errors import ModelError
+from regmixd_cli.errors import InputError, ModelError, UsageError
 from regmixd_cli.files import atomic_dir, sha256_file, write_json
 from regmixd_cli.fit.metrics import clean
 from regmixd_cli.fit.model import (
@@ -35,6 +35,21 @@ from regmixd_cli.fit.model import (
 )
 
 MODEL_FILE = "model.json"
+
+
+def check_model_out(path: Path, force: bool = False) -> None:
+    """Refuse (UsageError, exit 2) an --out that exists and is not a model directory, so a
+    fit never deletes a directory it did not write; `force` allows it."""
+    path = Path(path)
+    if force or not path.is_dir() or path.is_symlink():
+        return  # a symbolic link or a file is refused by `check_output_dir`, --force or not
+    try:
+        empty = not any(path.iterdir())
+    except OSError as exc:
+        raise InputError(f"{path}: cannot list it ({exc.strerror}); choose another --out") from None
+    if not empty and not (path / MODEL_FILE).is_file():
+        raise UsageError(f"--out {path}: exists and is not a model directory (no {MODEL_FILE}); "
+                         "fit would replace it: choose another --out, or pass --force")
 
 
 def write_model_dir(path: Path, metadata: dict[str, Any], blobs: dict[str, bytes]) -> None:

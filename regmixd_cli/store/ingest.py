@@ -30,6 +30,7 @@ from regmixd_cli.domain import (
     Store,
 )
 from regmixd_cli.errors import InputError
+from regmixd_cli.files import check_not_input
 from regmixd_cli.store.files import MANIFEST_FILE, lock_store, manifest_of, open_store, read_store
 from regmixd_cli.store.observations import empty_observations
 from regmixd_cli.store.readers import read_inputs
@@ -422,6 +423,7 @@ def ingest_logs(
     as it is built, so memory stays bounded; the draft replaces `out_dir` only on success.
     """
     out_dir = request.out_dir
+    check_not_input(out_dir, [*request.paths, request.mixtures])
     with lock_store(out_dir, on_wait=on_message):
         existing = None
         if out_dir.exists():
