@@ -20,7 +20,7 @@ import numpy as np
 from regmixd_cli._version import __version__
 from regmixd_cli.domain import MODEL_SCHEMA
 from regmixd_cli.errors import InputError, ModelError, UsageError
-from regmixd_cli.files import atomic_dir, sha256_file, write_json
+from regmixd_cli.files import atomic_dir, dumps_json, sha256_file, write_json
 from regmixd_cli.fit.metrics import clean
 from regmixd_cli.fit.model import (
     CURVE_SHIFT,
@@ -35,6 +35,8 @@ from regmixd_cli.fit.model import (
 )
 
 MODEL_FILE = "model.json"
+# model.json's own integrity check (the boosters have theirs in `files`).
+METADATA_HASH = "metadata_sha256"
 
 
 def check_model_out(path: Path, force: bool = False) -> None:
@@ -62,7 +64,16 @@ def write_model_dir(path: Path, metadata: dict[str, Any], blobs: dict[str, bytes
         document["files"] = {
             name: hashlib.sha256(data).hexdigest() for name, data in sorted(blobs.items())
         }
+        document.pop(METADATA_HASH, None)
+        document[METADATA_HASH] = metadata_hash(document)
         write_json(tmp / MODEL_FILE, document)
+
+
+def metadata_hash(document: dict[str, Any]) -> str:
+    """sha256 of model.json's canonical text without its own hash field: any edit to the
+    metadata (renamed domains, a changed prior) no longer matches it."""
+    rest = {key: value for key, value in document.items() if key != METADATA_HASH}
+    return hashlib.sha256(dumps_json(rest).encode("utf-8")).hexdigest()
 
 
 def read_model_dir(path: Path) -> tuple[dict[str, Any], dict[str, bytes]]:
@@ -92,6 +103,15 @@ def read_model_dir(path: Path) -> tuple[dict[str, Any], dict[str, bytes]]:
             "of regmixd, fit it again"
         )
     _check_document(document, file)
+    try:
+        digest = metadata_hash(document)
+    except ValueError:  # NaN or infinity in a hand-edited file: not canonical JSON
+        digest = ""
+    if document.get(METADATA_HASH) != digest:
+        raise ModelError(
+            f"{file}: does not match its own {METADATA_HASH} (edited by hand or corrupt); a "
+            "model is only read as `regmixd fit` wrote it: fit the model again"
+        )
     files = document.get("files")
     if not isinstance(files, dict) or not files:
         raise ModelError(f"{file}: lists no booster files; fit the model again")

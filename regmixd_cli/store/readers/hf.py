@@ -5,10 +5,12 @@ Kept: `loss` -> `train/loss`, `eval_loss` -> `eval/loss`, `eval_<name>_loss` -> 
 `num_input_tokens_seen` when logged. Other keys (learning rate, runtimes, ...) are not losses and
 are dropped. The file says nothing about the mixture: it comes from `--mixtures`.
 
-Run id: the name of the directory holding the run. `out/run_a/trainer_state.json` and
-`out/run_a/checkpoint-500/trainer_state.json` both belong to run `run_a` (a `checkpoint-<N>`
-directory is skipped over); several checkpoints of one run repeat the same entries, which
-collapse as identical duplicates.
+Run id: the path of the directory holding the run, relative to the directory given to ingest
+(the input root), so `exp_a/results` and `exp_b/results` stay two runs; a file named on the
+command line, or one directly in the root, takes its directory's name. `out/run_a/trainer_state.json`
+and `out/run_a/checkpoint-500/trainer_state.json` both belong to run `run_a` (a
+`checkpoint-<N>` directory is skipped over); several checkpoints of one run repeat the same
+entries, which collapse as identical duplicates.
 """
 
 from __future__ import annotations
@@ -28,11 +30,29 @@ _EVAL_LOSS = re.compile(r"^eval_(?P<name>.+)_loss$")
 TOKENS_KEY = "num_input_tokens_seen"
 
 
-def run_id(path: Path) -> str:
-    """The run a trainer_state.json belongs to (see the module docstring)."""
+def run_folder(path: Path) -> Path:
+    """The directory of the run a trainer_state.json belongs to (checkpoints skipped over)."""
     folder = Path(path).resolve().parent
     if _CHECKPOINT.match(folder.name):
         folder = folder.parent
+    return folder
+
+
+def run_id(path: Path, root: Path | None = None) -> str:
+    """The run a trainer_state.json belongs to (see the module docstring)."""
+    return relative_run_name(run_folder(path), root)
+
+
+def relative_run_name(folder: Path, root: Path | None) -> str:
+    """A run directory's name relative to the input root (its own name without a root)."""
+    if root is not None:
+        top = Path(root).resolve()
+        try:
+            rel = folder.relative_to(top)
+        except ValueError:
+            rel = None
+        if rel is not None:
+            return rel.as_posix() if rel.parts else top.name
     return folder.name
 
 
@@ -46,8 +66,9 @@ def metric_name(key: str) -> str | None:
     return f"eval/{match.group('name')}" if match else None
 
 
-def read_hf(path: str | Path) -> Parsed:
-    """Read one trainer_state.json into observations of its run."""
+def read_hf(path: str | Path, root: Path | None = None) -> Parsed:
+    """Read one trainer_state.json into observations of its run (named relative to `root`,
+    the directory the user gave, when it came from a directory walk)."""
     import polars as pl
 
     shown = str(path)
@@ -56,7 +77,7 @@ def read_hf(path: str | Path) -> Parsed:
     if not isinstance(history, list):
         raise InputError(f"{shown}: no 'log_history' list; is this a Hugging Face "
                          "trainer_state.json?")
-    run = run_id(Path(path))
+    run = run_id(Path(path), root)
     rows: dict[str, list[Any]] = {RUN: [], STEP: [], TOKENS: [], METRIC: [], VALUE: []}
     for i, entry in enumerate(history):
         where = f"{shown}: log_history[{i}]"
