@@ -140,8 +140,32 @@ def parse_chunk(data: bytes, cursor: LogCursor, *, fmt: str, metric: str, name: 
     )
 
 
-def parse_trainer_state(text: str, metric: str, name: str) -> tuple[Observation, ...] | None:
-    """Evaluations of `metric` in a trainer_state.json's log_history; None if not (yet) valid."""
+def trainer_state_key(metric: str, keys_present: set[str]) -> str | None:
+    """The one log_history key that holds `metric`, of those present in the file.
+
+    The metric may be the raw key (`loss`, `eval_g0_loss`), the name ingest gives it
+    (`train/loss`, `eval/loss`, `eval/g0`), or a short name (`g0` for `eval_g0_loss`). One key
+    is chosen per file, so `--metric loss` never mixes the training `loss` with `eval_loss`.
+    """
+    from regmixd_cli.store.readers.hf import metric_name
+
+    if metric in keys_present:
+        return metric
+    named = sorted(k for k in keys_present if metric_name(k) == metric)
+    if named:
+        return named[0]
+    return next((k for k in metric_keys(metric)[1:] if k in keys_present), None)
+
+
+def parse_trainer_state(
+    text: str, metric: str, name: str, seen: set[str] | None = None
+) -> tuple[Observation, ...] | None:
+    """Evaluations of `metric` in a trainer_state.json's log_history; None if not (yet) valid.
+
+    `seen` collects the loss metrics the file holds, as ingest names them (for messages).
+    """
+    from regmixd_cli.store.readers.hf import metric_name
+
     try:
         data = json.loads(text)
     except (ValueError, RecursionError):  # half-written, or not JSON at all
@@ -149,14 +173,16 @@ def parse_trainer_state(text: str, metric: str, name: str) -> tuple[Observation,
     history = data.get("log_history") if isinstance(data, dict) else None
     if not isinstance(history, list):
         return None
-    keys = metric_keys(metric)
+    present = {k for e in history if isinstance(e, dict) and "step" in e for k in e}
+    if seen is not None:
+        seen.update(m for m in map(metric_name, present) if m is not None)
+    key = trainer_state_key(metric, present - _RESERVED)
     observations: list[Observation] = []
     ignored: list[str] = []
     for i, entry in enumerate(history):
-        if not isinstance(entry, dict) or "step" not in entry:
+        if key is None or not isinstance(entry, dict) or "step" not in entry:
             continue
-        key = next((k for k in keys if entry.get(k) is not None), None)
-        if key is None:
+        if entry.get(key) is None:
             continue
         obs = _observation(entry["step"], entry[key], f"{name}: log_history[{i}]", ignored)
         if obs is not None:
@@ -233,8 +259,17 @@ def _observation(step: Any, value: Any, where: str, warnings: list[str]) -> Obse
     if not math.isfinite(value_f):
         warnings.append(f"{where}: value {value!r} is not finite (diverged?); skipped")
         return None
+    if value_f <= 0:  # a loss is positive; the model's log-loss features need it
+        warnings.append(f"{where}: value {value!r} is not a positive loss; skipped")
+        return None
+    if step_f > 2**62:
+        warnings.append(f"{where}: step {step!r:.40} is implausibly large; skipped")
+        return None
     return Observation(int(step_f), value_f, where)
 
+
+# Bytes compared at each end of what was read, to notice a log rewritten in place.
+_PROBE = 4096
 
 # Lines with a step but without the followed metric after which a misnamed --metric is
 # suspected (trainers log training loss more often than evaluations, so not after one line).
@@ -263,6 +298,12 @@ class LogSource:
         # Line logs: the size at the last read. Growth is judged by it, not by the cursor:
         # a half-written last line stays unconsumed, and must not count as growth forever.
         self.size: int | None = None
+        self.mtime: int | None = None
+        # Line logs: the first and the last consumed bytes (up to _PROBE each). A log
+        # rewritten in place to the same or a larger size keeps its inode and size, so only
+        # its bytes tell that what was read is gone.
+        self.head = b""
+        self.tail = b""
 
     def read(self) -> tuple[tuple[Observation, ...], bool]:
         """New observations, and whether the file changed since the last read."""
@@ -272,7 +313,7 @@ class LogSource:
             return (), False
         if self.fmt == "hf":
             return self._read_whole(stat.st_mtime_ns, stat.st_size)
-        return self._read_lines(stat.st_size, stat.st_ino)
+        return self._read_lines(stat.st_size, stat.st_ino, stat.st_mtime_ns)
 
     def _read_whole(self, mtime: int, size: int) -> tuple[tuple[Observation, ...], bool]:
         # A version already parsed, or already found unreadable/invalid, is no growth: a file
@@ -287,7 +328,7 @@ class LogSource:
             )
             self.bad_signature = (mtime, size)
             return (), True
-        observations = parse_trainer_state(text, self.metric, str(self.path))
+        observations = parse_trainer_state(text, self.metric, str(self.path), self.metrics)
         if observations is None:
             # Half-written (the trainer rewrites it in place): read again when it changes,
             # and say so once per version of the file.
@@ -298,26 +339,50 @@ class LogSource:
         self.seen_metric = self.seen_metric or bool(observations)
         return observations, True
 
-    def _read_lines(self, size: int, inode: int) -> tuple[tuple[Observation, ...], bool]:
+    def _rewritten(self) -> bool:
+        """Whether the bytes already consumed are no longer those in the file."""
+        offset = self.cursor.offset
+        if offset == 0:
+            return False
+        try:
+            with open(self.path, "rb") as handle:
+                head = handle.read(len(self.head))
+                handle.seek(offset - len(self.tail))
+                tail = handle.read(len(self.tail))
+        except OSError:
+            return False
+        return head != self.head or tail != self.tail
+
+    def _read_lines(
+        self, size: int, inode: int, mtime: int = 0
+    ) -> tuple[tuple[Observation, ...], bool]:
         replaced = self.inode is not None and inode != self.inode
-        if size < self.cursor.offset or replaced:
+        changed = size != self.size or mtime != self.mtime
+        if size < self.cursor.offset or replaced or (changed and self._rewritten()):
             self.warnings.append(
-                f"{self.path} was truncated or replaced; reading it again from the start"
+                f"{self.path} was truncated or replaced (or rewritten in place); reading it "
+                "again from the start"
             )
             self.cursor = LogCursor(run=self.run)
             self.size = None
+            self.head = self.tail = b""
         self.inode = inode
-        if size == self.size or size == self.cursor.offset:
-            self.size = size
+        if (size == self.size and mtime == self.mtime) or size == self.cursor.offset:
+            self.size, self.mtime = size, mtime
             return (), False
-        self.size = size
+        self.size, self.mtime = size, mtime
+        start = self.cursor.offset
         with open(self.path, "rb") as handle:
-            handle.seek(self.cursor.offset)
-            data = handle.read(size - self.cursor.offset)
+            handle.seek(start)
+            data = handle.read(size - start)
         chunk = parse_chunk(
             data, self.cursor, fmt=self.fmt, metric=self.metric, name=str(self.path)
         )
         self.cursor = chunk.cursor
+        consumed = data[: chunk.cursor.offset - start]
+        if start == 0:
+            self.head = consumed[:_PROBE]
+        self.tail = (self.tail + consumed)[-_PROBE:] if consumed else self.tail
         for message in chunk.warnings:
             self.warnings.append(message)
         for other in sorted(chunk.other_runs - self.announced):

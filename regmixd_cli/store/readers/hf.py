@@ -7,10 +7,10 @@ are dropped. The file says nothing about the mixture: it comes from `--mixtures`
 
 Run id: the path of the directory holding the run, relative to the directory given to ingest
 (the input root), so `exp_a/results` and `exp_b/results` stay two runs; a file named on the
-command line, or one directly in the root, takes its directory's name. `out/run_a/trainer_state.json`
-and `out/run_a/checkpoint-500/trainer_state.json` both belong to run `run_a` (a
-`checkpoint-<N>` directory is skipped over); several checkpoints of one run repeat the same
-entries, which collapse as identical duplicates.
+command line, or one directly in the root, takes its directory's name.
+`out/run_a/trainer_state.json` and `out/run_a/checkpoint-500/trainer_state.json` both belong
+to run `run_a` (a `checkpoint-<N>` directory is skipped over); several checkpoints of one run
+repeat the same entries, which collapse as identical duplicates.
 """
 
 from __future__ import annotations
