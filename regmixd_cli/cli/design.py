@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from regmixd_cli.cli._app import app, info, out
+from regmixd_cli.cli._options import SEED_MAX
 from regmixd_cli.errors import InputError, UsageError
 
 STDOUT = "-"
@@ -22,7 +23,7 @@ def design(
     out_path: Annotated[
         str, typer.Option("--out", help="Mixtures file: .json, .csv, or - for JSON on stdout.")
     ],
-    seed: Annotated[int, typer.Option("--seed", help="Random seed.")] = 0,
+    seed: Annotated[int, typer.Option("--seed", min=0, max=SEED_MAX, help="Random seed.")] = 0,
     available_tokens: Annotated[
         Path | None,
         typer.Option(

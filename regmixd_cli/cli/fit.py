@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from regmixd_cli.cli._app import app, err, info
+from regmixd_cli.cli._options import SEED_MAX
 from regmixd_cli.cli._output import print_json, progress_bar
 from regmixd_cli.cli._render import evaluate_tables, report_fit, report_tables, warn_excluded
 from regmixd_cli.errors import UsageError
@@ -39,7 +40,9 @@ def fit(
     prior: Annotated[
         str | None, typer.Option(help="Prior mixture: JSON file, uniform, or proxy-mean (default).")
     ] = None,
-    seed: Annotated[int, typer.Option(help="Seed for folds and boosters.")] = 0,
+    seed: Annotated[
+        int, typer.Option(min=0, max=SEED_MAX, help="Seed for folds and boosters.")
+    ] = 0,
     max_rounds: Annotated[
         int | None,
         typer.Option("--max-rounds", help="Most boosting rounds per regressor (default 2000)."),

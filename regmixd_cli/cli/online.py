@@ -15,6 +15,7 @@ import typer
 
 from regmixd_cli.cli._app import app, err, info, warn
 from regmixd_cli.cli._options import (
+    SEED_MAX,
     AvailableTokens,
     ConstraintsFile,
     MaxChange,
@@ -59,7 +60,7 @@ def online(
     ] = 100_000,
     top_k: Annotated[int, typer.Option("--top-k", help="Candidates averaged.")] = 128,
     alpha: Annotated[float, typer.Option("--alpha", help="Dirichlet concentration.")] = 1.0,
-    seed: Annotated[int, typer.Option("--seed", help="Random seed.")] = 0,
+    seed: Annotated[int, typer.Option("--seed", min=0, max=SEED_MAX, help="Random seed.")] = 0,
     as_json: Annotated[
         bool, typer.Option("--json", help="Write the decision as JSON to stdout.")
     ] = False,

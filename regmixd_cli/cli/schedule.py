@@ -9,6 +9,7 @@ import typer
 
 from regmixd_cli.cli._app import app, err, info
 from regmixd_cli.cli._options import (
+    SEED_MAX,
     AvailableTokens,
     ConstraintsFile,
     MaxChange,
@@ -53,7 +54,7 @@ def schedule(
     static: Annotated[
         bool, typer.Option("--static", help="One RegMix mixture for the whole run instead.")
     ] = False,
-    seed: Annotated[int, typer.Option("--seed", help="Random seed.")] = 0,
+    seed: Annotated[int, typer.Option("--seed", min=0, max=SEED_MAX, help="Random seed.")] = 0,
     as_json: Annotated[
         bool, typer.Option("--json", help="Also write the schedule JSON to stdout.")
     ] = False,

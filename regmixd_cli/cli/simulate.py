@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from regmixd_cli.cli._app import app, info
+from regmixd_cli.cli._options import SEED_MAX
 from regmixd_cli.cli._output import print_json, progress_bar
 from regmixd_cli.errors import UsageError
 
@@ -65,7 +66,10 @@ def simulate(
     parts: Annotated[
         int, typer.Option("--parts", min=1, help="JSONL files to split logs over.")
     ] = 4,
-    seed: Annotated[int, typer.Option("--seed", help="Seed of the world, mixtures and noise.")] = 0,
+    seed: Annotated[
+        int,
+        typer.Option("--seed", min=0, max=SEED_MAX, help="Seed of the world, mixtures and noise."),
+    ] = 0,
     out_dir: Annotated[
         Path | None, typer.Option("--out", help="Output directory (replaced atomically).")
     ] = None,
@@ -218,7 +222,9 @@ def oracle(
     switch_points: Annotated[
         int, typer.Option("--switch-points", min=0, help="Switch points N (N+1 even stages).")
     ] = 5,
-    seed: Annotated[int, typer.Option("--seed", help="Seed of the random search.")] = 0,
+    seed: Annotated[
+        int, typer.Option("--seed", min=0, max=SEED_MAX, help="Seed of the random search.")
+    ] = 0,
     out_path: Annotated[
         str | None, typer.Option("--out", help="Write the oracle schedule JSON here (- = stdout).")
     ] = None,

@@ -123,6 +123,13 @@ def _check_numbers(step: int, loss: float, param_ratio: float, beta: float) -> N
         raise UsageError(f"--param-ratio must be a positive finite number, got {param_ratio!r}")
     if not math.isfinite(beta):
         raise UsageError(f"--beta must be a finite number, got {beta!r}")
+    try:
+        factor = math.pow(param_ratio, beta)
+    except OverflowError:
+        factor = math.inf
+    if not (math.isfinite(factor) and factor > 0 and math.isfinite(loss * factor)):
+        raise UsageError(f"--param-ratio {param_ratio:g} to the power --beta {beta:g} is out of "
+                         "range; --beta is a small exponent (default 0.05)")
 
 
 def _fmt(value: float) -> str:

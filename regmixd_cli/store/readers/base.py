@@ -125,12 +125,16 @@ def parse_number(raw: Any) -> float | None:
     return None
 
 
+# Largest step or token count: the store keeps them as 64-bit integers.
+STEP_MAX = 2**63 - 1
+
+
 def parse_step(raw: Any) -> int | None:
-    """A step as int: integers or integral floats >= 0; None if not one."""
+    """A step as int: integers or integral floats in [0, 2^63); None if not one."""
     if isinstance(raw, bool):
         return None
     if isinstance(raw, int):
-        return raw if raw >= 0 else None
-    if isinstance(raw, float) and raw.is_integer() and raw >= 0:
+        return raw if 0 <= raw <= STEP_MAX else None
+    if isinstance(raw, float) and raw.is_integer() and 0 <= raw < STEP_MAX:
         return int(raw)
     return None

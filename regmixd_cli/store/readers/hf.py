@@ -23,7 +23,7 @@ from regmixd_cli.domain import METRIC, RUN, STEP, TOKENS, VALUE
 from regmixd_cli.errors import InputError
 from regmixd_cli.files import read_json, sha256_file
 from regmixd_cli.store.observations import empty_observations, observation_schema
-from regmixd_cli.store.readers.base import HF, Parsed, parse_number
+from regmixd_cli.store.readers.base import HF, Parsed, parse_number, parse_step
 
 _CHECKPOINT = re.compile(r"^checkpoint-\d+$")
 _EVAL_LOSS = re.compile(r"^eval_(?P<name>.+)_loss$")
@@ -88,11 +88,12 @@ def read_hf(path: str | Path, root: Path | None = None) -> Parsed:
         if not named:
             continue
         step = entry.get("step")
-        if isinstance(step, bool) or not isinstance(step, int) or step < 0:
-            raise InputError(f"{where}: 'step' is missing or not a non-negative integer")
+        if not isinstance(step, int) or parse_step(step) is None:
+            raise InputError(f"{where}: 'step' is missing or not an integer in [0, 2^63)")
         tokens = entry.get(TOKENS_KEY)
-        if tokens is not None and (isinstance(tokens, bool) or not isinstance(tokens, int)):
-            raise InputError(f"{where}: {TOKENS_KEY!r} is not an integer: {tokens!r}")
+        if tokens is not None and (not isinstance(tokens, int) or parse_step(tokens) is None):
+            raise InputError(f"{where}: {TOKENS_KEY!r} is not an integer in [0, 2^63): "
+                             f"{tokens!r:.40}")
         for metric, raw in named:
             value = parse_number(raw)
             if value is None:
