@@ -14,6 +14,10 @@ from regmixd_cli.errors import InputError, UsageError
 STDOUT = "-"
 
 
+# Most proxy runs one design holds (a million runs of 100 domains is ~1 GB in memory).
+MAX_DESIGN_RUNS = 1_000_000
+
+
 @app.command()
 def design(
     prior: Annotated[
@@ -66,6 +70,9 @@ def design(
     from regmixd_cli.sim.proxies import run_ids
     from regmixd_cli.weights import PROXY_MEAN, UNIFORM, check_mixture
 
+    if runs > MAX_DESIGN_RUNS:  # refused up front: the mixtures are built in memory
+        raise UsageError(f"--runs {runs}: at most {MAX_DESIGN_RUNS:,} proxy runs per design "
+                         "(each is a training run); split a bigger design into several files")
     if str(prior) in (UNIFORM, PROXY_MEAN) and not prior.is_file():
         raise UsageError(
             f"--prior {prior}: design needs a prior FILE {{domain: weight}} (it has no model "

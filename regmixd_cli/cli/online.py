@@ -312,7 +312,7 @@ def _follow(
     fmt = detect_format(log, log_format)
     settings = state_settings(controller, metric)
     if state_path is not None:
-        controller.decisions = load_state(state_path, settings)
+        controller.decisions = load_state(state_path, settings, controller)
     steps = ", ".join(map(str, controller.switch_steps))
     info(f"Following {log} ({fmt}) for {metric}; switch points at steps {steps}")
     if controller.decisions:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -76,12 +77,29 @@ def metadata_hash(document: dict[str, Any]) -> str:
     return hashlib.sha256(dumps_json(rest).encode("utf-8")).hexdigest()
 
 
+def _not_a_model(path: Path) -> str:
+    """Why `path`, which is not a directory, is not a model (it may be another regmixd file)."""
+    if not os.path.lexists(path):
+        return "no such model directory; create one with `regmixd fit`"
+    if path.name == MODEL_FILE:
+        return f"give the model directory ({path.parent}), not its {MODEL_FILE}"
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(4096).decode("utf-8", errors="replace")
+    except OSError:
+        head = ""
+    if "regmixd.schedule/" in head:
+        return ("a schedule file, not a model directory; give the directory written by "
+                "`regmixd fit` (the schedule goes to `export`, `show` or `compare`)")
+    return "a file, not a model directory; give the directory written by `regmixd fit`"
+
+
 def read_model_dir(path: Path) -> tuple[dict[str, Any], dict[str, bytes]]:
     """model.json and the verified bytes of every booster file it lists."""
     path = Path(path)
     file = path / MODEL_FILE
     if not path.is_dir():
-        raise ModelError(f"{path}: no such model directory; create one with `regmixd fit`")
+        raise ModelError(f"{path}: {_not_a_model(path)}")
     try:
         document = json.loads(file.read_text(encoding="utf-8"))
     except FileNotFoundError:

@@ -46,6 +46,9 @@ if TYPE_CHECKING:
 SOURCE_SEPARATOR = ";"
 AGREE_TOLERANCE = 1e-9
 EXISTING = "the existing store"
+# Largest loss taken as a number; beyond it (or NaN/inf) the run is flagged diverged.
+HUGE_LOSS = 1e30
+
 # Long rows built and checked at a time: bounds ingest's memory whatever the input size.
 BUCKET_ROWS = 1 << 20
 
@@ -115,7 +118,8 @@ def build_store(
     )
     diverged = tuple(nonfinite.get_column(RUN).to_list())
     warnings = tuple(
-        f"run {run!r}: non-finite loss ({n} value(s), first {metric!r} at step {step}); "
+        f"run {run!r}: non-finite loss (or beyond 1e30: {n} value(s), first {metric!r} at "
+        f"step {step}); "
         "kept, and the run is flagged diverged"
         for run, metric, step, n in nonfinite.iter_rows()
     )
@@ -255,7 +259,10 @@ class _Stats:
                 self.metrics.update(chunk.dictionary.take(used).to_pylist())
         else:
             self.metrics.update(pc.unique(metric).to_pylist())
-        bad = pc.invert(pc.is_finite(table.column(VALUE)))
+        values = table.column(VALUE)
+        # A loss beyond HUGE_LOSS is a diverged run too (and would overflow the regressors'
+        # 32-bit floats in fit).
+        bad = pc.or_(pc.invert(pc.is_finite(values)), pc.greater(pc.abs(values), HUGE_LOSS))
         if pc.any(bad).as_py():
             self.nonfinite.append(_to_polars(table.filter(bad)))
         return table
