@@ -329,6 +329,9 @@ class LogSource:
             self.bad_signature = (mtime, size)
             return (), True
         observations = parse_trainer_state(text, self.metric, str(self.path), self.metrics)
+        if observations is None and text.startswith("version https://git-lfs.github.com/spec/"):
+            raise InputError(f"{self.path}: a Git LFS pointer, not the file itself: run "
+                             "`git lfs pull` in its repository")
         if observations is None:
             # Half-written (the trainer rewrites it in place): read again when it changes,
             # and say so once per version of the file.

@@ -23,8 +23,10 @@ from regmixd_cli.store.readers.base import (
     MIXTURES,
     REGMIX,
     WANDB,
+    LfsPointerError,
     MixtureRecord,
     Parsed,
+    check_not_lfs_pointer,
     read_head,
 )
 from regmixd_cli.store.readers.csv_log import read_csv
@@ -33,6 +35,7 @@ from regmixd_cli.store.readers.jsonl import read_jsonl
 from regmixd_cli.store.readers.mixtures import read_mixtures
 from regmixd_cli.store.readers.regmix import DEFAULT_FINAL_STEP, read_regmix
 from regmixd_cli.store.readers.wandb import read_wandb
+from regmixd_cli.store.readers.wandb_runs import NAME_COLUMN, read_wandb_runs
 from regmixd_cli.store.spill import Spill
 
 AUTO = "auto"
@@ -72,6 +75,7 @@ def detect_format(path: str | Path) -> str:
     """The format of a file, decided from its first bytes; InputError if none fits."""
     shown = str(path)
     head = read_head(Path(path))
+    check_not_lfs_pointer(shown, head)
     if b"\x00" in head[:4096]:  # UTF-16/32 or binary: no log format has NUL bytes
         raise InputError(f"{shown}: {not_utf8_reason(head)}")
     text = head.decode("utf-8-sig", errors="replace").lstrip()
@@ -88,6 +92,8 @@ def detect_format(path: str | Path) -> str:
         return REGMIX
     if header and header[0] == "Step" and any(" - " in c for c in header[1:]):
         return WANDB
+    if header and header[0] == NAME_COLUMN and len(header) > 1:
+        return WANDB  # the runs table (one row per run), read by read_wandb_runs
     if header and header[0] == "run" and len(header) > 1:
         return CSV if "step" in header else MIXTURES
     raise InputError(
@@ -195,10 +201,18 @@ def read_file(
     if fmt == HF:
         return read_hf(path, root)
     if fmt == WANDB:
+        if _first_cell(path) == NAME_COLUMN:
+            return read_wandb_runs(path, final_step)
         return read_wandb(path)
     if fmt == MIXTURES:
         return read_mixtures(path)
     raise UsageError(f"--format {fmt!r}: unknown; choose auto, {', '.join(FORMATS)}")
+
+
+def _first_cell(path: str | Path) -> str:
+    """The first header cell of a CSV file ('' if unreadable)."""
+    head = read_head(Path(path), 4096).decode("utf-8-sig", errors="replace")
+    return head.split("\n", 1)[0].split(",", 1)[0].strip().strip('"')
 
 
 def read_inputs(
@@ -224,6 +238,8 @@ def read_inputs(
         if fmt == AUTO:
             try:
                 file_fmt = detect_format(shown)
+            except LfsPointerError:
+                raise
             except InputError:
                 if walked and path.suffix.lower() == ".json":
                     skipped.append(shown)  # e.g. config.json next to a trainer_state.json

@@ -92,6 +92,21 @@ def read_head(path: Path, n_bytes: int = 65536) -> bytes:
         raise InputError(f"{path}: cannot read ({reason})") from None
 
 
+_LFS_POINTER = b"version https://git-lfs.github.com/spec/"
+
+
+class LfsPointerError(InputError):
+    """A Git LFS pointer where a log was expected (never skipped as "not a log")."""
+
+
+def check_not_lfs_pointer(path: Path | str, head: bytes) -> None:
+    """A Git LFS pointer (the small text file git keeps instead of a large file) is refused
+    with the command that fetches the real file."""
+    if head.lstrip(b"\xef\xbb\xbf").startswith(_LFS_POINTER):
+        raise LfsPointerError(f"{path}: a Git LFS pointer, not the file itself: run `git lfs pull` "
+                         "in its repository (or `git lfs pull --include <path>`)")
+
+
 def read_text(path: Path) -> str:
     """A whole text file (small formats only), as an InputError if unreadable."""
     try:
@@ -101,6 +116,7 @@ def read_text(path: Path) -> str:
     except OSError as exc:
         reason = exc.strerror or exc.__class__.__name__
         raise InputError(f"{path}: cannot read ({reason})") from None
+    check_not_lfs_pointer(path, data[:200])
     try:
         # Universal newlines, as Path.read_text gives them.
         return data.decode("utf-8-sig").replace("\r\n", "\n").replace("\r", "\n")

@@ -23,7 +23,14 @@ from regmixd_cli.domain import METRIC, RUN, STEP, TOKENS, VALUE
 from regmixd_cli.errors import InputError
 from regmixd_cli.files import read_json, sha256_file
 from regmixd_cli.store.observations import empty_observations, observation_schema
-from regmixd_cli.store.readers.base import HF, Parsed, parse_number, parse_step
+from regmixd_cli.store.readers.base import (
+    HF,
+    Parsed,
+    check_not_lfs_pointer,
+    parse_number,
+    parse_step,
+    read_head,
+)
 
 _CHECKPOINT = re.compile(r"^checkpoint-\d+$")
 _EVAL_LOSS = re.compile(r"^eval_(?P<name>.+)_loss$")
@@ -72,6 +79,7 @@ def read_hf(path: str | Path, root: Path | None = None) -> Parsed:
     import polars as pl
 
     shown = str(path)
+    check_not_lfs_pointer(shown, read_head(Path(path), 200))
     state = read_json(Path(path), "trainer_state.json")
     history = state.get("log_history") if isinstance(state, dict) else None
     if not isinstance(history, list):
