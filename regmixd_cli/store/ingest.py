@@ -77,6 +77,7 @@ def build_store(
     label: str = "input",
     sink: Callable[[Iterator[pa.Table]], None] | None = None,
     bucket_rows: int = BUCKET_ROWS,
+    ignore_extra_mixtures: bool = False,
 ) -> IngestResult:
     """Combine parsed files (and an existing store, for `--append`) into one checked store.
 
@@ -98,6 +99,9 @@ def build_store(
     if not mixtures and not weights:
         raise InputError(f"{label}: no runs found (no mixtures, no observations); "
                          "nothing to ingest")
+    extra = sorted(set(mixtures) - set(weights)) if ignore_extra_mixtures else []
+    for run in extra:
+        del mixtures[run]
     _check_runs_match(sources, mixtures, set(weights))
 
     stats = _Stats()
@@ -140,6 +144,10 @@ def build_store(
         inputs[(p.path, p.sha256)] = {"path": p.path, "sha256": p.sha256, "format": p.format}
     manifest = manifest_of(domains, runs, sorted(stats.metrics), stats.n_rows,
                            list(inputs.values()))
+    if extra:
+        warnings += (f"{len(extra)} run(s) with a mixture but no observations left out "
+                     f"(--ignore-extra-mixtures): {', '.join(extra[:5])}"
+                     f"{', ...' if len(extra) > 5 else ''}",)
     return IngestResult(Store(domains, runs, trajectories, manifest), warnings, diverged)
 
 
@@ -349,7 +357,8 @@ def _check_runs_match(
         run = unobserved[0]
         raise InputError(
             f"{_run_at(mixtures[run].where, run)} has a mixture but no observations "
-            f"({len(unobserved)} such run(s)); add its logs, or remove the mixture"
+            f"({len(unobserved)} such run(s)); add its logs, remove the mixture, or pass "
+            "--ignore-extra-mixtures to leave such runs out"
         )
 
 
@@ -416,6 +425,7 @@ class IngestRequest:
     final_step: int = 1000
     append: bool = False
     fill_missing_domains: bool = False
+    ignore_extra_mixtures: bool = False
 
 
 def ingest_logs(
@@ -449,6 +459,7 @@ def ingest_logs(
                            "file; skipped")
             result = build_store(inputs.parsed, existing=existing,
                                  fill_missing_domains=request.fill_missing_domains,
+                                 ignore_extra_mixtures=request.ignore_extra_mixtures,
                                  label=", ".join(request.paths), sink=draft.write_trajectories)
             store = draft.finish(result.store)
     return result, store
