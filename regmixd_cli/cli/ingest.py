@@ -31,7 +31,9 @@ def ingest(
                                         "{run: {domain: weight}}."),
     ] = None,
     fmt: Annotated[
-        str, typer.Option("--format", help="auto (by content), jsonl, csv, regmix, hf or wandb.")
+        str,
+        typer.Option("--format",
+                     help="auto (by content), jsonl, csv, regmix, hf, wandb or tensorboard."),
     ] = "auto",
     final_step: Annotated[
         int, typer.Option("--final-step", help="Step of RegMix's endpoint losses.")

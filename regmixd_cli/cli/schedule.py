@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from regmixd_cli.cli._app import app, err, info
+from regmixd_cli.cli._app import app, err, info, warn
 from regmixd_cli.cli._options import (
     SEED_MAX,
     AvailableTokens,
@@ -113,6 +113,11 @@ def schedule(
     if risk is not None and not 0.0 < risk < 1.0:
         raise UsageError(f"--risk {risk}: give a quantile strictly between 0 and 1")
     fitted = load_model(model)
+    from regmixd_cli.cli._render import weak_fit_warning
+
+    weak = weak_fit_warning(fitted.report)
+    if weak is not None:
+        warn(weak)
     limits = load_constraints(
         constraints,
         fitted.domains,

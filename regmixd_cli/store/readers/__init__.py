@@ -22,6 +22,7 @@ from regmixd_cli.store.readers.base import (
     JSONL,
     MIXTURES,
     REGMIX,
+    TENSORBOARD,
     WANDB,
     LfsPointerError,
     MixtureRecord,
@@ -30,10 +31,11 @@ from regmixd_cli.store.readers.base import (
     read_head,
 )
 from regmixd_cli.store.readers.csv_log import read_csv
-from regmixd_cli.store.readers.hf import read_hf, run_folder, run_id
+from regmixd_cli.store.readers.hf import read_hf, relative_run_name, run_folder, run_id
 from regmixd_cli.store.readers.jsonl import read_jsonl
 from regmixd_cli.store.readers.mixtures import read_mixtures
 from regmixd_cli.store.readers.regmix import DEFAULT_FINAL_STEP, read_regmix
+from regmixd_cli.store.readers.tensorboard import is_event_file, read_tensorboard
 from regmixd_cli.store.readers.wandb import read_wandb
 from regmixd_cli.store.readers.wandb_runs import NAME_COLUMN, read_wandb_runs
 from regmixd_cli.store.spill import Spill
@@ -74,6 +76,8 @@ class Inputs:
 def detect_format(path: str | Path) -> str:
     """The format of a file, decided from its first bytes; InputError if none fits."""
     shown = str(path)
+    if is_event_file(path):
+        return TENSORBOARD  # binary: decided by its name, as TensorBoard does
     head = read_head(Path(path))
     check_not_lfs_pointer(shown, head)
     if b"\x00" in head[:4096]:  # UTF-16/32 or binary: no log format has NUL bytes
@@ -149,7 +153,8 @@ def _walk(root: Path) -> list[Path]:
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
         for name in names:
             path = Path(folder) / name
-            if (not name.startswith(".") and name.lower().endswith(_WALKED_SUFFIXES)
+            if (not name.startswith(".")
+                    and (name.lower().endswith(_WALKED_SUFFIXES) or is_event_file(name))
                     and path.is_file()):
                 found.append(path)
     return sorted(found)
@@ -200,6 +205,8 @@ def read_file(
         return read_regmix(path, final_step)
     if fmt == HF:
         return read_hf(path, root)
+    if fmt == TENSORBOARD:
+        return read_tensorboard(path, root)
     if fmt == WANDB:
         if _first_cell(path) == NAME_COLUMN:
             return read_wandb_runs(path, final_step)
@@ -235,6 +242,8 @@ def read_inputs(
         file_fmt = fmt
         if walked and fmt == HF and path.name != HF_STATE:
             continue  # an HF output directory also holds configs, tokenizers, weights
+        if walked and fmt == TENSORBOARD and not is_event_file(path):
+            continue
         if fmt == AUTO:
             try:
                 file_fmt = detect_format(shown)
@@ -249,6 +258,9 @@ def read_inputs(
             file_fmt = MIXTURES  # a mixtures table next to CSV logs
         if file_fmt == HF:
             _check_run_folder(folders, run_folder(path), run_id(path, root), shown)
+        elif file_fmt == TENSORBOARD:
+            folder = path.resolve().parent
+            _check_run_folder(folders, folder, relative_run_name(folder, root), shown)
         parsed.append(read_file(shown, file_fmt, final_step, spill, root))
     if mixtures is not None:
         if not Path(mixtures).is_file():

@@ -28,8 +28,9 @@ CSV = "csv"
 REGMIX = "regmix"
 HF = "hf"
 WANDB = "wandb"
+TENSORBOARD = "tensorboard"
 MIXTURES = "mixtures"
-FORMATS = (JSONL, CSV, REGMIX, HF, WANDB)
+FORMATS = (JSONL, CSV, REGMIX, HF, WANDB, TENSORBOARD)
 
 # RegMix's naming: domains `train_the_pile_<d>`, metrics `metric/the_pile_<d>_val_loss`.
 _REGMIX_DOMAIN = re.compile(r"^train_the_pile_(?P<d>.+)$")
