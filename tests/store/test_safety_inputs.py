@@ -114,7 +114,8 @@ def test_a_wandb_runs_table_is_endpoint_data(cli, tmp_path):
 @pytest.mark.parametrize("step", ["9223372036854775808", "1e300", "-1"])
 def test_huge_steps_are_one_error(cli, tmp_path, step):
     log = tmp_path / "log.jsonl"
-    log.write_text('{"run": "a", "mixture": {"x": 1}}\n' f'{{"run": "a", "step": {step}, "v": 3}}\n')
+    log.write_text('{"run": "a", "mixture": {"x": 1}}\n'
+                   f'{{"run": "a", "step": {step}, "v": 3}}\n')
     fails(cli("ingest", log, "--out", tmp_path / "s"), 3, "'step'")
     log.write_text('{"run": "a", "mixture": {"x": 1}}\n'
                    f'{{"run": "a", "step": 1, "tokens": {step}, "v": 3}}\n')
