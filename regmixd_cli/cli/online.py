@@ -25,6 +25,7 @@ from regmixd_cli.cli._options import (
     TokensPerStep,
 )
 from regmixd_cli.cli._output import print_json, write_stdout
+from regmixd_cli.cli._signals import EARLY_STOP
 from regmixd_cli.errors import UsageError
 
 if TYPE_CHECKING:
@@ -112,7 +113,7 @@ def online(
 
     Example: regmixd online model/ --follow log.jsonl --target-steps 25000 --state st.json
     """
-    stop: list[str] = []
+    stop: list[str] = EARLY_STOP  # signals caught since start-up (cli/_signals.py)
     if follow is None:
         _online(**locals())
         return
@@ -127,6 +128,7 @@ def online(
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+        stop.clear()
 
 
 def _online(  # noqa: PLR0913 - the options of `online`, checked and run

@@ -63,7 +63,7 @@ def _edited(model, tmp_path, edit):
     lambda d: d.update(domains=list(reversed(d["domains"]))),
     lambda d: d.update(prior={k: -v if i == 0 else v for i, (k, v) in
                               enumerate(d["prior"].items())}),
-    lambda d: d.update(prior={k: 0.0 for k in d["prior"]}),
+    lambda d: d.update(prior=dict.fromkeys(d["prior"], 0.0)),
     lambda d: d.update(proxy_steps=0),
 ], ids=["renamed-domains", "negative-prior", "zero-prior", "zero-proxy-steps"])
 def test_an_edited_model_is_a_model_error(cli, fitted, tmp_path, edit):
