@@ -212,9 +212,27 @@ def check_output_dir(path: Path, option: str = "--out") -> None:
                          f"choose another {option}")
 
 
+@contextlib.contextmanager
+def _naming(path: Path) -> Iterator[None]:
+    """File-system errors on `path`'s temporary siblings (or inside them) name `path` (the
+    CLI turns ENOSPC, EACCES, EROFS... into one `Error: PATH: ...` line)."""
+    temporary = str(path.parent / f".{_tmp_stem(path)}.")
+    try:
+        yield
+    except OSError as exc:
+        if exc.filename is not None and os.fsdecode(exc.filename).startswith(temporary):
+            raise OSError(exc.errno, exc.strerror, str(path)) from None
+        raise
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Write `data` to `path` via a temporary file in the same directory and a rename."""
     path = output_path(path)
+    with _naming(path):
+        _atomic_write_bytes(path, data)
+
+
+def _atomic_write_bytes(path: Path, data: bytes) -> None:
     check_output_file(path, "the output")  # a late check: commands check their paths first
     path.parent.mkdir(parents=True, exist_ok=True)
     clean_stale_temps(path)
@@ -297,13 +315,15 @@ def atomic_dir(path: Path) -> Iterator[Path]:
     """
     path = output_path(path)
     check_output_dir(path, "the output")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    clean_stale_temps(path)
-    tmp = Path(tempfile.mkdtemp(prefix=_tmp_prefix(path), suffix=".tmp", dir=path.parent))
-    # mkdtemp makes a private (0700) directory; outputs get the usual umask-based mode.
-    os.chmod(tmp, 0o777 & ~_umask())
+    with _naming(path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        clean_stale_temps(path)
+        tmp = Path(tempfile.mkdtemp(prefix=_tmp_prefix(path), suffix=".tmp", dir=path.parent))
+        # mkdtemp makes a private (0700) directory; outputs get the usual umask-based mode.
+        os.chmod(tmp, 0o777 & ~_umask())
     try:
-        yield tmp
+        with _naming(path):
+            yield tmp
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
