@@ -244,7 +244,10 @@ def read_tensorboard(path: str | Path, root: Path | None = None) -> Parsed:
 
     check_not_lfs_pointer(shown, data[:200])
     run = relative_run_name(Path(path).resolve().parent, root)
-    rows: dict[str, list[Any]] = {RUN: [], STEP: [], TOKENS: [], METRIC: [], VALUE: []}
+    steps: list[int] = []
+    metrics: list[str] = []
+    values_: list[float] = []
+    names: dict[str, str] = {}  # tag -> metric name, each tag checked once
     for i, record in enumerate(iter_records(data, shown)):
         try:
             step, values = _scalars(record)
@@ -258,12 +261,18 @@ def read_tensorboard(path: str | Path, root: Path | None = None) -> Parsed:
         if not 0 <= step <= STEP_MAX:
             raise InputError(f"{shown}: record {i}: step {step} is negative")
         for tag, value in values:
-            if any(ord(c) < 32 for c in tag):
-                raise InputError(f"{shown}: record {i}: tag {tag!r} holds a control character")
-            for column, item in zip(rows, (run, step, None, normalise_metric(tag), value),
-                                    strict=True):
-                rows[column].append(item)
-    long = pl.DataFrame(rows, schema=observation_schema()) if rows[RUN] else empty_observations()
+            name = names.get(tag)
+            if name is None:
+                if any(ord(c) < 32 for c in tag):
+                    raise InputError(f"{shown}: record {i}: tag {tag!r} holds a control "
+                                     "character")
+                name = names[tag] = normalise_metric(tag)
+            steps.append(step)
+            metrics.append(name)
+            values_.append(value)
+    rows = {RUN: [run] * len(steps), STEP: steps, TOKENS: [None] * len(steps), METRIC: metrics,
+            VALUE: values_}
+    long = pl.DataFrame(rows, schema=observation_schema()) if steps else empty_observations()
     # A tag logged twice at one step (a restart re-logging it) keeps the last value written.
     long = long.unique([RUN, METRIC, STEP], keep="last", maintain_order=True)
     sha = sha256_file(Path(path))
