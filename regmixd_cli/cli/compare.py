@@ -250,6 +250,10 @@ def compare(
     from regmixd_cli.plan.search import SearchConfig
 
     fmt = check_plot(plot)
+    if plot is not None:
+        from regmixd_cli.files import check_not_input, input_paths
+
+        check_not_input(plot, [*input_paths(model), *items], "--plot")
     fitted = load_model(model)
     builtin = (SearchConfig(candidates=candidates), seed, model_hash(model))
     loaded = []

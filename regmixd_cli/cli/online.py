@@ -175,8 +175,9 @@ def _online(  # noqa: PLR0913 - the options of `online`, checked and run
         for option, path in (("--state", state), ("--out-schedule", out_schedule)):
             if path is not None:
                 check_not_input(path, sources, option)
-        if state is not None and out_schedule is not None:
-            check_not_input(out_schedule, [state], "--out-schedule")
+        if state is not None and out_schedule is not None and (
+                state.resolve() == out_schedule.resolve()):
+            raise UsageError(f"--out-schedule {out_schedule} is also --state; give two files")
 
     from regmixd_cli.plan.schedule import resolve_schedule_prior
 

@@ -257,10 +257,16 @@ def oracle(
 
     if as_json and out_path == STDOUT:
         raise UsageError("--json and --out - both write to stdout; pick one")
+    from regmixd_cli.files import check_not_input
+
     if out_path is not None and out_path != STDOUT:  # before the search, not after it
         check_output_file(Path(out_path))
+        check_not_input(out_path, [world_path])
     if static_out is not None:
         check_output_file(static_out, "--static-out")
+        check_not_input(static_out, [world_path], "--static-out")
+        if out_path not in (None, STDOUT) and Path(out_path).resolve() == static_out.resolve():
+            raise UsageError(f"--static-out {static_out} is also --out; give two files")
     world = read_world(world_path)
     config = OracleConfig()
     total = config.refine_starts * config.static_iterations + config.schedule_iterations

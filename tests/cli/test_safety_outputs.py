@@ -145,3 +145,18 @@ def test_an_unwritable_output_directory_is_one_error_line(cli, fitted, tmp_path)
               "permission denied")
     finally:
         locked.chmod(0o700)
+
+
+def test_plots_and_oracle_outputs_never_overwrite_inputs(cli, fitted, tmp_path):
+    _store, model, schedule = fitted
+    copy = tmp_path / "schedule.svg"  # an input with a plot's name: still an input
+    shutil.copy(schedule, copy)
+    before = copy.read_bytes()
+    fails(cli("show", copy, "--plot", copy), 2, "is that input")
+    fails(cli("compare", model, "prior", str(copy), "--plot", copy), 2, "is that input")
+    assert copy.read_bytes() == before
+    world = tmp_path / "world.json"
+    shutil.copy(PROXY_PRIOR.parent / "world.json", world)
+    fails(cli("simulate", "oracle", world, "--out", world), 2, "is that input")
+    fails(cli("simulate", "oracle", world, "--out", tmp_path / "o.json", "--static-out",
+              tmp_path / "o.json"), 2, "--static-out")
