@@ -54,8 +54,9 @@ def _umask() -> int:
 _TMP_NAME_MAX = 120
 
 
-def _tmp_stem(path: Path) -> str:
-    """`path`'s name as it appears in its temporary siblings' names (short and unique)."""
+def temp_stem(path: Path) -> str:
+    """`path`'s name as it appears in its hidden siblings' names (temporaries, locks): the
+    name itself, or, past _TMP_NAME_MAX bytes, its start and a hash (short and unique)."""
     name = path.name
     if len(os.fsencode(name)) <= _TMP_NAME_MAX:
         return name
@@ -65,7 +66,7 @@ def _tmp_stem(path: Path) -> str:
 
 def _tmp_prefix(path: Path) -> str:
     """Prefix of `path`'s temporary siblings; the pid tells whether their writer is alive."""
-    return f".{_tmp_stem(path)}.{os.getpid()}."
+    return f".{temp_stem(path)}.{os.getpid()}."
 
 
 def output_path(path: Path) -> Path:
@@ -92,7 +93,7 @@ def clean_stale_temps(path: Path) -> list[Path]:
     back at `path` first, so a SIGKILL never loses the previous output.
     """
     path = Path(path)
-    prefix = f".{_tmp_stem(path)}."
+    prefix = f".{temp_stem(path)}."
     removed: list[Path] = []
     try:
         siblings = [p for p in path.parent.iterdir() if p.name.startswith(prefix)]
@@ -216,7 +217,7 @@ def check_output_dir(path: Path, option: str = "--out") -> None:
 def _naming(path: Path) -> Iterator[None]:
     """File-system errors on `path`'s temporary siblings (or inside them) name `path` (the
     CLI turns ENOSPC, EACCES, EROFS... into one `Error: PATH: ...` line)."""
-    temporary = str(path.parent / f".{_tmp_stem(path)}.")
+    temporary = str(path.parent / f".{temp_stem(path)}.")
     try:
         yield
     except OSError as exc:

@@ -160,3 +160,13 @@ def test_plots_and_oracle_outputs_never_overwrite_inputs(cli, fitted, tmp_path):
     fails(cli("simulate", "oracle", world, "--out", world), 2, "is that input")
     fails(cli("simulate", "oracle", world, "--out", tmp_path / "o.json", "--static-out",
               tmp_path / "o.json"), 2, "--static-out")
+
+
+def test_a_250_character_store_and_model_name_works(cli, fitted, tmp_path):
+    store, _model, _schedule = fitted
+    name = "s" * 250
+    result = cli("ingest", PROXY_LOGS, "--out", tmp_path / name)
+    assert result.exit_code == 0, result.output
+    result = cli("fit", store, "--out", tmp_path / ("m" * 250), *SAMPLE_FIT)
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m" * 250, name]
