@@ -132,6 +132,7 @@ def check_output_file(path: Path, option: str = "--out") -> None:
     An InputError (exit 3), as for any other existing path of the wrong kind.
     """
     path = Path(path)
+    _refuse_long_name(path, option)
     _refuse_symlink(path, option)
     if path.is_dir():
         raise InputError(f"{path}: is a directory; give a file path to {option}")
@@ -139,6 +140,24 @@ def check_output_file(path: Path, option: str = "--out") -> None:
     if blocker is not None:
         raise InputError(f"{path}: cannot write it, {blocker} is a file, not a directory; "
                          f"choose another {option}")
+
+
+def _refuse_long_name(path: Path, option: str) -> None:
+    """A name longer than the file system takes is refused before any work (not after a fit)."""
+    try:
+        limit = os.pathconf(_existing_ancestor(path), "PC_NAME_MAX")
+    except (OSError, ValueError):
+        limit = 255
+    if len(os.fsencode(path.name)) > limit:
+        raise InputError(f"{str(path)[:80]}...: file name too long ({len(os.fsencode(path.name))} "
+                         f"bytes, the file system takes {limit}); choose a shorter {option}")
+
+
+def _existing_ancestor(path: Path) -> Path:
+    for parent in output_path(path).parents:
+        if parent.is_dir():
+            return parent
+    return Path("/")
 
 
 def _refuse_symlink(path: Path, option: str) -> None:
@@ -202,6 +221,7 @@ def input_paths(*paths: Path | str | None) -> list[Path]:
 def check_output_dir(path: Path, option: str = "--out") -> None:
     """Refuse, before any work, an output directory path that is a file or cannot be made."""
     path = Path(path)
+    _refuse_long_name(path, option)
     _refuse_symlink(path, option)
     if output_path(path) == Path("/"):
         raise InputError(f"{path}: is the root directory; choose another {option}")

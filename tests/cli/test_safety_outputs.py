@@ -170,3 +170,12 @@ def test_a_250_character_store_and_model_name_works(cli, fitted, tmp_path):
     result = cli("fit", store, "--out", tmp_path / ("m" * 250), *SAMPLE_FIT)
     assert result.exit_code == 0, result.output
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m" * 250, name]
+
+
+def test_a_name_too_long_is_refused_before_any_work(cli, fitted, tmp_path):
+    store, model, _schedule = fitted
+    fails(cli("fit", store, "--out", tmp_path / ("m" * 300), *SAMPLE_FIT), 3,
+          "file name too long")
+    fails(cli("schedule", model, "--out", tmp_path / ("s" * 300 + ".json")), 3,
+          "file name too long")
+    assert not list(tmp_path.iterdir())
