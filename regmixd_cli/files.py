@@ -21,11 +21,11 @@ import os
 import shutil
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from regmixd_cli.errors import InputError
+from regmixd_cli.errors import InputError, UsageError
 
 
 def sha256_file(path: Path) -> str:
@@ -49,9 +49,29 @@ def _umask() -> int:
     return mask
 
 
+# Longest output name kept whole in a temporary name; a longer one (a legal 250-character
+# name would make `.NAME.<pid>.<random>.tmp` exceed the 255-byte limit) is cut and hashed.
+_TMP_NAME_MAX = 120
+
+
+def temp_stem(path: Path) -> str:
+    """`path`'s name as it appears in its hidden siblings' names (temporaries, locks): the
+    name itself, or, past _TMP_NAME_MAX bytes, its start and a hash (short and unique)."""
+    name = path.name
+    if len(os.fsencode(name)) <= _TMP_NAME_MAX:
+        return name
+    digest = hashlib.sha256(os.fsencode(name)).hexdigest()[:16]
+    return f"{name[:40]}~{digest}"
+
+
 def _tmp_prefix(path: Path) -> str:
     """Prefix of `path`'s temporary siblings; the pid tells whether their writer is alive."""
-    return f".{path.name}.{os.getpid()}."
+    return f".{temp_stem(path)}.{os.getpid()}."
+
+
+def output_path(path: Path) -> Path:
+    """`path` made absolute and normalised (so `.` and `..` have a name and a parent)."""
+    return Path(os.path.abspath(path))
 
 
 def _alive(pid: int) -> bool:
@@ -73,7 +93,7 @@ def clean_stale_temps(path: Path) -> list[Path]:
     back at `path` first, so a SIGKILL never loses the previous output.
     """
     path = Path(path)
-    prefix = f".{path.name}."
+    prefix = f".{temp_stem(path)}."
     removed: list[Path] = []
     try:
         siblings = [p for p in path.parent.iterdir() if p.name.startswith(prefix)]
@@ -112,6 +132,8 @@ def check_output_file(path: Path, option: str = "--out") -> None:
     An InputError (exit 3), as for any other existing path of the wrong kind.
     """
     path = Path(path)
+    _refuse_long_name(path, option)
+    _refuse_symlink(path, option)
     if path.is_dir():
         raise InputError(f"{path}: is a directory; give a file path to {option}")
     blocker = _blocking_file(path)
@@ -120,9 +142,89 @@ def check_output_file(path: Path, option: str = "--out") -> None:
                          f"choose another {option}")
 
 
+def _refuse_long_name(path: Path, option: str) -> None:
+    """A name longer than the file system takes is refused before any work (not after a fit)."""
+    try:
+        limit = os.pathconf(_existing_ancestor(path), "PC_NAME_MAX")
+    except (OSError, ValueError):
+        limit = 255
+    if len(os.fsencode(path.name)) > limit:
+        raise InputError(f"{str(path)[:80]}...: file name too long ({len(os.fsencode(path.name))} "
+                         f"bytes, the file system takes {limit}); choose a shorter {option}")
+
+
+def _existing_ancestor(path: Path) -> Path:
+    for parent in output_path(path).parents:
+        if parent.is_dir():
+            return parent
+    return Path("/")
+
+
+def _refuse_symlink(path: Path, option: str) -> None:
+    """An output that is a symbolic link is refused: replacing it would replace the link, not
+    what it points to, and writing through it would write somewhere the user did not name."""
+    if path.is_symlink():
+        raise InputError(f"{path}: is a symbolic link (to {os.path.realpath(path)}); give the "
+                         f"real path to {option}")
+
+
+def _inside(child: str, parent: str) -> bool:
+    return child == parent or child.startswith(parent.rstrip(os.sep) + os.sep)
+
+
+def check_not_input(
+    output: Path | str, inputs: Iterable[Path | str | None], option: str = "--out"
+) -> None:
+    """Refuse (UsageError, exit 2) an output that would overwrite or delete one of the inputs.
+
+    Refused: the output is an input (also through a symbolic link or a hard link) or a
+    directory that holds an input. Commands whose input is a directory (a model, a store)
+    list the files they read in it too. Inputs that do not exist (e.g. `--prior uniform`)
+    are ignored.
+    """
+    out = os.path.realpath(output)
+    out_exists = os.path.lexists(output)
+    for given in inputs:
+        if given is None or not os.path.exists(given):
+            continue
+        real = os.path.realpath(given)
+        same = out == real
+        if not same and out_exists:
+            with contextlib.suppress(OSError):
+                same = os.path.samefile(output, given)
+        if same or _inside(real, out):
+            what = "is that input" if same else "holds that input"
+            raise UsageError(f"{option} {output}: {what} ({given}); writing it would destroy "
+                             f"the input; choose another {option}")
+
+
+# The files of a model or store directory that its readers open.
+_DIRECTORY_INPUTS = ("model.json", "*.ubj", "manifest.json", "*.parquet")
+
+
+def input_paths(*paths: Path | str | None) -> list[Path]:
+    """The given inputs, and for a directory also the model/store files in it (for
+    `check_not_input`: `--out model/model.json` is the model)."""
+    found: list[Path] = []
+    for given in paths:
+        if given is None:
+            continue
+        path = Path(given)
+        found.append(path)
+        if path.is_dir():
+            with contextlib.suppress(OSError):
+                for pattern in _DIRECTORY_INPUTS:
+                    found.extend(sorted(path.glob(pattern)))
+    return found
+
+
 def check_output_dir(path: Path, option: str = "--out") -> None:
     """Refuse, before any work, an output directory path that is a file or cannot be made."""
     path = Path(path)
+    _refuse_long_name(path, option)
+    _refuse_symlink(path, option)
+    if output_path(path) == Path("/"):
+        raise InputError(f"{path}: is the root directory; choose another {option}")
     if path.exists() and not path.is_dir():
         raise InputError(f"{path}: exists and is not a directory; choose another {option}")
     blocker = _blocking_file(path)
@@ -131,9 +233,27 @@ def check_output_dir(path: Path, option: str = "--out") -> None:
                          f"choose another {option}")
 
 
+@contextlib.contextmanager
+def _naming(path: Path) -> Iterator[None]:
+    """File-system errors on `path`'s temporary siblings (or inside them) name `path` (the
+    CLI turns ENOSPC, EACCES, EROFS... into one `Error: PATH: ...` line)."""
+    temporary = str(path.parent / f".{temp_stem(path)}.")
+    try:
+        yield
+    except OSError as exc:
+        if exc.filename is not None and os.fsdecode(exc.filename).startswith(temporary):
+            raise OSError(exc.errno, exc.strerror, str(path)) from None
+        raise
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Write `data` to `path` via a temporary file in the same directory and a rename."""
-    path = Path(path)
+    path = output_path(path)
+    with _naming(path):
+        _atomic_write_bytes(path, data)
+
+
+def _atomic_write_bytes(path: Path, data: bytes) -> None:
     check_output_file(path, "the output")  # a late check: commands check their paths first
     path.parent.mkdir(parents=True, exist_ok=True)
     clean_stale_temps(path)
@@ -214,15 +334,17 @@ def atomic_dir(path: Path) -> Iterator[Path]:
     An existing `path` is moved aside, the new one renamed in, and the old one deleted; if
     anything fails before the swap, `path` is untouched and the temporary directory removed.
     """
-    path = Path(path)
+    path = output_path(path)
     check_output_dir(path, "the output")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    clean_stale_temps(path)
-    tmp = Path(tempfile.mkdtemp(prefix=_tmp_prefix(path), suffix=".tmp", dir=path.parent))
-    # mkdtemp makes a private (0700) directory; outputs get the usual umask-based mode.
-    os.chmod(tmp, 0o777 & ~_umask())
+    with _naming(path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        clean_stale_temps(path)
+        tmp = Path(tempfile.mkdtemp(prefix=_tmp_prefix(path), suffix=".tmp", dir=path.parent))
+        # mkdtemp makes a private (0700) directory; outputs get the usual umask-based mode.
+        os.chmod(tmp, 0o777 & ~_umask())
     try:
-        yield tmp
+        with _naming(path):
+            yield tmp
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

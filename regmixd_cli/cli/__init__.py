@@ -4,6 +4,7 @@ Importing a command module registers its commands on `app`; keep the list sorted
 """
 
 from regmixd_cli.cli import (  # noqa: F401
+    _signals,  # noqa: F401  (first: online --follow's early handlers)
     compare,
     design,
     evaluate,

@@ -6,6 +6,8 @@ libraries (polars, xgboost) inside their functions so `regmixd --help` stays ins
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import os
 import sys
 from typing import Annotated, Any, TextIO
@@ -26,14 +28,24 @@ def _width(stream: TextIO) -> int | None:
     return 160
 
 
+class _Console(Console):
+    """A rich console whose closed pipe raises BrokenPipeError (rich would exit 1); the
+    error boundary turns it into a quiet exit 0."""
+
+    def on_broken_pipe(self) -> None:
+        self.quiet = True
+        raise BrokenPipeError(32, "Broken pipe")
+
+
 # stdout carries data only; everything meant for a person goes to stderr.
-out = Console(soft_wrap=True, highlight=False, width=_width(sys.stdout))
-err = Console(stderr=True, soft_wrap=True, highlight=False, width=_width(sys.stderr))
+out = _Console(soft_wrap=True, highlight=False, width=_width(sys.stdout))
+err = _Console(stderr=True, soft_wrap=True, highlight=False, width=_width(sys.stderr))
 
 
 def warn(message: str) -> None:
     """Print one warning line on stderr."""
-    err.print(f"[yellow]Warning:[/yellow] {message}", markup=True, highlight=False)
+    err.print("[yellow]Warning:[/yellow] ", markup=True, highlight=False, end="")
+    err.print(one_line(message), markup=False, highlight=False)
 
 
 def info(message: str) -> None:
@@ -55,6 +67,59 @@ def in_flags(message: str) -> str:
     for name, flag in CLI_FLAGS.items():
         message = message.replace(f"`{name}`", flag)
     return message
+
+
+# File-system conditions the user can fix; each becomes one `Error:` line and exit 3.
+_OS_ERRORS = {
+    errno.ENOSPC: "no space left on the device; free some space and run again",
+    errno.EDQUOT: "disk quota exceeded; free some space and run again",
+    errno.EACCES: "permission denied; check the permissions or choose another path",
+    errno.EPERM: "operation not permitted; check the permissions or choose another path",
+    errno.EROFS: "read-only file system; choose a writable path",
+    errno.ENAMETOOLONG: "file name too long; choose a shorter name",
+    errno.EISDIR: "is a directory; give a file path",
+    errno.ENOTDIR: "a part of the path is not a directory; check the path",
+    errno.ENOENT: "no such file or directory; check the path",
+    errno.EEXIST: "already exists; choose another path",
+    errno.ENOTEMPTY: "directory not empty; choose another path",
+    errno.EMLINK: "too many links; choose another path",
+    errno.ELOOP: "too many levels of symbolic links; check the path",
+    errno.EIO: "input/output error; check the disk",
+    errno.EXDEV: "cannot move across file systems; choose a path on the same file system",
+    errno.EBUSY: "device or resource busy; choose another path",
+}
+# Longest message shown whole: a huge field echoed by an error would flood the terminal.
+_MESSAGE_MAX = 600
+
+
+def os_error_message(exc: OSError) -> str | None:
+    """`PATH: what went wrong; what to do` for a file-system error, None for other errors."""
+    reason = _OS_ERRORS.get(exc.errno) if exc.errno is not None else None
+    if reason is None:
+        return None
+    path = exc.filename if exc.filename is not None else exc.filename2
+    return f"{path}: {reason}" if path is not None else reason[:1].upper() + reason[1:]
+
+
+def one_line(message: str) -> str:
+    """A message as one bounded line: control characters escaped, the middle of a very long
+    message cut (the start names the file, the end says what to do)."""
+    if any(ord(c) < 32 or c == "\x7f" for c in message):
+        message = "".join(
+            c if ord(c) >= 32 and c != "\x7f" else c.encode("unicode_escape").decode("ascii")
+            for c in message
+        )
+    if len(message) > _MESSAGE_MAX:
+        cut = len(message) - _MESSAGE_MAX
+        message = f"{message[:400]} ...[{cut} characters cut]... {message[-200:]}"
+    return message
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null so the interpreter's final flush cannot fail again."""
+    with contextlib.suppress(OSError, ValueError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
 
 
 # Click's UsageError, found through typer's public BadParameter (typer vendors its own Click).
@@ -79,17 +144,30 @@ class _Group(TyperGroup):
 
     def invoke(self, ctx: Any) -> Any:
         try:
-            return super().invoke(ctx)
+            result = super().invoke(ctx)
+            sys.stdout.flush()  # a closed pipe shows up here, not at interpreter exit
+            return result
         except RegmixdError as exc:
-            err.print(f"Error: {in_flags(str(exc))}", markup=False, highlight=False)
+            err.print(f"Error: {one_line(in_flags(str(exc)))}", markup=False, highlight=False)
             raise typer.Exit(exc.exit_code) from None
+        except BrokenPipeError:
+            # The reader of stdout went away (`regmixd show ... | head`): stop quietly, exit 0,
+            # as `grep`/`rg` do; nothing more can be written there.
+            _silence_stdout()
+            raise typer.Exit(0) from None
+        except OSError as exc:
+            message = os_error_message(exc)
+            if message is None:
+                raise  # not a condition of the file system the user can fix: a bug
+            err.print(f"Error: {one_line(message)}", markup=False, highlight=False)
+            raise typer.Exit(3) from None
         except _USAGE_ERROR as exc:
             # Click prints usage, a hint and a blank line before its message; scripts get the
             # one `Error:` line every command promises, with the way to the help in it.
             if type(exc).__name__ == "NoArgsIsHelpError":
                 raise
             where = exc.ctx.command_path if exc.ctx is not None else "regmixd"
-            message = f"Error: {exc.format_message()} (see `{where} --help`)"
+            message = f"Error: {one_line(exc.format_message())} (see `{where} --help`)"
             err.print(message, markup=False, highlight=False)
             raise typer.Exit(exc.exit_code) from None
 

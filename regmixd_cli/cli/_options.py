@@ -195,3 +195,7 @@ def report_constraints(provenance: dict[str, Any]) -> None:
             f"constraints: {domain} uses {use['tokens_used']:.4g} of its {use['budget']:.4g} "
             f"budgeted tokens ({share:.1%})"
         )
+
+# Largest --seed: every random stream (numpy, XGBoost) takes a 32-bit unsigned seed; a
+# negative or larger one is a usage error (exit 2) instead of a traceback.
+SEED_MAX = 2**32 - 1

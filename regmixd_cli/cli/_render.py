@@ -268,6 +268,9 @@ def report_fit(fitted: FittedModel, one_grid_point: bool) -> None:
     """
     report = fitted.report
     warn_excluded(report["excluded"], fitted.proxy_steps)
+    weak = weak_fit_warning(report)
+    if weak is not None:
+        warn(weak)
     if report["endpoint_only"] and one_grid_point:
         info("one grid point (--switch-points 0): fitted the endpoint model alone (RegMix); "
              "schedules from this model need --static")
@@ -278,6 +281,43 @@ def report_fit(fitted: FittedModel, one_grid_point: bool) -> None:
         )
     if fitted.prior_source == "proxy-mean":
         info("prior: proxy-mean (the mean mixture of the usable runs); change it with --prior")
+
+
+# Held-out Spearman rho below which a fit is too weak to rank mixtures usefully.
+WEAK_RHO = 0.8
+# Fewer usable runs than this: the usual reason a fit is weak.
+FEW_RUNS = 24
+
+
+def weak_fit_warning(report: dict[str, Any]) -> str | None:
+    """Why the cross-validation says this model ranks mixtures poorly, or None if it does not.
+
+    The held-out rho is the one that matters for a schedule: the chosen form's rollout to the
+    end (the endpoint model's for an endpoint-only fit).
+    """
+    import math
+
+    endpoint = report.get("endpoint", {})
+    form = report.get("choice", {}).get("form")
+    rollout = endpoint.get("rollout", {})
+    if form in rollout:
+        rho, what = rollout[form].get("spearman"), f"{form} rollout"
+    else:
+        rho, what = endpoint.get("endpoint", {}).get("spearman"), "endpoint"
+    if isinstance(rho, int | float) and math.isfinite(rho) and rho >= WEAK_RHO:
+        return None
+    n_runs = int(report.get("n_runs", 0))
+    if not isinstance(rho, int | float) or not math.isfinite(rho):
+        why = ("the held-out losses (or the predictions) do not vary, so no ranking can be "
+               "scored: are the runs' mixtures or logs identical?")
+        shown = "undefined"
+    else:
+        shown = f"{rho:.2f}"
+        why = (f"only {n_runs} usable runs; add proxy runs" if n_runs < FEW_RUNS else
+               "the mixtures explain little of the loss differences (noisy or too-similar "
+               "runs); add runs that differ more")
+    return (f"weak fit: held-out Spearman rho of the {what} is {shown} (< {WEAK_RHO}); "
+            f"schedules from this model may be no better than chance: {why}")
 
 
 def warn_excluded(excluded: dict[str, list[str]], proxy_steps: float) -> None:

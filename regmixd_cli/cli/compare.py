@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from regmixd_cli.cli._app import app, out, warn
+from regmixd_cli.cli._options import SEED_MAX
 from regmixd_cli.cli._output import print_json, progress_bar
 from regmixd_cli.cli._plots import check_plot, write_plot
 from regmixd_cli.errors import UsageError
@@ -227,7 +228,9 @@ def compare(
         typer.Option("--target-steps", help="Steps of the axis shown (default: the first "
                      "schedule file's, or the proxy length)."),
     ] = None,
-    seed: Annotated[int, typer.Option("--seed", help="Seed of the built-in searches.")] = 0,
+    seed: Annotated[
+        int, typer.Option("--seed", min=0, max=SEED_MAX, help="Seed of the built-in searches.")
+    ] = 0,
     candidates: Annotated[
         int, typer.Option("--candidates", help="Candidates per built-in search.")
     ] = 100_000,
@@ -247,6 +250,10 @@ def compare(
     from regmixd_cli.plan.search import SearchConfig
 
     fmt = check_plot(plot)
+    if plot is not None:
+        from regmixd_cli.files import check_not_input, input_paths
+
+        check_not_input(plot, [*input_paths(model), *items], "--plot")
     fitted = load_model(model)
     builtin = (SearchConfig(candidates=candidates), seed, model_hash(model))
     loaded = []

@@ -8,9 +8,14 @@ from typing import Annotated
 import typer
 
 from regmixd_cli.cli._app import app, info, out
+from regmixd_cli.cli._options import SEED_MAX
 from regmixd_cli.errors import InputError, UsageError
 
 STDOUT = "-"
+
+
+# Most proxy runs one design holds (a million runs of 100 domains is ~1 GB in memory).
+MAX_DESIGN_RUNS = 1_000_000
 
 
 @app.command()
@@ -22,7 +27,7 @@ def design(
     out_path: Annotated[
         str, typer.Option("--out", help="Mixtures file: .json, .csv, or - for JSON on stdout.")
     ],
-    seed: Annotated[int, typer.Option("--seed", help="Random seed.")] = 0,
+    seed: Annotated[int, typer.Option("--seed", min=0, max=SEED_MAX, help="Random seed.")] = 0,
     available_tokens: Annotated[
         Path | None,
         typer.Option(
@@ -65,6 +70,9 @@ def design(
     from regmixd_cli.sim.proxies import run_ids
     from regmixd_cli.weights import PROXY_MEAN, UNIFORM, check_mixture
 
+    if runs > MAX_DESIGN_RUNS:  # refused up front: the mixtures are built in memory
+        raise UsageError(f"--runs {runs}: at most {MAX_DESIGN_RUNS:,} proxy runs per design "
+                         "(each is a training run); split a bigger design into several files")
     if str(prior) in (UNIFORM, PROXY_MEAN) and not prior.is_file():
         raise UsageError(
             f"--prior {prior}: design needs a prior FILE {{domain: weight}} (it has no model "
@@ -72,7 +80,10 @@ def design(
             "with the same weight"
         )
     if out_path != STDOUT:
+        from regmixd_cli.files import check_not_input
+
         check_output_file(Path(out_path))
+        check_not_input(out_path, [prior, available_tokens, constraints])
     data = read_json(prior, "prior mixture")
     if not isinstance(data, dict) or not data:
         raise InputError(f"{prior}: a prior must be a JSON object {{domain: weight}}")

@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from regmixd_cli.cli._app import app, err, info
+from regmixd_cli.cli._options import SEED_MAX
 from regmixd_cli.cli._output import print_json, progress_bar
 from regmixd_cli.cli._render import report_fit, report_tables
 from regmixd_cli.errors import UsageError
@@ -39,7 +40,9 @@ def fit(
     prior: Annotated[
         str | None, typer.Option(help="Prior mixture: JSON file, uniform, or proxy-mean (default).")
     ] = None,
-    seed: Annotated[int, typer.Option(help="Seed for folds and boosters.")] = 0,
+    seed: Annotated[
+        int, typer.Option(min=0, max=SEED_MAX, help="Seed for folds and boosters.")
+    ] = 0,
     max_rounds: Annotated[
         int | None,
         typer.Option("--max-rounds", help="Most boosting rounds per regressor (default 2000)."),
@@ -61,6 +64,9 @@ def fit(
     json_output: Annotated[
         bool, typer.Option("--json", help="Print the report as JSON on stdout.")
     ] = False,
+    force: Annotated[
+        bool, typer.Option("--force", help="Replace an --out directory that is not a model.")
+    ] = False,
     plot: Annotated[
         Path | None,
         typer.Option("--plot", metavar="FILE", help="Also draw held-out vs predicted loss per "
@@ -74,8 +80,8 @@ def fit(
     import dataclasses
 
     from regmixd_cli.cli._plots import check_plot
-    from regmixd_cli.files import check_output_dir, check_output_file
-    from regmixd_cli.fit.files import save_model
+    from regmixd_cli.files import check_not_input, check_output_dir, check_output_file, input_paths
+    from regmixd_cli.fit.files import check_model_out, save_model
     from regmixd_cli.fit.model import FitConfig, XGBSettings
     from regmixd_cli.fit.training import fit_model
     from regmixd_cli.fit.transitions import parse_intervals
@@ -83,8 +89,11 @@ def fit(
 
     plot_format = check_plot(plot)  # before the fit: a bad --plot must not cost a whole fit
     check_output_dir(out)
+    check_not_input(out, [*input_paths(store), *_prior_file(prior)])
+    check_model_out(out, force)
     if plot is not None:
         check_output_file(plot, "--plot")
+        check_not_input(plot, [*input_paths(store), *_prior_file(prior)], "--plot")
     if ensemble < 0 or ensemble == 1:
         raise UsageError(f"--ensemble {ensemble}: give 0 (none) or at least 2 replicas")
     grid = parse_intervals(intervals) if intervals is not None else None
@@ -135,3 +144,8 @@ def fit(
             err.print(table)
         info(f"model: {report['choice']['reason']}")
     info(f"wrote {out}")
+
+
+def _prior_file(prior: str | None) -> list[Path]:
+    """`--prior` as an input path when it names a file (not `uniform`/`proxy-mean`)."""
+    return [Path(prior)] if prior is not None and Path(prior).exists() else []

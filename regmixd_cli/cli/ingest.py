@@ -31,7 +31,9 @@ def ingest(
                                         "{run: {domain: weight}}."),
     ] = None,
     fmt: Annotated[
-        str, typer.Option("--format", help="auto (by content), jsonl, csv, regmix, hf or wandb.")
+        str,
+        typer.Option("--format",
+                     help="auto (by content), jsonl, csv, regmix, hf, wandb or tensorboard."),
     ] = "auto",
     final_step: Annotated[
         int, typer.Option("--final-step", help="Step of RegMix's endpoint losses.")
@@ -43,6 +45,11 @@ def ingest(
         bool,
         typer.Option("--fill-missing-domains",
                      help="Treat a domain a run does not name as weight 0."),
+    ] = False,
+    ignore_extra_mixtures: Annotated[
+        bool,
+        typer.Option("--ignore-extra-mixtures",
+                     help="Leave out runs of --mixtures that have no logs (a warning names them)."),
     ] = False,
     json_out: Annotated[
         bool, typer.Option("--json", help="Print the store summary as JSON on stdout.")
@@ -57,7 +64,8 @@ def ingest(
 
     request = IngestRequest(paths=tuple(paths), out_dir=out_dir, mixtures=mixtures, fmt=fmt,
                             final_step=final_step, append=append,
-                            fill_missing_domains=fill_missing_domains)
+                            fill_missing_domains=fill_missing_domains,
+                            ignore_extra_mixtures=ignore_extra_mixtures)
     with err.status("Reading logs...", spinner="dots"):
         result, store = ingest_logs(request, on_message=info, on_warning=warn)
     _finish_ingest(result, store, out_dir, json_out)

@@ -9,13 +9,19 @@ import json
 import signal
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from regmixd_cli.cli._app import app, err, info, warn
-from regmixd_cli.cli._options import NO_CONSTRAINTS, ConstraintFlags, with_constraint_options
+from regmixd_cli.cli._options import (
+    NO_CONSTRAINTS,
+    SEED_MAX,
+    ConstraintFlags,
+    with_constraint_options,
+)
 from regmixd_cli.cli._output import print_json, write_stdout
+from regmixd_cli.cli._signals import EARLY_STOP
 from regmixd_cli.errors import UsageError
 
 if TYPE_CHECKING:
@@ -52,7 +58,7 @@ def online(
     ] = 100_000,
     top_k: Annotated[int, typer.Option("--top-k", help="Candidates averaged.")] = 128,
     alpha: Annotated[float, typer.Option("--alpha", help="Dirichlet concentration.")] = 1.0,
-    seed: Annotated[int, typer.Option("--seed", help="Random seed.")] = 0,
+    seed: Annotated[int, typer.Option("--seed", min=0, max=SEED_MAX, help="Random seed.")] = 0,
     as_json: Annotated[
         bool, typer.Option("--json", help="Write the decision as JSON to stdout.")
     ] = False,
@@ -98,6 +104,32 @@ def online(
 
     Example: regmixd online model/ --follow log.jsonl --target-steps 25000 --state st.json
     """
+    stop: list[str] = EARLY_STOP  # signals caught since start-up (cli/_signals.py)
+    if follow is None:
+        _online(**locals())
+        return
+    # Follow mode stops cleanly (exit 0) on SIGINT/SIGTERM however early they come: while
+    # the model loads too, not only once the watch loop runs.
+    previous = {
+        sig: signal.signal(sig, lambda s, _f: stop.append(signal.Signals(s).name))
+        for sig in (signal.SIGINT, signal.SIGTERM)
+    }
+    try:
+        _online(**locals())
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        stop.clear()
+
+
+def _online(  # noqa: PLR0913 - the options of `online`, checked and run
+    model: Path, target_steps: int, step: int | None, loss: float | None, param_ratio: float,
+    beta: float, prior: str | None, candidates: int, top_k: int, alpha: float, seed: int,
+    as_json: bool, follow: Path | None, metric: str | None, run: str | None, log_format: str,
+    state: Path | None, timeout: float | None, poll: float, out_schedule: Path | None,
+    constraint_flags: ConstraintFlags, stop: list[str], **_ignored: Any,
+) -> None:
+    """The body of `online` (its signal handlers already in place in follow mode)."""
     from regmixd_cli.online.controller import OnlineController
 
     one_shot = step is not None or loss is not None
@@ -126,6 +158,15 @@ def online(
         raise UsageError(f"--timeout must be > 0 seconds, got {timeout}")
     if follow is not None:
         _check_follow_paths(follow, state, out_schedule)
+        from regmixd_cli.files import check_not_input, input_paths
+
+        sources = [*input_paths(model, follow), *_prior_file(prior), constraint_flags.path]
+        for option, path in (("--state", state), ("--out-schedule", out_schedule)):
+            if path is not None:
+                check_not_input(path, sources, option)
+        if state is not None and out_schedule is not None and (
+                state.resolve() == out_schedule.resolve()):
+            raise UsageError(f"--out-schedule {out_schedule} is also --state; give two files")
 
     from regmixd_cli.plan.schedule import resolve_schedule_prior
 
@@ -160,7 +201,13 @@ def online(
         timeout,
         poll,
         out_schedule,
+        stop,
     )
+
+
+def _prior_file(prior: str | None) -> list[Path]:
+    """`--prior` as an input path when it names a file (not `uniform`/`proxy-mean`)."""
+    return [Path(prior)] if prior is not None and Path(prior).exists() else []
 
 
 def _check_follow_paths(log: Path, state: Path | None, out_schedule: Path | None) -> None:
@@ -226,6 +273,7 @@ def _follow(
     timeout: float | None,
     poll: float,
     out_schedule: Path | None,
+    stop: list[str],
 ) -> None:
     """Watch `log` and decide at every switch point; the loop and the clock live here."""
     from regmixd_cli.online.follow import LogSource, detect_format
@@ -234,7 +282,7 @@ def _follow(
     fmt = detect_format(log, log_format)
     settings = state_settings(controller, metric)
     if state_path is not None:
-        controller.decisions = load_state(state_path, settings)
+        controller.decisions = load_state(state_path, settings, controller)
     steps = ", ".join(map(str, controller.switch_steps))
     info(f"Following {log} ({fmt}) for {metric}; switch points at steps {steps}")
     if controller.decisions:
@@ -242,62 +290,56 @@ def _follow(
     if not log.exists():
         # Not an error: a watcher is often started before the trainer creates its log.
         warn(f"{log} does not exist yet; waiting for it to appear (check the --follow path)")
-    stop: list[str] = []
-    previous = {
-        sig: signal.signal(sig, lambda s, _f: stop.append(signal.Signals(s).name))
-        for sig in (signal.SIGINT, signal.SIGTERM)
-    }
     source = LogSource(log, fmt, metric, run)
     reason = "all switch points decided"
     finished = False
-    try:
-        idle_since = time.monotonic()
-        while not controller.done:
-            observations, grew = source.read()
-            for message in source.warnings:
+    idle_since = time.monotonic()
+    while not controller.done:
+        if stop:  # a signal that came while the model loaded
+            reason = f"stopped by {stop[0]}"
+            break
+        observations, grew = source.read()
+        for message in source.warnings:
+            warn(message)
+        source.warnings.clear()
+        if source.metric_suspect():
+            warn(source.metric_hint(early=True))
+        finished = False
+        for obs in observations:
+            if obs.step >= controller.target_steps:
+                finished = True
+                break
+            decision = controller.decide(obs.step, obs.value)
+            if decision is None:
+                continue
+            if state_path is not None:  # state first: a restart never repeats a line
+                save_state(state_path, settings, controller)
+            # JSON Lines: one compact line per decision, flushed as it is made.
+            write_stdout(json.dumps(decision.to_json(), sort_keys=True,
+                                    separators=(",", ":"), allow_nan=False) + "\n")
+            info(
+                f"switch point {decision.switch} (step {decision.start_step}) decided from "
+                f"{metric}={obs.value:g} at {obs.where}"
+            )
+            for message in decision.warnings:
                 warn(message)
-            source.warnings.clear()
-            if source.metric_suspect():
-                warn(source.metric_hint(early=True))
-            finished = False
-            for obs in observations:
-                if obs.step >= controller.target_steps:
-                    finished = True
-                    break
-                decision = controller.decide(obs.step, obs.value)
-                if decision is None:
-                    continue
-                if state_path is not None:  # state first: a restart never repeats a line
-                    save_state(state_path, settings, controller)
-                # JSON Lines: one compact line per decision, flushed as it is made.
-                write_stdout(json.dumps(decision.to_json(), sort_keys=True,
-                                        separators=(",", ":"), allow_nan=False) + "\n")
-                info(
-                    f"switch point {decision.switch} (step {decision.start_step}) decided from "
-                    f"{metric}={obs.value:g} at {obs.where}"
-                )
-                for message in decision.warnings:
-                    warn(message)
-                if controller.done:
-                    break
             if controller.done:
                 break
-            if finished:
-                reason = f"training reached step {controller.target_steps}"
-                break
-            if stop:
-                reason = f"stopped by {stop[0]}"
-                break
-            now = time.monotonic()
-            if grew:
-                idle_since = now
-            elif timeout is not None and now - idle_since >= timeout:
-                reason = f"timed out: {log} did not grow for {timeout:g} s"
-                break
-            _sleep(poll, stop)
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+        if controller.done:
+            break
+        if finished:
+            reason = f"training reached step {controller.target_steps}"
+            break
+        if stop:
+            reason = f"stopped by {stop[0]}"
+            break
+        now = time.monotonic()
+        if grew:
+            idle_since = now
+        elif timeout is not None and now - idle_since >= timeout:
+            reason = f"timed out: {log} did not grow for {timeout:g} s"
+            break
+        _sleep(poll, stop)
     if state_path is not None:
         save_state(state_path, settings, controller)
     if out_schedule is not None:

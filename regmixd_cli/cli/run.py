@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 
 from regmixd_cli.cli._app import app, err, info, out, warn
+from regmixd_cli.cli._options import SEED_MAX
 from regmixd_cli.cli._output import progress_bar, write_stdout
 from regmixd_cli.cli._render import render_schedule, report_fit, report_ingest, report_tables
 from regmixd_cli.errors import UsageError
@@ -46,7 +47,9 @@ def run(
     candidates: Annotated[
         int, typer.Option("--candidates", help="Candidate mixtures per search.")
     ] = 100_000,
-    seed: Annotated[int, typer.Option(help="Seed for folds, boosters and the search.")] = 0,
+    seed: Annotated[
+        int, typer.Option(min=0, max=SEED_MAX, help="Seed for folds, boosters and the search.")
+    ] = 0,
     as_json: Annotated[
         bool, typer.Option("--json", help="Print the schedule JSON on stdout instead of a table.")
     ] = False,
@@ -68,6 +71,13 @@ def run(
         check_output_dir(out_dir / name)
     for name in (SCHEDULE_FILE, STATIC_FILE):
         check_output_file(out_dir / name)
+    from regmixd_cli.files import check_not_input
+    from regmixd_cli.fit.files import check_model_out
+
+    check_model_out(out_dir / MODEL_DIR)
+    prior_file = [prior] if prior is not None and Path(prior).exists() else []
+    for name in (STORE_DIR, MODEL_DIR, SCHEDULE_FILE, STATIC_FILE):
+        check_not_input(out_dir / name, [*paths, mixtures, *prior_file])
     # A failure later removes what this invocation created; earlier outputs stay as they were
     # (each one is replaced atomically, so none is left half-written).
     top = out_dir  # the outermost directory this invocation would create

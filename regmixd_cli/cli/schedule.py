@@ -7,8 +7,13 @@ from typing import Annotated
 
 import typer
 
-from regmixd_cli.cli._app import app, err, info
-from regmixd_cli.cli._options import NO_CONSTRAINTS, ConstraintFlags, with_constraint_options
+from regmixd_cli.cli._app import app, err, info, warn
+from regmixd_cli.cli._options import (
+    NO_CONSTRAINTS,
+    SEED_MAX,
+    ConstraintFlags,
+    with_constraint_options,
+)
 from regmixd_cli.cli._output import STDOUT, progress_bar, write_stdout
 from regmixd_cli.cli._render import render_schedule
 from regmixd_cli.errors import UsageError
@@ -42,7 +47,7 @@ def schedule(
     static: Annotated[
         bool, typer.Option("--static", help="One RegMix mixture for the whole run instead.")
     ] = False,
-    seed: Annotated[int, typer.Option("--seed", help="Random seed.")] = 0,
+    seed: Annotated[int, typer.Option("--seed", min=0, max=SEED_MAX, help="Random seed.")] = 0,
     as_json: Annotated[
         bool, typer.Option("--json", help="Also write the schedule JSON to stdout.")
     ] = False,
@@ -76,7 +81,11 @@ def schedule(
     if out_path is None and not as_json:
         raise UsageError("give --out FILE for the schedule (or --out - / --json for stdout)")
     if out_path is not None and str(out_path) != STDOUT:
+        from regmixd_cli.files import check_not_input, input_paths
+
         check_output_file(out_path)  # before the search: a bad --out must not cost it
+        prior_file = [prior] if prior is not None and Path(prior).exists() else []
+        check_not_input(out_path, [*input_paths(model), *prior_file, constraint_flags.path])
     from regmixd_cli.cli._options import load_constraints, report_constraints
     from regmixd_cli.fit.ensemble import (
         load_ensemble,
@@ -91,6 +100,11 @@ def schedule(
     if risk is not None and not 0.0 < risk < 1.0:
         raise UsageError(f"--risk {risk}: give a quantile strictly between 0 and 1")
     fitted = load_model(model)
+    from regmixd_cli.cli._render import weak_fit_warning
+
+    weak = weak_fit_warning(fitted.report)
+    if weak is not None:
+        warn(weak)
     limits = load_constraints(constraint_flags, fitted.domains)
     ensemble = load_ensemble(model, fitted)
     rank = None

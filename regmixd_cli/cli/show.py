@@ -49,10 +49,11 @@ def show(
             )
     elif path.is_file():
         if plot is not None:
-            from regmixd_cli.files import check_output_file
+            from regmixd_cli.files import check_not_input, check_output_file
 
             # first: a bad --plot fails before anything is printed
             check_output_file(plot, "--plot")
+            check_not_input(plot, [path], "--plot")
             from regmixd_cli.cli._plots import plot_schedule
 
             plot_schedule(path, plot)

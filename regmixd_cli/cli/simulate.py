@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from regmixd_cli.cli._app import app, info
+from regmixd_cli.cli._options import SEED_MAX
 from regmixd_cli.cli._output import print_json, progress_bar
 from regmixd_cli.errors import UsageError
 
@@ -65,7 +66,10 @@ def simulate(
     parts: Annotated[
         int, typer.Option("--parts", min=1, help="JSONL files to split logs over.")
     ] = 4,
-    seed: Annotated[int, typer.Option("--seed", help="Seed of the world, mixtures and noise.")] = 0,
+    seed: Annotated[
+        int,
+        typer.Option("--seed", min=0, max=SEED_MAX, help="Seed of the world, mixtures and noise."),
+    ] = 0,
     out_dir: Annotated[
         Path | None, typer.Option("--out", help="Output directory (replaced atomically).")
     ] = None,
@@ -218,7 +222,9 @@ def oracle(
     switch_points: Annotated[
         int, typer.Option("--switch-points", min=0, help="Switch points N (N+1 even stages).")
     ] = 5,
-    seed: Annotated[int, typer.Option("--seed", help="Seed of the random search.")] = 0,
+    seed: Annotated[
+        int, typer.Option("--seed", min=0, max=SEED_MAX, help="Seed of the random search.")
+    ] = 0,
     out_path: Annotated[
         str | None, typer.Option("--out", help="Write the oracle schedule JSON here (- = stdout).")
     ] = None,
@@ -251,10 +257,16 @@ def oracle(
 
     if as_json and out_path == STDOUT:
         raise UsageError("--json and --out - both write to stdout; pick one")
+    from regmixd_cli.files import check_not_input
+
     if out_path is not None and out_path != STDOUT:  # before the search, not after it
         check_output_file(Path(out_path))
+        check_not_input(out_path, [world_path])
     if static_out is not None:
         check_output_file(static_out, "--static-out")
+        check_not_input(static_out, [world_path], "--static-out")
+        if out_path not in (None, STDOUT) and Path(out_path).resolve() == static_out.resolve():
+            raise UsageError(f"--static-out {static_out} is also --out; give two files")
     world = read_world(world_path)
     config = OracleConfig()
     total = config.refine_starts * config.static_iterations + config.schedule_iterations

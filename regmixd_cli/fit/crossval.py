@@ -199,13 +199,21 @@ def cv_report(
     }
 
 
-def check_folds(n_runs: int, folds: int, target: str, where: str = "store") -> None:
-    """Enough usable runs for `folds`-fold cross-validation, or a clear error."""
+def check_folds(
+    n_runs: int, folds: int, target: str, where: str = "store", n_short: int = 0,
+    proxy_steps: float | None = None,
+) -> None:
+    """Enough usable runs for `folds`-fold cross-validation, or a clear error (that says how
+    many runs were left out for stopping before T_p, and how to keep them)."""
     if folds < 2:
         raise UsageError(f"--folds {folds}: cross-validation needs at least 2 folds")
     need = MIN_RUNS_PER_FOLD * folds
     if n_runs < need:
+        why = ""
+        if n_short and proxy_steps is not None:
+            why = (f" ({n_short} run(s) stop before step {proxy_steps:g}, the grid's end, and "
+                   "were left out: give --intervals ending at a step they reach)")
         raise UsageError(
-            f"{where}: only {n_runs} usable run(s) for target {target!r}, and {folds}-fold "
+            f"{where}: only {n_runs} usable run(s) for target {target!r}{why}, and {folds}-fold "
             f"cross-validation needs at least {need}; add runs or lower --folds"
         )

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -19,8 +20,8 @@ import numpy as np
 
 from regmixd_cli._version import __version__
 from regmixd_cli.domain import MODEL_SCHEMA
-from regmixd_cli.errors import ModelError
-from regmixd_cli.files import atomic_dir, sha256_file, write_json
+from regmixd_cli.errors import InputError, ModelError, UsageError
+from regmixd_cli.files import atomic_dir, dumps_json, sha256_file, write_json
 from regmixd_cli.fit.metrics import clean
 from regmixd_cli.fit.model import (
     CURVE_SHIFT,
@@ -35,6 +36,23 @@ from regmixd_cli.fit.model import (
 )
 
 MODEL_FILE = "model.json"
+# model.json's own integrity check (the boosters have theirs in `files`).
+METADATA_HASH = "metadata_sha256"
+
+
+def check_model_out(path: Path, force: bool = False) -> None:
+    """Refuse (UsageError, exit 2) an --out that exists and is not a model directory, so a
+    fit never deletes a directory it did not write; `force` allows it."""
+    path = Path(path)
+    if force or not path.is_dir() or path.is_symlink():
+        return  # a symbolic link or a file is refused by `check_output_dir`, --force or not
+    try:
+        empty = not any(path.iterdir())
+    except OSError as exc:
+        raise InputError(f"{path}: cannot list it ({exc.strerror}); choose another --out") from None
+    if not empty and not (path / MODEL_FILE).is_file():
+        raise UsageError(f"--out {path}: exists and is not a model directory (no {MODEL_FILE}); "
+                         "fit would replace it: choose another --out, or pass --force")
 
 
 def write_model_dir(path: Path, metadata: dict[str, Any], blobs: dict[str, bytes]) -> None:
@@ -47,7 +65,33 @@ def write_model_dir(path: Path, metadata: dict[str, Any], blobs: dict[str, bytes
         document["files"] = {
             name: hashlib.sha256(data).hexdigest() for name, data in sorted(blobs.items())
         }
+        document.pop(METADATA_HASH, None)
+        document[METADATA_HASH] = metadata_hash(document)
         write_json(tmp / MODEL_FILE, document)
+
+
+def metadata_hash(document: dict[str, Any]) -> str:
+    """sha256 of model.json's canonical text without its own hash field: any edit to the
+    metadata (renamed domains, a changed prior) no longer matches it."""
+    rest = {key: value for key, value in document.items() if key != METADATA_HASH}
+    return hashlib.sha256(dumps_json(rest).encode("utf-8")).hexdigest()
+
+
+def _not_a_model(path: Path) -> str:
+    """Why `path`, which is not a directory, is not a model (it may be another regmixd file)."""
+    if not os.path.lexists(path):
+        return "no such model directory; create one with `regmixd fit`"
+    if path.name == MODEL_FILE:
+        return f"give the model directory ({path.parent}), not its {MODEL_FILE}"
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(4096).decode("utf-8", errors="replace")
+    except OSError:
+        head = ""
+    if "regmixd.schedule/" in head:
+        return ("a schedule file, not a model directory; give the directory written by "
+                "`regmixd fit` (the schedule goes to `export`, `show` or `compare`)")
+    return "a file, not a model directory; give the directory written by `regmixd fit`"
 
 
 def read_model_dir(path: Path) -> tuple[dict[str, Any], dict[str, bytes]]:
@@ -55,7 +99,7 @@ def read_model_dir(path: Path) -> tuple[dict[str, Any], dict[str, bytes]]:
     path = Path(path)
     file = path / MODEL_FILE
     if not path.is_dir():
-        raise ModelError(f"{path}: no such model directory; create one with `regmixd fit`")
+        raise ModelError(f"{path}: {_not_a_model(path)}")
     try:
         document = json.loads(file.read_text(encoding="utf-8"))
     except FileNotFoundError:
@@ -77,6 +121,15 @@ def read_model_dir(path: Path) -> tuple[dict[str, Any], dict[str, bytes]]:
             "of regmixd, fit it again"
         )
     _check_document(document, file)
+    try:
+        digest = metadata_hash(document)
+    except ValueError:  # NaN or infinity in a hand-edited file: not canonical JSON
+        digest = ""
+    if document.get(METADATA_HASH) != digest:
+        raise ModelError(
+            f"{file}: does not match its own {METADATA_HASH} (edited by hand or corrupt); a "
+            "model is only read as `regmixd fit` wrote it: fit the model again"
+        )
     files = document.get("files")
     if not isinstance(files, dict) or not files:
         raise ModelError(f"{file}: lists no booster files; fit the model again")

@@ -47,7 +47,7 @@ def fit_model(
         intervals=config.intervals,
         where=where,
     )
-    check_folds(table.n_runs, config.folds, target, where)
+    check_folds(table.n_runs, config.folds, target, where, len(table.short), table.grid[-1])
     prior = resolve_prior(config.prior, table.domains, table.mixtures.mean(axis=0).tolist())
     forms: tuple[str, ...] = () if table.endpoint_only else FORMS
     preds, rounds = cross_validate(table, config, forms, progress)

@@ -156,7 +156,7 @@ def build_loss_table(
         if endpoint_only:
             grid = grid[-1:]
     else:
-        proxy_steps = max(float(per_run[r][0][-1]) for r in healthy)
+        proxy_steps = common_length([float(per_run[r][0][-1]) for r in healthy])
         grid = (proxy_steps,) if endpoint_only else even_grid(proxy_steps, n_switch_points)
     _check_grid_reach(grid, [per_run[r][0] for r in healthy], target, intervals is not None,
                       where)
@@ -196,6 +196,16 @@ def build_loss_table(
         endpoint_only=endpoint_only,
         endpoint_logs=endpoint_logs,
     )
+
+
+def common_length(last_steps: Sequence[float]) -> float:
+    """T_p by default: the longest length that most (at least half) of the runs reach.
+
+    Runs of one length give that length; a few longer runs no longer make every other run
+    "short" (they are cut at T_p instead; shorter runs are left out and reported).
+    """
+    ordered = sorted(last_steps, reverse=True)
+    return ordered[(len(ordered) - 1) // 2]
 
 
 def _check_grid_reach(

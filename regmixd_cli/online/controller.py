@@ -125,6 +125,14 @@ def _check_numbers(step: int, loss: float, param_ratio: float, beta: float) -> N
         )
     if not math.isfinite(beta):
         raise UsageError(f"{param('beta')} must be a finite number, got {beta!r}")
+    try:
+        factor = math.pow(param_ratio, beta)
+    except OverflowError:
+        factor = math.inf
+    if not (math.isfinite(factor) and factor > 0 and math.isfinite(loss * factor)):
+        raise UsageError(f"{param('param_ratio')} {param_ratio:g} to the power {param('beta')} "
+                         f"{beta:g} is out of range; {param('beta')} is a small exponent "
+                         "(default 0.05)")
 
 
 def _fmt(value: float) -> str:

@@ -1,240 +1,44 @@
 """Reading a growing training log for `regmixd online --follow`.
 
 `LogSource` tails the file (appended lines, or a rewritten trainer_state.json); the parsing
-under it is pure functions over text.
-
-A log is read by byte offset; `parse_chunk` takes the bytes appended since the last read and
-consumes only complete lines (up to the last newline), so a half-written last line waits for
-the next read. Complete lines that do not parse are skipped with a warning, never fatal.
-A Hugging Face `trainer_state.json` is rewritten in place, so it is parsed whole each time it
-changes (`parse_trainer_state`); a half-written file is reported and read again later.
-The polling loop, the clock and the signals live in the CLI.
+under it is pure functions over text (`online/log_parse.py`, re-exported here). A line log
+truncated, replaced or rewritten in place is read again from the start. The polling loop,
+the clock and the signals live in the CLI.
 """
 
 from __future__ import annotations
 
-import csv
-import json
-import math
-from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-from regmixd_cli.errors import InputError, UsageError
+from regmixd_cli.errors import InputError
+from regmixd_cli.online.log_parse import (
+    FORMATS,
+    Chunk,
+    LogCursor,
+    Observation,
+    detect_format,
+    metric_keys,
+    parse_chunk,
+    parse_trainer_state,
+    trainer_state_key,
+)
 
-FORMATS = ("auto", "jsonl", "csv", "hf")
-_RESERVED = frozenset({"run", "step", "tokens"})
-
-
-@dataclass(frozen=True, slots=True)
-class Observation:
-    """One evaluation of the followed metric: the step and the value, and where it was read."""
-
-    step: int
-    value: float
-    where: str
-
-
-@dataclass(frozen=True, slots=True)
-class LogCursor:
-    """How far a line-based log has been read, and what was learnt on the way."""
-
-    offset: int = 0  # bytes consumed (always just after a newline)
-    line: int = 0  # lines consumed
-    header: tuple[str, ...] | None = None  # CSV only
-    run: str | None = None  # the followed run (the first one seen unless --run)
-
-
-@dataclass(frozen=True, slots=True)
-class Chunk:
-    """What one read of a line-based log produced."""
-
-    observations: tuple[Observation, ...]
-    cursor: LogCursor
-    warnings: tuple[str, ...]
-    other_runs: frozenset[str]
-    metrics_seen: frozenset[str]
-    records: int = 0  # complete lines of the followed run that carry a step (with or without
-    # the metric): how much evidence there is that a missing metric is misnamed
+__all__ = [
+    "FORMATS",
+    "Chunk",
+    "LogCursor",
+    "LogSource",
+    "Observation",
+    "detect_format",
+    "metric_keys",
+    "parse_chunk",
+    "parse_trainer_state",
+    "trainer_state_key",
+]
 
 
-def detect_format(path: Path, fmt: str = "auto") -> str:
-    """The log format: `fmt` unless auto; else by name (.csv, *.json -> hf, otherwise jsonl)."""
-    if fmt not in FORMATS:
-        raise UsageError(f"--format {fmt!r}: choose one of {', '.join(FORMATS)}")
-    if fmt != "auto":
-        return fmt
-    name = path.name.lower()
-    if name.endswith(".csv"):
-        return "csv"
-    if name.endswith(".json"):
-        return "hf"
-    return "jsonl"
-
-
-def metric_keys(metric: str) -> tuple[str, ...]:
-    """Keys that name `metric` in a log: itself, then the HF forms eval_<m>_loss and eval_<m>."""
-    return (metric, f"eval_{metric}_loss", f"eval_{metric}")
-
-
-def parse_chunk(data: bytes, cursor: LogCursor, *, fmt: str, metric: str, name: str) -> Chunk:
-    """Parse the complete lines of `data` (log bytes from `cursor.offset` on).
-
-    `fmt` is "jsonl" or "csv" (long `run,step,metric,value` or wide `[run,]step,<metric>...`).
-    A CSV header without the metric is an InputError (the user named the wrong metric).
-    """
-    end = data.rfind(b"\n") + 1
-    observations: list[Observation] = []
-    warnings: list[str] = []
-    other_runs: set[str] = set()
-    metrics_seen: set[str] = set()
-    records = 0
-    header, run, line_no = cursor.header, cursor.run, cursor.line
-    keys = metric_keys(metric)
-    for raw in data[:end].split(b"\n")[:-1]:
-        line_no += 1
-        where = f"{name}:{line_no}"
-        try:
-            text = raw.decode("utf-8").strip()
-        except UnicodeDecodeError:
-            warnings.append(f"{where}: not UTF-8 text; line skipped")
-            continue
-        if not text:
-            continue
-        if fmt == "jsonl":
-            record = _jsonl_record(text, where, warnings)
-        elif header is None:
-            header = _csv_header(text, keys, name)
-            continue
-        else:
-            record = _csv_record(text, header, where, warnings)
-        if record is None:
-            continue
-        row_run = record.get("run")
-        if row_run is not None:
-            row_run = str(row_run)
-            if run is None:
-                run = row_run
-            elif row_run != run:
-                other_runs.add(row_run)
-                continue
-        if "step" not in record:  # e.g. a mixture line
-            continue
-        records += 1
-        metrics_seen.update(k for k in record if k not in _RESERVED)
-        key = next((k for k in keys if record.get(k) not in (None, "")), None)
-        if key is None:  # a line without this metric (e.g. a training-loss line)
-            continue
-        obs = _observation(record["step"], record[key], where, warnings)
-        if obs is not None:
-            observations.append(obs)
-    new_cursor = LogCursor(cursor.offset + end, line_no, header, run)
-    return Chunk(
-        tuple(observations),
-        new_cursor,
-        tuple(warnings),
-        frozenset(other_runs),
-        frozenset(metrics_seen),
-        records,
-    )
-
-
-def parse_trainer_state(text: str, metric: str, name: str) -> tuple[Observation, ...] | None:
-    """Evaluations of `metric` in a trainer_state.json's log_history; None if not (yet) valid."""
-    try:
-        data = json.loads(text)
-    except (ValueError, RecursionError):  # half-written, or not JSON at all
-        return None
-    history = data.get("log_history") if isinstance(data, dict) else None
-    if not isinstance(history, list):
-        return None
-    keys = metric_keys(metric)
-    observations: list[Observation] = []
-    ignored: list[str] = []
-    for i, entry in enumerate(history):
-        if not isinstance(entry, dict) or "step" not in entry:
-            continue
-        key = next((k for k in keys if entry.get(k) is not None), None)
-        if key is None:
-            continue
-        obs = _observation(entry["step"], entry[key], f"{name}: log_history[{i}]", ignored)
-        if obs is not None:
-            observations.append(obs)
-    return tuple(observations)
-
-
-def _jsonl_record(text: str, where: str, warnings: list[str]) -> Mapping[str, Any] | None:
-    try:
-        record = json.loads(text)
-    except json.JSONDecodeError as exc:
-        warnings.append(f"{where}: malformed JSON ({exc.msg}); line skipped")
-        return None
-    except (ValueError, RecursionError):  # huge integers, deep nesting
-        warnings.append(f"{where}: malformed JSON; line skipped")
-        return None
-    if not isinstance(record, dict):
-        warnings.append(f"{where}: not a JSON object; line skipped")
-        return None
-    return record
-
-
-def _csv_header(text: str, keys: tuple[str, ...], name: str) -> tuple[str, ...]:
-    try:
-        header = tuple(c.strip() for c in next(csv.reader([text])))
-    except csv.Error as exc:
-        raise InputError(f"{name}:1: unreadable CSV header ({exc}); is this a CSV log?") from None
-    if "step" not in header:
-        raise InputError(f"{name}:1: CSV header has no 'step' column; columns are {text}")
-    long = {"metric", "value"} <= set(header)
-    if not long and not any(k in header for k in keys):
-        raise InputError(
-            f"{name}:1: CSV header has no column for metric {keys[0]!r}; columns are {text}; "
-            "give the right --metric"
-        )
-    return header
-
-
-def _csv_record(
-    text: str, header: tuple[str, ...], where: str, warnings: list[str]
-) -> Mapping[str, Any] | None:
-    try:
-        cells = next(csv.reader([text]))
-    except csv.Error as exc:
-        warnings.append(f"{where}: unreadable CSV ({exc}); line skipped")
-        return None
-    if len(cells) != len(header):
-        warnings.append(f"{where}: {len(cells)} fields, the header has {len(header)}; line skipped")
-        return None
-    row = dict(zip(header, (c.strip() for c in cells), strict=True))
-    if {"metric", "value"} <= set(header):  # long form: one metric per row
-        record: dict[str, Any] = {"step": row["step"], row["metric"]: row["value"]}
-        if "run" in row:
-            record["run"] = row["run"]
-        return record
-    return row
-
-
-def _observation(step: Any, value: Any, where: str, warnings: list[str]) -> Observation | None:
-    try:
-        step_f = float(step)
-        value_f = float(value)
-    except (TypeError, ValueError, OverflowError):
-        warnings.append(
-            f"{where}: step {step!r:.40} or value {value!r:.40} is not a number; skipped"
-        )
-        return None
-    if isinstance(step, bool) or isinstance(value, bool):
-        warnings.append(f"{where}: step or value is a boolean; skipped")
-        return None
-    if not math.isfinite(step_f) or step_f < 0 or step_f != int(step_f):
-        warnings.append(f"{where}: step {step!r} is not a whole number >= 0; skipped")
-        return None
-    if not math.isfinite(value_f):
-        warnings.append(f"{where}: value {value!r} is not finite (diverged?); skipped")
-        return None
-    return Observation(int(step_f), value_f, where)
-
+# Bytes compared at each end of what was read, to notice a log rewritten in place.
+_PROBE = 4096
 
 # Lines with a step but without the followed metric after which a misnamed --metric is
 # suspected (trainers log training loss more often than evaluations, so not after one line).
@@ -263,6 +67,12 @@ class LogSource:
         # Line logs: the size at the last read. Growth is judged by it, not by the cursor:
         # a half-written last line stays unconsumed, and must not count as growth forever.
         self.size: int | None = None
+        self.mtime: int | None = None
+        # Line logs: the first and the last consumed bytes (up to _PROBE each). A log
+        # rewritten in place to the same or a larger size keeps its inode and size, so only
+        # its bytes tell that what was read is gone.
+        self.head = b""
+        self.tail = b""
 
     def read(self) -> tuple[tuple[Observation, ...], bool]:
         """New observations, and whether the file changed since the last read."""
@@ -272,7 +82,7 @@ class LogSource:
             return (), False
         if self.fmt == "hf":
             return self._read_whole(stat.st_mtime_ns, stat.st_size)
-        return self._read_lines(stat.st_size, stat.st_ino)
+        return self._read_lines(stat.st_size, stat.st_ino, stat.st_mtime_ns)
 
     def _read_whole(self, mtime: int, size: int) -> tuple[tuple[Observation, ...], bool]:
         # A version already parsed, or already found unreadable/invalid, is no growth: a file
@@ -287,7 +97,10 @@ class LogSource:
             )
             self.bad_signature = (mtime, size)
             return (), True
-        observations = parse_trainer_state(text, self.metric, str(self.path))
+        observations = parse_trainer_state(text, self.metric, str(self.path), self.metrics)
+        if observations is None and text.startswith("version https://git-lfs.github.com/spec/"):
+            raise InputError(f"{self.path}: a Git LFS pointer, not the file itself: run "
+                             "`git lfs pull` in its repository")
         if observations is None:
             # Half-written (the trainer rewrites it in place): read again when it changes,
             # and say so once per version of the file.
@@ -298,26 +111,50 @@ class LogSource:
         self.seen_metric = self.seen_metric or bool(observations)
         return observations, True
 
-    def _read_lines(self, size: int, inode: int) -> tuple[tuple[Observation, ...], bool]:
+    def _rewritten(self) -> bool:
+        """Whether the bytes already consumed are no longer those in the file."""
+        offset = self.cursor.offset
+        if offset == 0:
+            return False
+        try:
+            with open(self.path, "rb") as handle:
+                head = handle.read(len(self.head))
+                handle.seek(offset - len(self.tail))
+                tail = handle.read(len(self.tail))
+        except OSError:
+            return False
+        return head != self.head or tail != self.tail
+
+    def _read_lines(
+        self, size: int, inode: int, mtime: int = 0
+    ) -> tuple[tuple[Observation, ...], bool]:
         replaced = self.inode is not None and inode != self.inode
-        if size < self.cursor.offset or replaced:
+        changed = size != self.size or mtime != self.mtime
+        if size < self.cursor.offset or replaced or (changed and self._rewritten()):
             self.warnings.append(
-                f"{self.path} was truncated or replaced; reading it again from the start"
+                f"{self.path} was truncated or replaced (or rewritten in place); reading it "
+                "again from the start"
             )
             self.cursor = LogCursor(run=self.run)
             self.size = None
+            self.head = self.tail = b""
         self.inode = inode
-        if size == self.size or size == self.cursor.offset:
-            self.size = size
+        if (size == self.size and mtime == self.mtime) or size == self.cursor.offset:
+            self.size, self.mtime = size, mtime
             return (), False
-        self.size = size
+        self.size, self.mtime = size, mtime
+        start = self.cursor.offset
         with open(self.path, "rb") as handle:
-            handle.seek(self.cursor.offset)
-            data = handle.read(size - self.cursor.offset)
+            handle.seek(start)
+            data = handle.read(size - start)
         chunk = parse_chunk(
             data, self.cursor, fmt=self.fmt, metric=self.metric, name=str(self.path)
         )
         self.cursor = chunk.cursor
+        consumed = data[: chunk.cursor.offset - start]
+        if start == 0:
+            self.head = consumed[:_PROBE]
+        self.tail = (self.tail + consumed)[-_PROBE:] if consumed else self.tail
         for message in chunk.warnings:
             self.warnings.append(message)
         for other in sorted(chunk.other_runs - self.announced):

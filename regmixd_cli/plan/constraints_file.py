@@ -35,6 +35,9 @@ def read_constraints(
             ) from None
         except tomllib.TOMLDecodeError as exc:
             raise InputError(f"{path}: not valid TOML ({exc}); fix the file") from None
+        except RecursionError:
+            raise InputError(f"{path}: nested too deeply to be a constraints file; fix the "
+                             "file") from None
     given = {k: v for k, v in (overrides or {}).items() if v not in (None, {}, [])}
     if data is None and not given:
         return None

@@ -68,8 +68,8 @@ class SearchConfig:
                 f"--top-k {self.top_k} is larger than --candidates {self.candidates}; "
                 "lower --top-k or raise --candidates"
             )
-        if not self.alpha > 0 or self.alpha == float("inf"):
-            raise UsageError(f"--alpha {self.alpha}: must be a finite number > 0")
+        if not 1e-3 <= self.alpha <= 1e4:  # outside, Dirichlet draws degenerate (NaN, ties)
+            raise UsageError(f"--alpha {self.alpha}: must be between 0.001 and 10000")
         if self.chunk_size < 1:
             raise UsageError(f"chunk size {self.chunk_size}: must be at least 1")
         if self.threads < 0:

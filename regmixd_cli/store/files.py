@@ -32,7 +32,14 @@ from regmixd_cli.domain import (
     Store,
 )
 from regmixd_cli.errors import InputError
-from regmixd_cli.files import atomic_dir, check_output_dir, read_json, sha256_file, write_json
+from regmixd_cli.files import (
+    atomic_dir,
+    check_output_dir,
+    read_json,
+    sha256_file,
+    temp_stem,
+    write_json,
+)
 
 if TYPE_CHECKING:
     import polars as pl
@@ -259,7 +266,7 @@ def lock_store(path: Path, on_wait: Callable[[str], None] | None = None) -> Iter
         return
     check_output_dir(path.parent)  # a file in the way; `path` itself is the caller's to check
     path.parent.mkdir(parents=True, exist_ok=True)
-    lock = path.parent / f".{path.name}.lock"
+    lock = path.parent / f".{temp_stem(path)}.lock"
     warned = False
     while True:
         try:

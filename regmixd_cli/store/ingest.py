@@ -30,6 +30,7 @@ from regmixd_cli.domain import (
     Store,
 )
 from regmixd_cli.errors import InputError
+from regmixd_cli.files import check_not_input
 from regmixd_cli.store.files import MANIFEST_FILE, lock_store, manifest_of, open_store, read_store
 from regmixd_cli.store.observations import empty_observations
 from regmixd_cli.store.readers import read_inputs
@@ -45,6 +46,9 @@ if TYPE_CHECKING:
 SOURCE_SEPARATOR = ";"
 AGREE_TOLERANCE = 1e-9
 EXISTING = "the existing store"
+# Largest loss taken as a number; beyond it (or NaN/inf) the run is flagged diverged.
+HUGE_LOSS = 1e30
+
 # Long rows built and checked at a time: bounds ingest's memory whatever the input size.
 BUCKET_ROWS = 1 << 20
 
@@ -73,6 +77,7 @@ def build_store(
     label: str = "input",
     sink: Callable[[Iterator[pa.Table]], None] | None = None,
     bucket_rows: int = BUCKET_ROWS,
+    ignore_extra_mixtures: bool = False,
 ) -> IngestResult:
     """Combine parsed files (and an existing store, for `--append`) into one checked store.
 
@@ -94,6 +99,9 @@ def build_store(
     if not mixtures and not weights:
         raise InputError(f"{label}: no runs found (no mixtures, no observations); "
                          "nothing to ingest")
+    extra = sorted(set(mixtures) - set(weights)) if ignore_extra_mixtures else []
+    for run in extra:
+        del mixtures[run]
     _check_runs_match(sources, mixtures, set(weights))
 
     stats = _Stats()
@@ -114,7 +122,8 @@ def build_store(
     )
     diverged = tuple(nonfinite.get_column(RUN).to_list())
     warnings = tuple(
-        f"run {run!r}: non-finite loss ({n} value(s), first {metric!r} at step {step}); "
+        f"run {run!r}: non-finite loss (or beyond 1e30: {n} value(s), first {metric!r} at "
+        f"step {step}); "
         "kept, and the run is flagged diverged"
         for run, metric, step, n in nonfinite.iter_rows()
     )
@@ -135,6 +144,10 @@ def build_store(
         inputs[(p.path, p.sha256)] = {"path": p.path, "sha256": p.sha256, "format": p.format}
     manifest = manifest_of(domains, runs, sorted(stats.metrics), stats.n_rows,
                            list(inputs.values()))
+    if extra:
+        warnings += (f"{len(extra)} run(s) with a mixture but no observations left out "
+                     f"(--ignore-extra-mixtures): {', '.join(extra[:5])}"
+                     f"{', ...' if len(extra) > 5 else ''}",)
     return IngestResult(Store(domains, runs, trajectories, manifest), warnings, diverged)
 
 
@@ -254,7 +267,10 @@ class _Stats:
                 self.metrics.update(chunk.dictionary.take(used).to_pylist())
         else:
             self.metrics.update(pc.unique(metric).to_pylist())
-        bad = pc.invert(pc.is_finite(table.column(VALUE)))
+        values = table.column(VALUE)
+        # A loss beyond HUGE_LOSS is a diverged run too (and would overflow the regressors'
+        # 32-bit floats in fit).
+        bad = pc.or_(pc.invert(pc.is_finite(values)), pc.greater(pc.abs(values), HUGE_LOSS))
         if pc.any(bad).as_py():
             self.nonfinite.append(_to_polars(table.filter(bad)))
         return table
@@ -341,7 +357,8 @@ def _check_runs_match(
         run = unobserved[0]
         raise InputError(
             f"{_run_at(mixtures[run].where, run)} has a mixture but no observations "
-            f"({len(unobserved)} such run(s)); add its logs, or remove the mixture"
+            f"({len(unobserved)} such run(s)); add its logs, remove the mixture, or pass "
+            "--ignore-extra-mixtures to leave such runs out"
         )
 
 
@@ -408,6 +425,7 @@ class IngestRequest:
     final_step: int = 1000
     append: bool = False
     fill_missing_domains: bool = False
+    ignore_extra_mixtures: bool = False
 
 
 def ingest_logs(
@@ -422,6 +440,7 @@ def ingest_logs(
     as it is built, so memory stays bounded; the draft replaces `out_dir` only on success.
     """
     out_dir = request.out_dir
+    check_not_input(out_dir, [*request.paths, request.mixtures])
     with lock_store(out_dir, on_wait=on_message):
         existing = None
         if out_dir.exists():
@@ -440,6 +459,7 @@ def ingest_logs(
                            "file; skipped")
             result = build_store(inputs.parsed, existing=existing,
                                  fill_missing_domains=request.fill_missing_domains,
+                                 ignore_extra_mixtures=request.ignore_extra_mixtures,
                                  label=", ".join(request.paths), sink=draft.write_trajectories)
             store = draft.finish(result.store)
     return result, store

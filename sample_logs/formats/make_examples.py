@@ -10,6 +10,8 @@ the same bytes. Each sub-directory ingests on its own, e.g.
     csv_wide/     logs.csv (run,step,tokens,<metric>...)        + mixtures.csv
     hf/           <run>/[checkpoint-N/]trainer_state.json       + mixtures.csv
     wandb/        export.csv (Step, "<run> - <metric>", __MIN/__MAX) + mixtures.csv
+    wandb_runs/   runs.csv (W&B's runs table: Name, State, ..., mixture.<domain>, summaries)
+    tensorboard/  <run>/events.out.tfevents.<time>.<host>.<pid>.0     + mixtures.csv
     regmix/       the first 8 runs of RegMix's train_mixture_1m.csv / train_pile_loss_1m.csv
 
 The toy proxies share one made-up world: loss(t) = floor(m) + a * (t / 100) ** -0.35, where a
@@ -25,6 +27,7 @@ import json
 import math
 import random
 import shutil
+import struct
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -166,6 +169,88 @@ def make_wandb(mix: dict[str, dict[str, float]], out: Path) -> None:
     write_text(out / "mixtures.csv", mixtures_csv(dict(runs)))
 
 
+def make_wandb_runs(mix: dict[str, dict[str, float]], out: Path) -> None:
+    """The Runs page's "Export as CSV": one row per run, metadata, config and summaries."""
+    header = ["Name", "State", "Notes", "User", "Tags", "Created", "Runtime", "Sweep",
+              "learning_rate", *(f"mixture.{d}" for d in DOMAINS), "_step",
+              "eval/pile_cc_loss", "eval/github_loss", "train/loss"]
+    rows: list[list[object]] = [header]
+    for i, (run, weights) in enumerate(mix.items()):
+        rows.append([run, "finished", "-", "alice", "proxy", f"2025-03-0{i + 1}T10:00:00",
+                     812, "", 0.0004, *weights.values(), 1000,
+                     loss(weights, "pile_cc", 1000, i), loss(weights, "github", 1000, i),
+                     round(loss(weights, "pile_cc", 1000, i) + 0.05, 4)])
+    write_text(out / "runs.csv", csv_text(rows))
+
+
+def _crc32c(data: bytes) -> int:
+    crc = 0xFFFFFFFF
+    for byte in data:
+        crc ^= byte
+        for _ in range(8):
+            crc = (crc >> 1) ^ 0x82F63B78 if crc & 1 else crc >> 1
+    return crc ^ 0xFFFFFFFF
+
+
+def _masked(data: bytes) -> int:
+    crc = _crc32c(data)
+    return (((crc >> 15) | (crc << 17)) + 0xA282EAD8) & 0xFFFFFFFF
+
+
+def _varint(value: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte, value = value & 0x7F, value >> 7
+        out.append(byte | (0x80 if value else 0))
+        if not value:
+            return bytes(out)
+
+
+def _field(number: int, wire: int, payload: bytes) -> bytes:
+    key = _varint(number << 3 | wire)
+    return key + (_varint(len(payload)) + payload if wire == 2 else payload)
+
+
+def _record(data: bytes) -> bytes:
+    header = struct.pack("<Q", len(data))
+    return header + struct.pack("<I", _masked(header)) + data + struct.pack("<I", _masked(data))
+
+
+def tfevents(scalars: list[tuple[int, dict[str, float]]], wall_time: float) -> bytes:
+    """An event file as TensorBoard's writers make it: a file_version event, then one Event
+    (wall_time, step, Summary of simple_value scalars) per step, in TFRecord framing."""
+    first = _field(1, 1, struct.pack("<d", wall_time)) + _field(3, 2, b"brain.Event:2")
+    records = [_record(first)]
+    for step, values in scalars:
+        summary = b"".join(
+            _field(1, 2, _field(1, 2, tag.encode()) + _field(2, 5, struct.pack("<f", value)))
+            for tag, value in values.items()
+        )
+        event = (_field(1, 1, struct.pack("<d", wall_time + step))
+                 + _field(2, 0, _varint(step)) + _field(5, 2, summary))
+        records.append(_record(event))
+    return b"".join(records)
+
+
+def make_tensorboard(mix: dict[str, dict[str, float]], out: Path) -> None:
+    """Megatron-style event files: training loss and learning rate every 50 steps, one
+    validation loss per domain every 100 steps."""
+    runs = list(mix.items())[:4]
+    for i, (run, weights) in enumerate(runs):
+        scalars: list[tuple[int, dict[str, float]]] = []
+        for step in range(50, 1001, 50):
+            values = {"lm loss": round(loss(weights, "pile_cc", step, i) + 0.05, 4),
+                      "learning-rate": 0.0004}
+            if step % 100 == 0:
+                values.update({f"val/{d}": loss(weights, d, step, i) for d in AFFINITY})
+            scalars.append((step, values))
+        name = f"events.out.tfevents.{1740000000 + i}.node{i}.{4000 + i}.0"
+        path = out / run / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(tfevents(scalars, 1740000000.0 + i))
+    write_text(out / "mixtures.csv", mixtures_csv(dict(runs)))
+
+
 def make_regmix(data: Path, out: Path, n_rows: int = 8) -> None:
     for name in ("train_mixture_1m.csv", "train_pile_loss_1m.csv"):
         lines = (data / name).read_text(encoding="utf-8").splitlines(keepends=True)
@@ -186,6 +271,8 @@ def main() -> None:
     make_csv_wide(mix, HERE / "csv_wide")
     make_hf(mix, HERE / "hf")
     make_wandb(mix, HERE / "wandb")
+    make_wandb_runs(mix, HERE / "wandb_runs")
+    make_tensorboard(mix, HERE / "tensorboard")
     if (args.regmix_data / "train_mixture_1m.csv").is_file():
         make_regmix(args.regmix_data, HERE / "regmix")
     else:

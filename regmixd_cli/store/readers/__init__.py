@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,17 +22,22 @@ from regmixd_cli.store.readers.base import (
     JSONL,
     MIXTURES,
     REGMIX,
+    TENSORBOARD,
     WANDB,
+    LfsPointerError,
     MixtureRecord,
     Parsed,
+    check_not_lfs_pointer,
     read_head,
 )
 from regmixd_cli.store.readers.csv_log import read_csv
-from regmixd_cli.store.readers.hf import read_hf
+from regmixd_cli.store.readers.hf import read_hf, relative_run_name, run_folder, run_id
 from regmixd_cli.store.readers.jsonl import read_jsonl
 from regmixd_cli.store.readers.mixtures import read_mixtures
 from regmixd_cli.store.readers.regmix import DEFAULT_FINAL_STEP, read_regmix
+from regmixd_cli.store.readers.tensorboard import is_event_file, read_tensorboard
 from regmixd_cli.store.readers.wandb import read_wandb
+from regmixd_cli.store.readers.wandb_runs import NAME_COLUMN, read_wandb_runs
 from regmixd_cli.store.spill import Spill
 
 AUTO = "auto"
@@ -39,6 +45,8 @@ AUTO = "auto"
 # are not logs. Files named on the command line are always read, whatever their suffix.
 LOG_SUFFIXES = (".jsonl", ".ndjson", ".json", ".csv")
 HF_STATE = "trainer_state.json"
+TFEVENTS = "events.out.tfevents."
+_WALKED_SUFFIXES = LOG_SUFFIXES
 
 __all__ = [
     "AUTO",
@@ -68,7 +76,10 @@ class Inputs:
 def detect_format(path: str | Path) -> str:
     """The format of a file, decided from its first bytes; InputError if none fits."""
     shown = str(path)
+    if is_event_file(path):
+        return TENSORBOARD  # binary: decided by its name, as TensorBoard does
     head = read_head(Path(path))
+    check_not_lfs_pointer(shown, head)
     if b"\x00" in head[:4096]:  # UTF-16/32 or binary: no log format has NUL bytes
         raise InputError(f"{shown}: {not_utf8_reason(head)}")
     text = head.decode("utf-8-sig", errors="replace").lstrip()
@@ -85,6 +96,8 @@ def detect_format(path: str | Path) -> str:
         return REGMIX
     if header and header[0] == "Step" and any(" - " in c for c in header[1:]):
         return WANDB
+    if header and header[0] == NAME_COLUMN and len(header) > 1:
+        return WANDB  # the runs table (one row per run), read by read_wandb_runs
     if header and header[0] == "run" and len(header) > 1:
         return CSV if "step" in header else MIXTURES
     raise InputError(
@@ -124,25 +137,46 @@ def _detect_json(path: Path, text: str, shown: str) -> str:
     )
 
 
-def _expand(paths: Sequence[str]) -> list[tuple[str, Path, bool]]:
-    """(shown path, path, came from a directory walk) for every file, in a stable order."""
-    files: list[tuple[str, Path, bool]] = []
+def _walk_error(error: OSError) -> None:
+    """A subdirectory that cannot be listed is an error, not a silent skip: its runs would
+    be missing from the store without a word."""
+    reason = error.strerror or error.__class__.__name__
+    raise InputError(f"{error.filename}: cannot read this directory ({reason}); fix its "
+                     "permissions or leave it out") from None
+
+
+def _walk(root: Path) -> list[Path]:
+    """Log files under `root` (hidden names skipped), sorted; symbolic links to directories
+    are not followed (a link loop would never end)."""
+    found: list[Path] = []
+    for folder, dirs, names in os.walk(root, onerror=_walk_error):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        for name in names:
+            path = Path(folder) / name
+            if (not name.startswith(".")
+                    and (name.lower().endswith(_WALKED_SUFFIXES) or is_event_file(name))
+                    and path.is_file()):
+                found.append(path)
+    return sorted(found)
+
+
+def _expand(paths: Sequence[str]) -> list[tuple[str, Path, Path | None]]:
+    """(shown path, path, the directory walked to find it or None) for every file, in a
+    stable order."""
+    files: list[tuple[str, Path, Path | None]] = []
     for given in paths:
         path = Path(given)
         if path.is_dir():
-            found = sorted(
-                p for p in path.rglob("*")
-                if p.is_file()
-                and not any(part.startswith(".") for part in p.relative_to(path).parts)
-                and p.name.lower().endswith(LOG_SUFFIXES)
-            )
+            found = _walk(path)
             if not found:
                 raise InputError(f"{given}: directory has no log files "
-                                 f"({', '.join(LOG_SUFFIXES)}); nothing to ingest")
-            # rglob keeps the prefix the user typed, so str(p) is "given/sub/file".
-            files.extend((str(p), p, True) for p in found)
+                                 f"({', '.join(LOG_SUFFIXES)}, {TFEVENTS}*); nothing to ingest")
+            # os.walk keeps the prefix the user typed, so str(p) is "given/sub/file".
+            files.extend((str(p), p, path) for p in found)
         elif path.is_file():
-            files.append((str(given), path, False))
+            files.append((str(given), path, None))
+        elif os.path.lexists(path):
+            raise InputError(f"{given}: not a regular file or directory; check the path")
         else:
             raise InputError(f"{given}: no such file or directory; check the path")
     return files
@@ -153,10 +187,13 @@ def read_file(
     fmt: str = AUTO,
     final_step: int = DEFAULT_FINAL_STEP,
     spill: Spill | None = None,
+    root: Path | None = None,
 ) -> Parsed:
     """Read one file in the given format (`auto`: decided by its content).
 
-    `spill` holds a big JSONL file's rows while it is read (default: memory).
+    `spill` holds a big JSONL file's rows while it is read (default: memory); `root` is the
+    directory walked to find the file (formats that name runs by their directory name them
+    relative to it).
     """
     if fmt == AUTO:
         fmt = detect_format(path)
@@ -167,12 +204,22 @@ def read_file(
     if fmt == REGMIX:
         return read_regmix(path, final_step)
     if fmt == HF:
-        return read_hf(path)
+        return read_hf(path, root)
+    if fmt == TENSORBOARD:
+        return read_tensorboard(path, root)
     if fmt == WANDB:
+        if _first_cell(path) == NAME_COLUMN:
+            return read_wandb_runs(path, final_step)
         return read_wandb(path)
     if fmt == MIXTURES:
         return read_mixtures(path)
     raise UsageError(f"--format {fmt!r}: unknown; choose auto, {', '.join(FORMATS)}")
+
+
+def _first_cell(path: str | Path) -> str:
+    """The first header cell of a CSV file ('' if unreadable)."""
+    head = read_head(Path(path), 4096).decode("utf-8-sig", errors="replace")
+    return head.split("\n", 1)[0].split(",", 1)[0].strip().strip('"')
 
 
 def read_inputs(
@@ -189,13 +236,19 @@ def read_inputs(
         raise UsageError(f"--final-step {final_step}: must be >= 0")
     parsed: list[Parsed] = []
     skipped: list[str] = []
-    for shown, path, walked in _expand(paths):
+    folders: dict[str, tuple[Path, str]] = {}  # run named by its directory -> (it, a file)
+    for shown, path, root in _expand(paths):
+        walked = root is not None
         file_fmt = fmt
         if walked and fmt == HF and path.name != HF_STATE:
             continue  # an HF output directory also holds configs, tokenizers, weights
+        if walked and fmt == TENSORBOARD and not is_event_file(path):
+            continue
         if fmt == AUTO:
             try:
                 file_fmt = detect_format(shown)
+            except LfsPointerError:
+                raise
             except InputError:
                 if walked and path.suffix.lower() == ".json":
                     skipped.append(shown)  # e.g. config.json next to a trainer_state.json
@@ -203,12 +256,30 @@ def read_inputs(
                 raise
         elif fmt in (CSV, REGMIX) and detect_format_or_none(shown) == MIXTURES:
             file_fmt = MIXTURES  # a mixtures table next to CSV logs
-        parsed.append(read_file(shown, file_fmt, final_step, spill))
+        if file_fmt == HF:
+            _check_run_folder(folders, run_folder(path), run_id(path, root), shown)
+        elif file_fmt == TENSORBOARD:
+            folder = path.resolve().parent
+            _check_run_folder(folders, folder, relative_run_name(folder, root), shown)
+        parsed.append(read_file(shown, file_fmt, final_step, spill, root))
     if mixtures is not None:
         if not Path(mixtures).is_file():
             raise InputError(f"{mixtures}: --mixtures file not found; check the path")
         parsed.append(read_mixtures(mixtures))
     return Inputs(tuple(parsed), tuple(skipped))
+
+
+def _check_run_folder(
+    folders: dict[str, tuple[Path, str]], folder: Path, run: str, shown: str
+) -> None:
+    """Two directories must not give the same run name (their runs would merge)."""
+    first = folders.setdefault(run, (folder, shown))
+    if first[0] != folder:
+        raise InputError(
+            f"{shown}: run {run!r} is also the name of the run in {first[1]} (another "
+            "directory); runs are named by their directory relative to the directory given, "
+            "so give their common parent directory instead of the files"
+        )
 
 
 def detect_format_or_none(path: str | Path) -> str | None:

@@ -28,8 +28,9 @@ CSV = "csv"
 REGMIX = "regmix"
 HF = "hf"
 WANDB = "wandb"
+TENSORBOARD = "tensorboard"
 MIXTURES = "mixtures"
-FORMATS = (JSONL, CSV, REGMIX, HF, WANDB)
+FORMATS = (JSONL, CSV, REGMIX, HF, WANDB, TENSORBOARD)
 
 # RegMix's naming: domains `train_the_pile_<d>`, metrics `metric/the_pile_<d>_val_loss`.
 _REGMIX_DOMAIN = re.compile(r"^train_the_pile_(?P<d>.+)$")
@@ -92,6 +93,21 @@ def read_head(path: Path, n_bytes: int = 65536) -> bytes:
         raise InputError(f"{path}: cannot read ({reason})") from None
 
 
+_LFS_POINTER = b"version https://git-lfs.github.com/spec/"
+
+
+class LfsPointerError(InputError):
+    """A Git LFS pointer where a log was expected (never skipped as "not a log")."""
+
+
+def check_not_lfs_pointer(path: Path | str, head: bytes) -> None:
+    """A Git LFS pointer (the small text file git keeps instead of a large file) is refused
+    with the command that fetches the real file."""
+    if head.lstrip(b"\xef\xbb\xbf").startswith(_LFS_POINTER):
+        raise LfsPointerError(f"{path}: a Git LFS pointer, not the file itself: run `git lfs pull` "
+                         "in its repository (or `git lfs pull --include <path>`)")
+
+
 def read_text(path: Path) -> str:
     """A whole text file (small formats only), as an InputError if unreadable."""
     try:
@@ -101,6 +117,7 @@ def read_text(path: Path) -> str:
     except OSError as exc:
         reason = exc.strerror or exc.__class__.__name__
         raise InputError(f"{path}: cannot read ({reason})") from None
+    check_not_lfs_pointer(path, data[:200])
     try:
         # Universal newlines, as Path.read_text gives them.
         return data.decode("utf-8-sig").replace("\r\n", "\n").replace("\r", "\n")
@@ -125,12 +142,16 @@ def parse_number(raw: Any) -> float | None:
     return None
 
 
+# Largest step or token count: the store keeps them as 64-bit integers.
+STEP_MAX = 2**63 - 1
+
+
 def parse_step(raw: Any) -> int | None:
-    """A step as int: integers or integral floats >= 0; None if not one."""
+    """A step as int: integers or integral floats in [0, 2^63); None if not one."""
     if isinstance(raw, bool):
         return None
     if isinstance(raw, int):
-        return raw if raw >= 0 else None
-    if isinstance(raw, float) and raw.is_integer() and raw >= 0:
+        return raw if 0 <= raw <= STEP_MAX else None
+    if isinstance(raw, float) and raw.is_integer() and 0 <= raw < STEP_MAX:
         return int(raw)
     return None

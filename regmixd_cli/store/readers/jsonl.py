@@ -190,6 +190,8 @@ def _wanted_schema(inferred: Any) -> dict[str, Any] | None:
     numeric = (pl.Int64, pl.Float64, pl.Null, pl.UInt64)
     schema: dict[str, Any] = {}
     for name, dtype in inferred.items():
+        if _has_control(name):
+            return None  # the line scan names the line
         if name == RUN:
             if dtype not in (pl.String, pl.Int64, pl.UInt64):
                 return None
@@ -351,6 +353,9 @@ def _read_lines(path: Path, shown: str) -> Parsed:
             for key, value in obj.items():
                 if key in _RESERVED or value is None:
                     continue
+                if _has_control(key):
+                    raise InputError(f"{where}: metric name {key!r} holds a control character "
+                                     "(NUL, newline...); rename the metric")
                 number = parse_number(value)
                 if number is None:
                     raise InputError(f"{where}: value of {key!r} is not a number: {value!r}")
@@ -367,6 +372,11 @@ def _read_lines(path: Path, shown: str) -> Parsed:
         schema=observation_schema(),
     ).sort([RUN, METRIC, STEP], maintain_order=True)
     return Parsed(shown, JSONL, mixtures, obs, sha, engine="line-scan")
+
+
+def _has_control(name: str) -> bool:
+    """A name with a control character (two names equal up to a NUL would clash as columns)."""
+    return any(ord(c) < 32 or c == "\x7f" for c in name)
 
 
 def _decode(raw: bytes, where: str, *, first: bool) -> str:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from regmixd_cli.errors import InputError
 from regmixd_cli.files import sha256_file
@@ -72,9 +72,25 @@ def mixtures_from_table(
     return mixtures
 
 
+class _DuplicateKey(ValueError):
+    """A JSON object names the same key twice (json.loads would keep the last silently)."""
+
+
+def _unique_pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    seen: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in seen:
+            raise _DuplicateKey(key)
+        seen[key] = value
+    return seen
+
+
 def _from_json(text: str, shown: str) -> dict[str, MixtureRecord]:
     try:
-        data = json.loads(text)
+        data = json.loads(text, object_pairs_hook=_unique_pairs)
+    except _DuplicateKey as exc:
+        raise InputError(f"{shown}: {str(exc)!r} is named twice in one object (a run or a "
+                         "domain given twice); keep one") from None
     except json.JSONDecodeError as exc:
         raise InputError(
             f"{shown}:{exc.lineno}: malformed JSON ({exc.msg}); fix the file"
