@@ -120,3 +120,30 @@ def test_sigterm_during_start_up_stops_cleanly(tiny_model, tmp_path):
     _out, err = proc.communicate(timeout=60)
     assert proc.returncode == 0, err
     assert "stopped by SIGTERM" in err
+
+
+def test_an_edited_state_file_is_bad_input(cli, tiny_model, tmp_path):
+    log, state = tmp_path / "log.jsonl", tmp_path / "state.json"
+    log.write_text(obs(1500, 3.5))
+    result = follow(cli, tiny_model, log, "--state", state, "--timeout", "0.3")
+    assert result.exit_code == 0, result.output
+    document = json.loads(state.read_text())
+    for edit in ("domain", "nan"):
+        edited = json.loads(json.dumps(document))
+        decision = edited["decisions"][0]
+        if edit == "domain":
+            decision["weights"].pop(next(iter(decision["weights"])))
+        else:
+            decision["loss"] = "NaN"
+        state.write_text(json.dumps(edited))
+        result = follow(cli, tiny_model, log, "--state", state, "--timeout", "0.1")
+        assert result.exit_code == 3, result.output
+        assert "decisions[0]" in result.stderr and "Traceback" not in result.output
+
+
+def test_following_a_git_lfs_pointer_says_git_lfs_pull(cli, tiny_model, tmp_path):
+    state = tmp_path / "trainer_state.json"
+    state.write_text("version https://git-lfs.github.com/spec/v1\noid sha256:ab\nsize 1\n")
+    result = follow(cli, tiny_model, state, "--timeout", "0.3")
+    assert result.exit_code == 3, result.output
+    assert "git lfs pull" in result.stderr

@@ -139,3 +139,9 @@ def test_a_huge_loss_flags_its_run_diverged(cli, tmp_path):
     result = cli("ingest", log, "--out", tmp_path / "s")
     assert result.exit_code == 0, result.output
     assert "flagged diverged" in result.stderr
+
+
+def test_a_wandb_runs_table_without_losses_says_what_it_is(cli, tmp_path):
+    table = tmp_path / "runs.csv"
+    table.write_text('"Name","State","lr"\n"p1","finished","0.001"\n')
+    fails(cli("ingest", table, "--out", tmp_path / "s"), 3, "W&B runs table", "loss")
