@@ -104,6 +104,28 @@ def _bar_widths(weights: tuple[float, ...], width: int) -> list[int]:
     return widths
 
 
+def _show_phases(store: Store, limit: int = 20) -> None:
+    """The phases of the first `limit` phased runs: start step and weights per phase."""
+    import polars as pl
+
+    from regmixd_cli.domain import RUN, STEP_START
+
+    assert store.phases is not None
+    counts = store.phases.group_by(RUN).len().filter(pl.col("len") > 1)
+    phased = sorted(counts.get_column(RUN).to_list())
+    table = Table(title=f"Phases ({len(phased)} phased run(s), first {min(limit, len(phased))})")
+    table.add_column("run")
+    table.add_column("start_step", justify="right")
+    for domain in store.domains:
+        table.add_column(domain, justify="right")
+    shown = set(phased[:limit])
+    for row in store.phases.iter_rows(named=True):
+        if row[RUN] in shown:
+            table.add_row(row[RUN], str(row[STEP_START]),
+                          *(f"{row[d]:.4f}" for d in store.domains))
+    out.print(table)
+
+
 def show_store(path: Path) -> None:
     """Print a human summary of a trajectory store to stdout (runs, domains, metrics, steps)."""
     import polars as pl
@@ -123,6 +145,8 @@ def show_store(path: Path) -> None:
     overview.add_row("metrics", str(len(store.metrics)))
     overview.add_row("rows", str(manifest["n_rows"]))
     overview.add_row("diverged runs", str(manifest["n_diverged"]))
+    if store.phases is not None:
+        overview.add_row("phased runs", str(manifest.get("n_phased_runs", 0)))
     overview.add_row("inputs", "\n".join(i["path"] for i in manifest["inputs"][:10])
                      + ("\n..." if len(manifest["inputs"]) > 10 else ""))
     out.print(overview)
@@ -136,6 +160,8 @@ def show_store(path: Path) -> None:
         domains.add_row(domain, f"{mean:.4f}", f"{low:.4f}", f"{high:.4f}",
                         str(int((col > 0).sum())))
     out.print(domains)
+    if store.phases is not None:
+        _show_phases(store)
 
     stats = metric_summary(store)
     metrics = Table(title="Metrics")
