@@ -288,7 +288,8 @@ def _domains(
         records.extend(("the existing store", r, set(existing.domains))
                        for r in existing.runs.get_column(RUN).to_list())
     for p in parsed:
-        for run, record in p.mixtures.items():
+        later = [(run, r) for run, rs in p.phases.items() for r in rs.values()]
+        for run, record in [*p.mixtures.items(), *later]:
             for domain in record.weights:
                 seen.setdefault(domain, record.where)
             records.append((record.where, run, set(record.weights)))

@@ -164,7 +164,7 @@ def _json_phases(
     last: dict[str, int] = {}
     first: MixtureRecord | None = None
     for p, item in enumerate(items):
-        at = f"{where}: run {run!r} phase {p}"
+        at = f"{shown}: run {run!r} phase {p}"
         if not isinstance(item, dict) or not isinstance(item.get("weights"), dict) or not item[
             "weights"
         ]:
