@@ -192,7 +192,7 @@ def report_tables(report: dict[str, Any]) -> list[Table]:
     tables = []
     forms = [
         f
-        for f in ("per-stage", "pooled", "curve-shift")
+        for f in ("per-stage", "pooled", "curve-shift", "per-stage-history")
         if report["transitions"] and f in report["transitions"][0]
     ]
     if report["transitions"]:
@@ -227,7 +227,27 @@ def report_tables(report: dict[str, Any]) -> list[Table]:
     for name, scores in rows:
         table.add_row(name, _fmt(scores["spearman"]), _fmt(scores["mae"]), _fmt(scores["r2"]))
     tables.append(table)
+    if report.get("evidence"):
+        tables.append(_evidence_table(report["evidence"]))
     return tables
+
+
+def _evidence_table(evidence: dict[str, Any]) -> Table:
+    """Held-out MAE on what a schedule needs (phased proxies, verification runs), per form."""
+    columns = [
+        ("after_change", f"after a change ({evidence['n_after_change_rows']} rows)"),
+        ("no_change", "no change"),
+        ("phased_rollout", f"rollout, phased runs ({evidence['n_phased_runs']})"),
+        ("verification_rollout", f"rollout, verification ({evidence['n_verification_runs']})"),
+    ]
+    table = Table(title="Held-out MAE on evidence a schedule needs (auto ranks by the first "
+                  "of verification, after a change)")
+    table.add_column("form")
+    for _, title in columns:
+        table.add_column(title, justify="right")
+    for form, entry in evidence["forms"].items():
+        table.add_row(form, *(_fmt(entry[k]["mae"]) if k in entry else "-" for k, _ in columns))
+    return table
 
 
 def evaluate_tables(report: dict[str, Any]) -> Table:

@@ -61,7 +61,6 @@ def _design(
     curve-point boosters see the run's average mixture up to their point (for a static run
     both are its mixture).
     """
-    m = table.mixtures[runs]
     if kind == ENDPOINT:
         return history_at(table, runs, len(table.grid)), table.losses[runs, -1]
     if kind == POINT:
@@ -85,17 +84,15 @@ def _design(
 
 def in_force_at(table: LossTable, runs: np.ndarray, stage: int) -> np.ndarray:
     """The mixture `runs` train on over [t_stage, t_stage+1) (their mixture if static)."""
-    if table.in_force is None:
-        return table.mixtures[runs]
-    result: np.ndarray = table.in_force[runs, stage]
+    source = table.mixtures if table.in_force is None else table.in_force[:, stage]
+    result: np.ndarray = source[runs]
     return result
 
 
 def history_at(table: LossTable, runs: np.ndarray, point: int) -> np.ndarray:
     """`runs`' average mixture over [0, t_point), point 1..N+1 (their mixture if static)."""
-    if table.history is None:
-        return table.mixtures[runs]
-    result: np.ndarray = table.history[runs, point - 1]
+    source = table.mixtures if table.history is None else table.history[:, point - 1]
+    result: np.ndarray = source[runs]
     return result
 
 

@@ -84,7 +84,8 @@ def prior_file(tmp_path):
 
 def test_cli_design_json_and_csv_are_readable_mixtures(cli, tmp_path, prior_file):
     for name in ("m.json", "m.csv"):
-        result = cli("design", "--static", "--prior", prior_file, "--runs", "20", "--out", tmp_path / name)
+        result = cli("design", "--static", "--prior", prior_file, "--runs", "20",
+                     "--out", tmp_path / name)
         assert result.exit_code == 0, result.output
         assert result.stdout == ""
     parsed = {n: read_mixtures(tmp_path / n).mixtures for n in ("m.json", "m.csv")}
@@ -124,13 +125,15 @@ def test_cli_design_errors(cli, tmp_path, prior_file):
     assert result.exit_code == 5 and result.stderr.startswith("Error:")
     bad_prior = tmp_path / "bad.json"
     bad_prior.write_text(json.dumps({"pile_cc": 0.5, "github": -0.5}))
-    result = cli("design", "--static", "--prior", bad_prior, "--runs", "5", "--out", tmp_path / "m.json")
+    result = cli("design", "--static", "--prior", bad_prior, "--runs", "5",
+                 "--out", tmp_path / "m.json")
     assert result.exit_code == 3 and str(bad_prior) in result.stderr
     assert not (tmp_path / "m.json").exists()
 
 
 def test_design_explains_it_needs_a_prior_file(cli, tmp_path):
-    fails(cli("design", "--static", "--prior", "uniform", "--runs", "4", "--out", tmp_path / "m.json"),
+    fails(cli("design", "--static", "--prior", "uniform", "--runs", "4",
+              "--out", tmp_path / "m.json"),
           2, "--prior uniform", "prior FILE")
 
 
@@ -138,7 +141,8 @@ def test_design_constraints_name_the_prior(cli, tmp_path):
     toml = tmp_path / "c.toml"
     toml.write_text("[domains.nope]\nmax = 0.5\n")
     result = cli(
-        "design", "--static", "--prior", PROXY_PRIOR, "--runs", "3", "--out", "-", "--constraints", toml
+        "design", "--static", "--prior", PROXY_PRIOR, "--runs", "3", "--out", "-",
+        "--constraints", toml
     )
     fails(result, 3, toml, "the prior has")
     assert "the model" not in result.stderr
