@@ -5,7 +5,17 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from regmixd_cli.domain import DIVERGED, METRIC, RUN, SOURCE, STEP, TOKENS, VALUE, Store
+from regmixd_cli.domain import (
+    DIVERGED,
+    METRIC,
+    RUN,
+    SOURCE,
+    STEP,
+    STEP_START,
+    TOKENS,
+    VALUE,
+    Store,
+)
 from regmixd_cli.errors import UsageError
 from regmixd_cli.sim.world import (
     RUN_CHUNK,
@@ -153,4 +163,15 @@ def runs_to_store(sim: SimulatedRuns) -> Store:
         )
     trajectories = pl.concat(frames).sort([RUN, METRIC, STEP])
     manifest = build_manifest(sim.domains, runs, trajectories, [])
-    return Store(sim.domains, runs, trajectories, manifest)
+    phases = None
+    if sim.phases is not None:
+        rows = [(run, 0, sim.mixtures[i]) for i, run in enumerate(sim.runs)]
+        rows += [(run, s, w) for run, later in zip(sim.runs, sim.phases, strict=True)
+                 for s, w in later]
+        rows.sort(key=lambda r: (r[0], r[1]))
+        phases = pl.DataFrame(
+            {RUN: [r[0] for r in rows], STEP_START: pl.Series([r[1] for r in rows], dtype=pl.Int64)}
+            | {d: [float(r[2][k]) for r in rows] for k, d in enumerate(sim.domains)}
+        )
+        manifest["n_phased_runs"] = sum(1 for later in sim.phases if later)
+    return Store(sim.domains, runs, trajectories, manifest, phases)
