@@ -213,8 +213,6 @@ def choose_form_by_evidence(
     blind = not any(key in entry for entry in evidence["forms"].values() for key, _ in EVIDENCE)
     if requested != AUTO or table.endpoint_only or blind:
         chosen, reason = choose_form(requested, forms, table, preds)
-        if requested == AUTO and chosen is not None and blind:
-            reason = f"{reason}. Warning: {BLIND_WARNING}"
         return chosen, reason, blind and requested == AUTO and chosen is not None
     for key, what in EVIDENCE:
         errors = {f: e[key]["mae"] for f, e in evidence["forms"].items()
