@@ -91,6 +91,7 @@ def one_world(seed: int, n_domains: int, n_runs: int, share: float, candidates: 
             for key in ("after_change", "phased_rollout"):
                 if key in entry:
                     row[f"{design}/{form}/{key}"] = entry[key]["mae"]
+                    row[f"{design}/{form}/{key}/spearman"] = entry[key]["spearman"]
     row["seconds"] = round(time.perf_counter() - started, 1)
     return row
 

@@ -24,7 +24,6 @@ from regmixd_cli.domain import (
     RUN,
     SOURCE,
     STEP,
-    STEP_START,
     TOKENS,
     TRAJECTORY_COLUMNS,
     VALUE,
@@ -33,6 +32,7 @@ from regmixd_cli.domain import (
 from regmixd_cli.errors import InputError
 from regmixd_cli.store.files import MANIFEST_FILE, lock_store, manifest_of, open_store, read_store
 from regmixd_cli.store.observations import empty_observations
+from regmixd_cli.store.phases import check_phase_reach, collect_phases, phase_frame
 from regmixd_cli.store.readers import read_inputs
 from regmixd_cli.store.readers.base import Parsed
 from regmixd_cli.store.readers.wide import WideObservations, wide_to_long, wide_to_long_frame
@@ -95,7 +95,8 @@ def build_store(
     if not mixtures and not weights:
         raise InputError(f"{label}: no runs found (no mixtures, no observations); "
                          "nothing to ingest")
-    phases = _phases(parsed, existing, domains, fill_missing_domains, mixtures)
+    firsts = {run: (m.weights, m.where) for run, m in mixtures.items()}
+    phases = collect_phases(parsed, existing, domains, fill_missing_domains, firsts)
     _check_runs_match(sources, mixtures, set(weights))
 
     stats = _Stats(track_steps=bool(phases))
@@ -139,8 +140,8 @@ def build_store(
                            list(inputs.values()))
     phase_table = None
     if phases:
-        _check_phase_reach(phases, stats.last_step)
-        phase_table = phase_frame(domains, mixtures, phases)
+        check_phase_reach(phases, stats.last_step)
+        phase_table = phase_frame(domains, firsts, phases)
         manifest["n_phased_runs"] = len(phases)
     store = Store(domains, runs, trajectories, manifest, phase_table)
     return IngestResult(store, warnings, diverged)
@@ -333,93 +334,6 @@ def _mixtures(
             sources = tuple(sorted({*previous.sources, p.path}))
             found[run] = _Mixture(previous.weights, previous.where, sources)
     return found
-
-
-@dataclass(frozen=True, slots=True)
-class _Phase:
-    start_step: int
-    weights: tuple[float, ...]
-    where: str
-
-
-def _phases(
-    parsed: Sequence[Parsed],
-    existing: Store | None,
-    domains: tuple[str, ...],
-    fill_missing: bool,
-    mixtures: dict[str, _Mixture],
-) -> dict[str, list[_Phase]]:
-    """Phased runs -> their phases in start_step order (the first, at 0, from `mixtures`).
-
-    Static runs are left out. A phase given twice must agree; a later phase of a run with no
-    first phase (no mixture at step 0) is an InputError.
-    """
-    later: dict[str, dict[int, _Phase]] = {}
-    if existing is not None and existing.phases is not None:
-        for row in existing.phases.filter(existing.phases.get_column(STEP_START) > 0).iter_rows(
-            named=True
-        ):
-            weights = tuple(float(row.get(d) or 0.0) for d in domains)
-            later.setdefault(row[RUN], {})[row[STEP_START]] = _Phase(
-                row[STEP_START], weights, EXISTING)
-    for p in parsed:
-        for run, records in p.phases.items():
-            for start, record in records.items():
-                weights = check_mixture(record.weights, domains, record.where,
-                                        fill_missing=fill_missing)
-                previous = later.setdefault(run, {}).get(start)
-                if previous is not None and any(
-                    abs(a - b) > AGREE_TOLERANCE
-                    for a, b in zip(weights, previous.weights, strict=True)
-                ):
-                    raise InputError(
-                        f"{_run_at(record.where, run)} has a different mixture for start_step "
-                        f"{start} in {previous.where}; a phase has one mixture: keep one"
-                    )
-                later[run].setdefault(start, _Phase(start, weights, record.where))
-    result: dict[str, list[_Phase]] = {}
-    for run in sorted(later):
-        phases = [later[run][s] for s in sorted(later[run])]
-        if run not in mixtures:
-            raise InputError(
-                f"{_run_at(phases[0].where, run)}: its first phase starts at step "
-                f"{phases[0].start_step}, not 0; give its mixture from step 0 (a mixture line "
-                "without start_step)"
-            )
-        first = mixtures[run]
-        result[run] = [_Phase(0, first.weights, first.where), *phases]
-    return result
-
-
-def _check_phase_reach(phases: dict[str, list[_Phase]], last_step: dict[str, int]) -> None:
-    """A phase must start before its run's last logged step."""
-    for run, items in phases.items():
-        last = last_step.get(run)
-        for phase in items[1:]:
-            if last is not None and phase.start_step >= last:
-                raise InputError(
-                    f"{_run_at(phase.where, run)}: start_step {phase.start_step} is at or past "
-                    f"the run's last logged step ({last}); remove the phase or give its logs"
-                )
-
-
-def phase_frame(
-    domains: tuple[str, ...], mixtures: dict[str, _Mixture], phases: dict[str, list[_Phase]]
-) -> pl.DataFrame:
-    """phases.parquet's table: every run's phases (a static run: one at 0), sorted."""
-    import polars as pl
-
-    rows: list[tuple[str, int, tuple[float, ...]]] = []
-    for run in sorted(mixtures):
-        items = phases.get(run) or [_Phase(0, mixtures[run].weights, "")]
-        rows.extend((run, ph.start_step, ph.weights) for ph in items)
-    columns: dict[str, Any] = {
-        RUN: pl.Series(RUN, [r[0] for r in rows], pl.String),
-        STEP_START: pl.Series(STEP_START, [r[1] for r in rows], pl.Int64),
-    }
-    for i, domain in enumerate(domains):
-        columns[domain] = pl.Series(domain, [r[2][i] for r in rows], pl.Float64)
-    return pl.DataFrame(columns)
 
 
 def _run_at(where: str, run: str) -> str:
