@@ -56,6 +56,20 @@ def _models(store: Any, config: Any) -> tuple[Any, dict[str, Any]]:
     return auto, models
 
 
+def _static_endpoint(store: Any, auto: Any, config: Any) -> Any:
+    """`auto` with its endpoint booster refitted on the store's static runs only."""
+    from regmixd_cli.fit.boosters import fit_booster
+    from regmixd_cli.fit.model import ENDPOINT
+    from regmixd_cli.fit.transitions import after_change, build_loss_table
+
+    table = build_loss_table(store, auto.target, n_switch_points=config.n_switch_points)
+    static = np.flatnonzero(~after_change(table).any(axis=1) & (
+        np.abs(table.history[:, 0] - table.history[:, -1]).sum(axis=1) < 1e-9))
+    n = int(math.ceil(float(np.median(auto.report["cv_rounds"][ENDPOINT]))))
+    booster, _ = fit_booster(table, static, ENDPOINT, 0, config.xgb, config.seed, n)
+    return dataclasses.replace(auto, boosters={**auto.boosters, ENDPOINT: booster})
+
+
 def one_world(seed: int, n_domains: int, n_runs: int, share: float, candidates: int,
               designs: tuple[str, ...] = ("static", "phased")) -> dict[str, Any]:
     from regmixd_cli.fit.model import FitConfig
@@ -82,6 +96,10 @@ def one_world(seed: int, n_domains: int, n_runs: int, share: float, candidates: 
         static = true_final_loss(world, _stages(build_static(auto, search, prior,
                                                              world.target_steps, seed)))
         row[f"{design}/static"] = static
+        if ph is not None:  # the endpoint model fitted on the static runs only, for comparison
+            row[f"{design}/static_runs_endpoint"] = true_final_loss(world, _stages(build_static(
+                _static_endpoint(runs_to_store(sim), auto, config), search, prior,
+                world.target_steps, seed)))
         row[f"{design}/auto"] = auto.form
         for form, model in models.items():
             plan = build_schedule(model, search, prior, world.target_steps, seed)

@@ -142,3 +142,16 @@ def test_phases_frame_types(cli, tmp_path):
     frame = pl.read_parquet(tmp_path / "s" / "phases.parquet")
     assert frame.schema == {"run": pl.String, "start_step": pl.Int64, "a": pl.Float64,
                             "b": pl.Float64}
+
+
+def test_a_phased_mixtures_json_is_detected_as_a_positional_input(cli, tmp_path):
+    log = _lines(tmp_path / "log.jsonl", OBS)
+    mixtures = tmp_path / "m.json"
+    mixtures.write_text(json.dumps({
+        "r1": [{"start_step": 0, "weights": {"a": 0.5, "b": 0.5}},
+               {"start_step": 200, "weights": {"a": 0.9, "b": 0.1}}],
+        "r2": [{"start_step": 0, "weights": {"a": 0.2, "b": 0.8}}],
+    }, indent=2))
+    result = cli("ingest", log, mixtures, "--out", tmp_path / "s")
+    assert result.exit_code == 0, result.output
+    _check_phases(tmp_path / "s")
