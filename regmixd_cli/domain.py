@@ -20,6 +20,7 @@ METRIC = "metric"
 VALUE = "value"
 SOURCE = "source"
 DIVERGED = "diverged"
+STEP_START = "start_step"  # phases.parquet: the step a run's phase starts at
 TRAJECTORY_COLUMNS = (RUN, STEP, TOKENS, METRIC, VALUE)
 
 
@@ -36,6 +37,9 @@ class Store:
     runs: pl.DataFrame
     trajectories: pl.DataFrame
     manifest: dict[str, Any]
+    # Phased stores: every run's phases (run, start_step, one Float64 per domain), sorted by
+    # (run, start_step); None for a store of static runs (whose `runs` says it all).
+    phases: pl.DataFrame | None = None
 
     @property
     def metrics(self) -> tuple[str, ...]:

@@ -103,6 +103,28 @@ def _bar_widths(weights: tuple[float, ...], width: int) -> list[int]:
     return widths
 
 
+def _show_phases(store: Store, limit: int = 20) -> None:
+    """The phases of the first `limit` phased runs: start step and weights per phase."""
+    import polars as pl
+
+    from regmixd_cli.domain import RUN, STEP_START
+
+    assert store.phases is not None
+    counts = store.phases.group_by(RUN).len().filter(pl.col("len") > 1)
+    phased = sorted(counts.get_column(RUN).to_list())
+    table = Table(title=f"Phases ({len(phased)} phased run(s), first {min(limit, len(phased))})")
+    table.add_column("run")
+    table.add_column("start_step", justify="right")
+    for domain in store.domains:
+        table.add_column(domain, justify="right")
+    shown = set(phased[:limit])
+    for row in store.phases.iter_rows(named=True):
+        if row[RUN] in shown:
+            table.add_row(row[RUN], str(row[STEP_START]),
+                          *(f"{row[d]:.4f}" for d in store.domains))
+    out.print(table)
+
+
 def show_store(path: Path) -> None:
     """Print a human summary of a trajectory store to stdout (runs, domains, metrics, steps)."""
     import polars as pl
@@ -121,6 +143,8 @@ def show_store(path: Path) -> None:
     overview.add_row("metrics", str(len(store.metrics)))
     overview.add_row("rows", str(manifest["n_rows"]))
     overview.add_row("diverged runs", str(manifest["n_diverged"]))
+    if store.phases is not None:
+        overview.add_row("phased runs", str(manifest.get("n_phased_runs", 0)))
     overview.add_row("inputs", "\n".join(i["path"] for i in manifest["inputs"][:10])
                      + ("\n..." if len(manifest["inputs"]) > 10 else ""))
     out.print(overview)
@@ -134,6 +158,8 @@ def show_store(path: Path) -> None:
         domains.add_row(domain, f"{mean:.4f}", f"{low:.4f}", f"{high:.4f}",
                         str(int((col > 0).sum())))
     out.print(domains)
+    if store.phases is not None:
+        _show_phases(store)
 
     stats = metric_summary(store)
     metrics = Table(title="Metrics")
@@ -164,7 +190,7 @@ def report_tables(report: dict[str, Any]) -> list[Table]:
     tables = []
     forms = [
         f
-        for f in ("per-stage", "pooled", "curve-shift")
+        for f in ("per-stage", "pooled", "curve-shift", "per-stage-history")
         if report["transitions"] and f in report["transitions"][0]
     ]
     if report["transitions"]:
@@ -199,7 +225,27 @@ def report_tables(report: dict[str, Any]) -> list[Table]:
     for name, scores in rows:
         table.add_row(name, _fmt(scores["spearman"]), _fmt(scores["mae"]), _fmt(scores["r2"]))
     tables.append(table)
+    if report.get("evidence"):
+        tables.append(_evidence_table(report["evidence"]))
     return tables
+
+
+def _evidence_table(evidence: dict[str, Any]) -> Table:
+    """Held-out MAE on what a schedule needs (phased proxies, verification runs), per form."""
+    columns = [
+        ("after_change", f"after a change ({evidence['n_after_change_rows']} rows)"),
+        ("no_change", "no change"),
+        ("phased_rollout", f"rollout, phased runs ({evidence['n_phased_runs']})"),
+        ("verification_rollout", f"rollout, verification ({evidence['n_verification_runs']})"),
+    ]
+    table = Table(title="Held-out MAE on evidence a schedule needs (auto ranks by the first "
+                  "of verification, after a change)")
+    table.add_column("form")
+    for _, title in columns:
+        table.add_column(title, justify="right")
+    for form, entry in evidence["forms"].items():
+        table.add_row(form, *(_fmt(entry[k]["mae"]) if k in entry else "-" for k, _ in columns))
+    return table
 
 
 def evaluate_tables(report: dict[str, Any]) -> Table:

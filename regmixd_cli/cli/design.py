@@ -51,6 +51,26 @@ def design(
             "max_epochs capping each proxy's use of a domain.",
         ),
     ] = None,
+    proxy_steps: Annotated[
+        int | None,
+        typer.Option("--proxy-steps", min=1, metavar="T",
+                     help="Proxy length in steps; phased runs switch at the grid's switch "
+                     "points l*T/(N+1). Required unless --static."),
+    ] = None,
+    switch_points: Annotated[
+        int, typer.Option("--switch-points", min=1, metavar="N", help="Switch points N.")
+    ] = 5,
+    switch_share: Annotated[
+        float | None,
+        typer.Option("--switch-share", metavar="F", min=0.0, max=1.0,
+                     help="Share of runs that switch mixture [default: 0.5]."),
+    ] = None,
+    static: Annotated[
+        bool, typer.Option("--static", help="RegMix's design: every run keeps one mixture.")
+    ] = False,
+    prefix: Annotated[
+        str, typer.Option("--prefix", metavar="X", help="Run names X000, X001, ...")
+    ] = "p",
 ) -> None:
     """Design proxy mixtures as RegMix did: Dirichlet draws around the prior.
 
@@ -59,14 +79,28 @@ def design(
     multiples of 2e-4 summing to exactly 1; duplicates are dropped. With --available-tokens,
     a domain's weight is capped at min(max_epochs x available / proxy_tokens, 1). With
     --constraints every mixture also respects the file's min/max weights and token budgets
-    (a budget caps one proxy's use: max_epochs x available_tokens / --proxy-tokens). Output:
-    {run: {domain: weight}} (.json) or run,<domain>... (.csv), runs p000, p001, ...
+    (a budget caps one proxy's use: max_epochs x available_tokens / --proxy-tokens).
 
-    Example: regmixd design --prior prior.json --runs 512 --seed 0 --out mixtures.csv
+    By default the design is phased: the first phases are RegMix's design, and a share of the
+    runs (--switch-share, default 0.5) switch at the grid's switch points (each with
+    probability 1/2, at least one) to fresh draws. Output: run,start_step,<domain>... (.csv,
+    one row per phase) or {run: [{"start_step": s, "weights": {...}}, ...]} (.json), the
+    format `ingest --mixtures` and `simulate --mixtures` read. With --static: RegMix's design,
+    {run: {domain: weight}} (.json) or run,<domain>... (.csv). Runs are named X000, X001, ...
+    (--prefix X, default p).
+
+    Example: regmixd design --prior prior.json --runs 512 --proxy-steps 1000 --out design.csv
     """
     from regmixd_cli.files import atomic_write_text, check_output_file, read_json
-    from regmixd_cli.sim.design import MAX_EPOCHS, PROXY_TOKENS, caps_from_tokens, design_mixtures
-    from regmixd_cli.sim.files import mixtures_text
+    from regmixd_cli.sim.design import (
+        MAX_EPOCHS,
+        PROXY_TOKENS,
+        SWITCH_SHARE,
+        caps_from_tokens,
+        design_mixtures,
+        design_phased,
+    )
+    from regmixd_cli.sim.files import mixtures_text, phased_text
     from regmixd_cli.sim.proxies import run_ids
     from regmixd_cli.weights import PROXY_MEAN, UNIFORM, check_mixture
 
@@ -79,6 +113,13 @@ def design(
             "or runs to take the domain names from); for a uniform prior, write every domain "
             "with the same weight"
         )
+    if static and switch_share is not None:
+        raise UsageError("--switch-share applies to phased designs; drop it or --static")
+    if not static and proxy_steps is None:
+        raise UsageError("give --proxy-steps T (phased runs switch at its switch points), "
+                         "or --static for RegMix's design")
+    if not prefix or any(c in prefix for c in ",\"\n"):
+        raise UsageError(f"--prefix {prefix!r}: give a non-empty name without commas or quotes")
     if out_path != STDOUT:
         from regmixd_cli.files import check_not_input
 
@@ -104,8 +145,15 @@ def design(
         caps, floors = _constraint_bounds(
             constraints, domains, caps, PROXY_TOKENS if proxy_tokens is None else proxy_tokens
         )
-    mixtures = design_mixtures(weights, runs, seed, caps, floors=floors)
-    text = mixtures_text(out_path, run_ids(runs), domains, mixtures)
+    if static:
+        mixtures = design_mixtures(weights, runs, seed, caps, floors=floors)
+        text = mixtures_text(out_path, run_ids(runs, prefix), domains, mixtures)
+    else:
+        assert proxy_steps is not None
+        share = SWITCH_SHARE if switch_share is None else switch_share
+        mixtures, phases = design_phased(weights, runs, seed, proxy_steps, switch_points, share,
+                                         caps, floors)
+        text = phased_text(out_path, run_ids(runs, prefix), domains, mixtures, phases)
     if out_path == STDOUT:
         out.print(text, end="", markup=False, highlight=False)
     else:

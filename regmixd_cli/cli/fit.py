@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from regmixd_cli.cli._app import app, err, info
+from regmixd_cli.cli._app import app, err, info, warn
 from regmixd_cli.cli._options import SEED_MAX
 from regmixd_cli.cli._output import print_json, progress_bar
 from regmixd_cli.cli._render import report_fit, report_tables
@@ -34,8 +34,15 @@ def fit(
         typer.Option(help="Interval ends t1,..,tN+1 in proxy steps (instead of an even grid)."),
     ] = None,
     model: Annotated[
-        str, typer.Option("--model", help="auto | per-stage | pooled | curve-shift.")
+        str, typer.Option("--model", help="auto | per-stage | pooled | curve-shift | "
+                          "per-stage-history. auto: by held-out evidence on phased runs.")
     ] = "auto",
+    verify_prefix: Annotated[
+        list[str] | None,
+        typer.Option("--verify-prefix", metavar="X", help="Runs whose name starts with X are "
+                     "verification runs (design --refine): reported apart, and auto's first "
+                     "evidence. Repeatable."),
+    ] = None,
     folds: Annotated[int, typer.Option(help="Cross-validation folds (grouped by run).")] = 5,
     prior: Annotated[
         str | None, typer.Option(help="Prior mixture: JSON file, uniform, or proxy-mean (default).")
@@ -118,11 +125,14 @@ def fit(
         prior=prior,
         seed=seed,
         xgb=settings,
+        verify_prefixes=tuple(verify_prefix or ()),
     )
     loaded = read_store(store)
     with progress_bar("fitting", folds + 1) as progress:
         fitted = fit_model(loaded, config, progress, str(store))
     report = fitted.report
+    for message in report.get("warnings", []):
+        warn(message)
     report_fit(fitted, switch_points == 0 or (grid is not None and len(grid) == 1))
     if ensemble:
         from regmixd_cli.fit.ensemble import ENSEMBLE_KEY, ensemble_blobs, fit_ensemble

@@ -126,6 +126,8 @@ def _run(
                        switch_points, prior=prior, seed=seed)
     with progress_bar("fitting", config.folds + 1) as progress:
         fitted = fit_model(read_store(store_dir), config, progress, str(store_dir))
+    for message in fitted.report.get("warnings", []):
+        warn(message)
     report_fit(fitted, switch_points == 0)
     save_model(model_dir, fitted)
     for table in report_tables(fitted.report):

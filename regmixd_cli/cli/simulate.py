@@ -111,17 +111,19 @@ def simulate(
         "parts": parts,
     }
     if mixtures is not None:
-        names, weights = _read_mixtures(mixtures)
+        names, weights, later = _read_mixtures(mixtures)
         if domains is not None and domains != len(names):
             raise UsageError(f"--domains {domains} but {mixtures} names {len(names)} domains")
         world = make_world(
             len(names), seed, domains=names, proxy_steps=steps, tokens_per_step=tokens_per_step
         )
         ids, mix = mixture_array(weights, world, str(mixtures))
+        phases = _phase_arrays(ids, later, world, str(mixtures)) if later else None
         if runs is not None:
             if runs > len(ids):
                 raise UsageError(f"--runs {runs} but {mixtures} has only {len(ids)} mixtures")
             ids, mix = ids[:runs], mix[:runs]
+            phases = phases[:runs] if phases is not None else None
         settings["mixtures"] = {"file": mixtures.name, "sha256": sha256_file(mixtures)}
     else:
         if runs is None or domains is None:
@@ -130,11 +132,13 @@ def simulate(
         # RegMix's bound: no domain above MAX_EPOCHS x its token share.
         caps = [min(MAX_EPOCHS * p, 1.0) for p in world.prior]
         mix = design_mixtures(world.prior, runs, seed, caps)
+        phases = None
         ids = run_ids(runs)
         settings["mixtures"] = {"design": {"prior": "prior.json", "max_epochs": MAX_EPOCHS}}
     settings |= {"runs": len(ids), "domains": list(world.domains)}
     with _progress("simulating proxies", len(ids), len(ids) >= PROGRESS_MIN_RUNS) as progress:
-        sim = simulate_runs(world, mix, seed, eval_every=eval_every, runs=ids, progress=progress)
+        sim = simulate_runs(world, mix, seed, eval_every=eval_every, runs=ids, progress=progress,
+                            phases=phases)
     files = write_simulation(out_dir, world, sim, settings, parts)
     final = sim.true_target[:, -1]
     info(
@@ -144,16 +148,33 @@ def simulate(
     )
 
 
-def _read_mixtures(path: Path) -> tuple[tuple[str, ...], dict[str, dict[str, Any]]]:
-    """Domains (in first-seen order) and {run: {domain: weight}} of a mixtures file."""
+def _read_mixtures(
+    path: Path,
+) -> tuple[tuple[str, ...], dict[str, dict[str, Any]], dict[str, list[tuple[int, Any]]]]:
+    """Domains (first-seen order), {run: first phase's weights} and {run: later phases}."""
     from regmixd_cli.store.readers.mixtures import read_mixtures
 
     parsed = read_mixtures(path)
     weights = {run: dict(rec.weights) for run, rec in parsed.mixtures.items()}
+    later = {run: [(s, dict(r.weights)) for s, r in sorted(recs.items())]
+             for run, recs in parsed.phases.items()}
     names: dict[str, None] = {}
-    for mix in weights.values():
+    for mix in [*weights.values(), *(w for p in later.values() for _, w in p)]:
         names.update(dict.fromkeys(mix))
-    return tuple(names), weights
+    return tuple(names), weights, later
+
+
+def _phase_arrays(
+    ids: tuple[str, ...], later: dict[str, list[tuple[int, Any]]], world: Any, where: str
+) -> list[list[tuple[int, Any]]]:
+    """Every run's later phases as (start_step, weights in the world's domain order)."""
+    from regmixd_cli.weights import check_mixture
+
+    return [
+        [(s, check_mixture(w, world.domains, f"{where}: run {r!r} start_step {s}",
+                           fill_missing=True)) for s, w in later.get(r, [])]
+        for r in ids
+    ]
 
 
 @simulate_app.command()

@@ -13,10 +13,12 @@ import numpy as np
 from regmixd_cli.fit.model import (
     CURVE_SHIFT,
     ENDPOINT,
+    HISTORY,
     PER_STAGE,
+    PER_STAGE_HISTORY,
     POINT,
     POOLED,
-    TREE_FORMS,
+    RESIDUAL_FORMS,
     XGBSettings,
     import_xgboost,
 )
@@ -53,22 +55,45 @@ def _train(
 def _design(
     table: LossTable, runs: np.ndarray, kind: str, stage: int = 0
 ) -> tuple[np.ndarray, ...]:
-    """Features and label of `runs` for a booster kind (stage is 1-based for per-stage)."""
-    m = table.mixtures[runs]
+    """Features and label of `runs` for a booster kind (stage is 1-based for per-stage).
+
+    Phased stores: transitions see the mixture in force over their interval; the endpoint and
+    curve-point boosters see the run's average mixture up to their point (for a static run
+    both are its mixture).
+    """
     if kind == ENDPOINT:
-        return m, table.losses[runs, -1]
+        return history_at(table, runs, len(table.grid)), table.losses[runs, -1]
     if kind == POINT:
-        return m, table.losses[runs, stage - 1]
+        return history_at(table, runs, stage), table.losses[runs, stage - 1]
     if kind == PER_STAGE:
         loss = table.losses[runs, stage - 1]
-        return np.column_stack([m, loss]), table.losses[runs, stage]
+        return np.column_stack([in_force_at(table, runs, stage), loss]), table.losses[runs, stage]
+    if kind == PER_STAGE_HISTORY:
+        loss = table.losses[runs, stage - 1]
+        features = [in_force_at(table, runs, stage), history_at(table, runs, stage), loss]
+        return np.column_stack(features), table.losses[runs, stage]
     n_stages = table.losses.shape[1] - 1
     blocks = [
-        np.column_stack([np.full(len(runs), table.grid[j]), m, table.losses[runs, j]])
+        np.column_stack([np.full(len(runs), table.grid[j]), in_force_at(table, runs, j + 1),
+                         table.losses[runs, j]])
         for j in range(n_stages)
     ]
     labels = [table.losses[runs, j + 1] for j in range(n_stages)]
     return np.vstack(blocks), np.concatenate(labels)
+
+
+def in_force_at(table: LossTable, runs: np.ndarray, stage: int) -> np.ndarray:
+    """The mixture `runs` train on over [t_stage, t_stage+1) (their mixture if static)."""
+    source = table.mixtures if table.in_force is None else table.in_force[:, stage]
+    result: np.ndarray = source[runs]
+    return result
+
+
+def history_at(table: LossTable, runs: np.ndarray, point: int) -> np.ndarray:
+    """`runs`' average mixture over [0, t_point), point 1..N+1 (their mixture if static)."""
+    source = table.mixtures if table.history is None else table.history[:, point - 1]
+    result: np.ndarray = source[runs]
+    return result
 
 
 def booster_kinds(table: LossTable, forms: tuple[str, ...]) -> list[tuple[str, str, int]]:
@@ -81,6 +106,8 @@ def booster_kinds(table: LossTable, forms: tuple[str, ...]) -> list[tuple[str, s
         kinds.append((POOLED, POOLED, 0))
     if n_stages and CURVE_SHIFT in forms:
         kinds += [(f"{POINT}_{j}", POINT, j) for j in range(1, n_stages + 1)]
+    if n_stages and PER_STAGE_HISTORY in forms:
+        kinds += [(f"{HISTORY}_{j}", PER_STAGE_HISTORY, j) for j in range(1, n_stages + 1)]
     return kinds
 
 
@@ -95,7 +122,7 @@ def fit_booster(
     early_runs: np.ndarray | None = None,
 ) -> tuple[Any, int]:
     """Train one booster of `kind` on `runs` (residual target for transitions)."""
-    residual = kind in TREE_FORMS and settings.residual
+    residual = kind in RESIDUAL_FORMS and settings.residual
     x, y = _design(table, runs, kind, stage)
     early = None
     if early_runs is not None:

@@ -26,7 +26,7 @@ from regmixd_cli.fit.model import (
     FittedModel,
     Progress,
 )
-from regmixd_cli.fit.transitions import LossTable
+from regmixd_cli.fit.transitions import LossTable, after_change
 
 MIN_RUNS_PER_FOLD = 2
 # `auto` keeps curve-shift unless its held-out next-interval ranking is worse than this
@@ -90,6 +90,11 @@ def cross_validate(
             )
             boosters[name] = booster
             rounds[name].append(best)
+        if table.in_force is not None:
+            predict_phased(table, forms, boosters, settings.residual, held, preds)
+            if progress is not None:
+                progress(fold + 1, config.folds + 1)
+            continue
         m = table.mixtures[held]
         preds[ENDPOINT][held] = predictor(
             table, None, boosters, settings.residual
@@ -106,6 +111,117 @@ def cross_validate(
         if progress is not None:
             progress(fold + 1, config.folds + 1)
     return preds, rounds
+
+
+def predict_phased(
+    table: LossTable,
+    forms: tuple[str, ...],
+    boosters: Mapping[str, Any],
+    residual: bool,
+    held: np.ndarray,
+    preds: dict[str, np.ndarray],
+) -> None:
+    """Held-out predictions on a phased store: each run under its own mixture per interval.
+
+    Teacher-forced rows see (mixture in force, history, true l_j); the rollout walks the run's
+    real phases from l_1, so a phased run's rollout scores what a schedule does.
+    """
+    assert table.in_force is not None and table.history is not None
+    n_points = table.losses.shape[1]
+    preds[ENDPOINT][held] = predictor(table, None, boosters, residual).predict_endpoint(
+        table.history[held, -1]
+    )
+    for form in forms:
+        if n_points == 1:
+            continue
+        shell = predictor(table, form, boosters, residual)
+        path = table.losses[held, 0].copy()
+        for stage in range(1, n_points):
+            m = table.in_force[held, stage].astype(np.float32)
+            h = table.history[held, stage - 1].astype(np.float32)
+            preds[f"{form}/next"][held, stage - 1] = shell.predict_transition(
+                stage, m, table.losses[held, stage - 1], history=h
+            )
+            path = shell.predict_transition(stage, m, path, history=h).astype(np.float64)
+        preds[f"{form}/rollout"][held] = path
+
+
+def phased_evidence(
+    table: LossTable,
+    forms: tuple[str, ...],
+    preds: dict[str, np.ndarray],
+    prefixes: tuple[str, ...] = (),
+) -> dict[str, Any]:
+    """Held-out errors on what a schedule needs, per form (JSON-ready).
+
+    `after_change`: teacher-forced next-interval rows whose mixture differs from the run's
+    history (only phased proxies have them); `phased_rollout`: the final loss of phased runs
+    rolled out from l_1 through their own phases; `verification_rollout`: the same on runs
+    named with a verification prefix (`fit --verify-prefix`).
+    """
+    changed = after_change(table)
+    phased = changed.any(axis=1)
+    verify = np.array([r.startswith(prefixes) for r in table.runs], dtype=bool) if prefixes \
+        else np.zeros(table.n_runs, dtype=bool)
+    result: dict[str, Any] = {
+        "n_after_change_rows": int(changed.sum()),
+        "n_phased_runs": int(phased.sum()),
+        "verify_prefixes": list(prefixes),
+        "n_verification_runs": int(verify.sum()),
+        "forms": {},
+    }
+    truth = table.losses[:, 1:]
+    for form in forms:
+        entry: dict[str, Any] = {}
+        if changed.any():
+            entry["after_change"] = score(truth[changed], preds[f"{form}/next"][changed])
+            entry["no_change"] = score(truth[~changed], preds[f"{form}/next"][~changed])
+        if phased.any():
+            entry["phased_rollout"] = score(table.losses[phased, -1],
+                                            preds[f"{form}/rollout"][phased])
+        if verify.any():
+            entry["verification_rollout"] = score(table.losses[verify, -1],
+                                                  preds[f"{form}/rollout"][verify])
+        result["forms"][form] = entry
+    return result
+
+
+# The evidence `auto` ranks forms by, strongest first: verification runs (schedule-shaped runs
+# of a second round), then transitions after a mixture change.
+EVIDENCE = (("verification_rollout", "held-out rollout MAE on verification runs"),
+            ("after_change", "held-out next-interval MAE after a mixture change"))
+BLIND_WARNING = (
+    "the store has static proxies only, so no held-out evidence scores what a schedule needs "
+    "(a mixture change): the form choice is blind; design phased proxies "
+    "(`regmixd design --proxy-steps T`) to choose by evidence"
+)
+
+
+def choose_form_by_evidence(
+    requested: str,
+    forms: tuple[str, ...],
+    table: LossTable,
+    preds: dict[str, np.ndarray],
+    evidence: dict[str, Any],
+) -> tuple[str | None, str, bool]:
+    """(form, reason, blind): by held-out evidence when the store has any, else `choose_form`.
+
+    With phased runs (or verification runs), `auto` keeps the form with the lowest held-out
+    error on the strongest evidence available (EVIDENCE); ties keep the earlier form in FORMS.
+    With static proxies only the choice is blind and falls back to `choose_form`'s rule.
+    """
+    blind = not any(key in entry for entry in evidence["forms"].values() for key, _ in EVIDENCE)
+    if requested != AUTO or table.endpoint_only or blind:
+        chosen, reason = choose_form(requested, forms, table, preds)
+        return chosen, reason, blind and requested == AUTO and chosen is not None
+    for key, what in EVIDENCE:
+        errors = {f: e[key]["mae"] for f, e in evidence["forms"].items()
+                  if key in e and e[key]["mae"] is not None}
+        if errors:
+            best = min(errors, key=lambda f: (errors[f], forms.index(f)))
+            numbers = ", ".join(f"{f} {errors[f]:.5f}" for f in forms if f in errors)
+            return best, f"auto: {best}, the lowest {what} ({numbers})", False
+    raise AssertionError("unreachable: evidence without errors")
 
 
 def choose_form(

@@ -205,10 +205,15 @@ class QuantileModel(FittedModel):
     quantile: float = 0.5
 
     def predict_transition(
-        self, stage: int, mixtures: np.ndarray, loss: float | np.ndarray
+        self,
+        stage: int,
+        mixtures: np.ndarray,
+        loss: float | np.ndarray,
+        history: np.ndarray | None = None,
     ) -> np.ndarray:
         """q-quantile of the replicas' next-interval predictions."""
-        preds = np.stack([r.predict_transition(stage, mixtures, loss) for r in self.replicas])
+        preds = np.stack([r.predict_transition(stage, mixtures, loss, history)
+                          for r in self.replicas])
         out: np.ndarray = np.quantile(preds, self.quantile, axis=0)
         return out
 

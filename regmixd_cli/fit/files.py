@@ -27,7 +27,9 @@ from regmixd_cli.fit.model import (
     CURVE_SHIFT,
     ENDPOINT,
     FORMS,
+    HISTORY,
     PER_STAGE,
+    PER_STAGE_HISTORY,
     POINT,
     POOLED,
     FittedModel,
@@ -247,6 +249,8 @@ def load_model(path: Path) -> FittedModel:
             names += [f"stage_{j}" for j in range(1, len(grid))]
         elif form == CURVE_SHIFT:
             names += [f"{POINT}_{j}" for j in range(1, len(grid))]
+        elif form == PER_STAGE_HISTORY:
+            names += [f"{HISTORY}_{j}" for j in range(1, len(grid))]
         boosters = {}
         for name in names:
             booster = xgb.Booster()

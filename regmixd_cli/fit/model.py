@@ -25,9 +25,18 @@ from regmixd_cli.errors import ModelError
 PER_STAGE = "per-stage"
 POOLED = "pooled"
 CURVE_SHIFT = "curve-shift"
+# One booster per stage over (mixture in force, the run's cumulative mixture, loss): the form
+# that can tell two runs at one loss apart by what they trained on (phased proxies).
+PER_STAGE_HISTORY = "per-stage-history"
 AUTO = "auto"
-FORMS = (PER_STAGE, POOLED, CURVE_SHIFT)
+FORMS = (PER_STAGE, POOLED, CURVE_SHIFT, PER_STAGE_HISTORY)
+# Forms cross-validated by `auto` on a store of static runs (per-stage-history equals
+# per-stage there: a static run's history is its mixture) and on a phased store.
+STATIC_FORMS = (PER_STAGE, POOLED, CURVE_SHIFT)
+PHASED_FORMS = FORMS
 TREE_FORMS = (PER_STAGE, POOLED)  # forms whose boosters take the current loss as a feature
+RESIDUAL_FORMS = (PER_STAGE, POOLED, PER_STAGE_HISTORY)  # boosters whose last feature is loss
+HISTORY = "history"  # per-stage-history booster names: history_1..history_N
 ENDPOINT = "endpoint"
 POINT = "point"  # curve-shift: mixture -> loss at one grid point
 
@@ -91,6 +100,9 @@ class FitConfig:
     prior: str | None = None
     seed: int = 0
     xgb: XGBSettings = field(default_factory=XGBSettings)
+    # Run-name prefixes of verification runs (`design --refine`): reported apart, and
+    # preferred as evidence by `auto`.
+    verify_prefixes: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -133,6 +145,7 @@ class FittedModel:
             PER_STAGE: [*mix, "loss"],
             POOLED: ["t", *mix, "loss"],
             CURVE_SHIFT: mix,
+            PER_STAGE_HISTORY: [*mix, *(f"h:{d}" for d in self.domains), "loss"],
         }[kind]
 
     def predict_curves(self, mixtures: np.ndarray) -> np.ndarray:
@@ -145,9 +158,18 @@ class FittedModel:
         return curves
 
     def predict_transition(
-        self, stage: int, mixtures: np.ndarray, loss: float | np.ndarray
+        self,
+        stage: int,
+        mixtures: np.ndarray,
+        loss: float | np.ndarray,
+        history: np.ndarray | None = None,
     ) -> np.ndarray:
-        """Stage j in 1..N: predicted l_{j+1} from (t_j, m, l_j); mixtures (C, K) float32."""
+        """Stage j in 1..N: predicted l_{j+1} from (t_j, m, l_j); mixtures (C, K) float32.
+
+        `history` ((K,) or (C, K)): the run's average mixture over [0, t_j), read by the
+        per-stage-history form only; None takes each candidate as its own history (a run
+        that trained on m all along).
+        """
         if self.form is None:
             raise ModelError(
                 "this model was fitted on endpoint losses only and has no transition model; "
@@ -165,6 +187,11 @@ class FittedModel:
             features[:, 0] = self.grid[stage - 1]
             features[:, 1:-1] = mixtures
             booster = self.boosters[POOLED]
+        elif self.form == PER_STAGE_HISTORY:
+            features = np.empty((n_rows, 2 * n_domains + 1), dtype=np.float32)
+            features[:, :n_domains] = mixtures
+            features[:, n_domains:-1] = mixtures if history is None else history
+            booster = self.boosters[f"{HISTORY}_{stage}"]
         else:
             features = np.empty((n_rows, n_domains + 1), dtype=np.float32)
             features[:, :-1] = mixtures

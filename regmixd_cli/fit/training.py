@@ -17,17 +17,37 @@ from regmixd_cli.domain import Store
 from regmixd_cli.errors import UsageError
 from regmixd_cli.files import dumps_json
 from regmixd_cli.fit.boosters import booster_kinds, fit_booster
-from regmixd_cli.fit.crossval import check_folds, choose_form, cross_validate, cv_report
+from regmixd_cli.fit.crossval import (
+    BLIND_WARNING,
+    check_folds,
+    choose_form_by_evidence,
+    cross_validate,
+    cv_report,
+    phased_evidence,
+)
 from regmixd_cli.fit.model import (
     AUTO,
     FORMS,
+    PHASED_FORMS,
+    STATIC_FORMS,
     FitConfig,
     FittedModel,
     Progress,
     default_threads,
 )
-from regmixd_cli.fit.transitions import build_loss_table, resolve_target
+from regmixd_cli.fit.transitions import LossTable, build_loss_table, resolve_target
 from regmixd_cli.weights import resolve_prior
+
+
+def cv_forms(table: LossTable, requested: str) -> tuple[str, ...]:
+    """The forms cross-validated: all on a phased store, RegMix-D's and curve-shift on a
+    static one (plus the requested form, if another)."""
+    if table.endpoint_only:
+        return ()
+    forms = PHASED_FORMS if table.in_force is not None else STATIC_FORMS
+    if requested != AUTO and requested not in forms:
+        forms = (*forms, requested)
+    return forms
 
 
 def fit_model(
@@ -49,9 +69,10 @@ def fit_model(
     )
     check_folds(table.n_runs, config.folds, target, where, len(table.short), table.grid[-1])
     prior = resolve_prior(config.prior, table.domains, table.mixtures.mean(axis=0).tolist())
-    forms: tuple[str, ...] = () if table.endpoint_only else FORMS
+    forms = cv_forms(table, config.form)
     preds, rounds = cross_validate(table, config, forms, progress)
-    chosen, reason = choose_form(config.form, forms, table, preds)
+    evidence = phased_evidence(table, forms, preds, config.verify_prefixes)
+    chosen, reason, blind = choose_form_by_evidence(config.form, forms, table, preds, evidence)
 
     # Refit on every usable run, for the median round count CV's early stopping found.
     settings = config.xgb
@@ -69,6 +90,10 @@ def fit_model(
         progress(config.folds + 1, config.folds + 1)
 
     report = cv_report(table, config, forms, preds, rounds, chosen, reason, final_rounds)
+    if table.in_force is not None or config.verify_prefixes:
+        report["evidence"] = evidence
+    if blind:
+        report["warnings"] = [BLIND_WARNING]
     ranges = tuple(
         (float(table.losses[:, j].min()), float(table.losses[:, j].max()))
         for j in range(table.losses.shape[1])

@@ -45,6 +45,12 @@ class LossTable:
     endpoint_only: bool
     # The store itself holds one observation per run (RegMix's CSVs), not just a 1-point grid.
     endpoint_logs: bool = True
+    # Phased stores only (None: every run static, and `mixtures` says it all):
+    # in_force (M, N+1, K): the mixture in force over interval l, [0, t_1) then [t_l, t_{l+1}),
+    # step-weighted where a phase boundary falls inside; history (M, N+1, K): the average
+    # mixture over [0, t_l) for l = 1..N+1 (history[:, -1] is the run's average mixture).
+    in_force: np.ndarray | None = None
+    history: np.ndarray | None = None
 
     @property
     def n_runs(self) -> int:
@@ -184,6 +190,9 @@ def build_loss_table(
         len(kept), len(store.domains)
     )
     losses_arr = np.array(rows, dtype=np.float64).reshape(len(kept), len(grid))
+    in_force = history = None
+    if store.phases is not None:
+        in_force, history = phase_mixtures(store.phases, store.domains, kept, grid)
     return LossTable(
         domains=tuple(store.domains),
         target=target,
@@ -195,6 +204,8 @@ def build_loss_table(
         short=tuple(sorted(short)),
         endpoint_only=endpoint_only,
         endpoint_logs=endpoint_logs,
+        in_force=in_force,
+        history=history,
     )
 
 
@@ -206,6 +217,49 @@ def common_length(last_steps: Sequence[float]) -> float:
     """
     ordered = sorted(last_steps, reverse=True)
     return ordered[(len(ordered) - 1) // 2]
+
+
+def phase_mixtures(
+    phases: pl.DataFrame, domains: Sequence[str], runs: Sequence[str], grid: Sequence[float]
+) -> tuple[np.ndarray, np.ndarray]:
+    """(in_force, history) of `runs` on the grid from a store's phases (see LossTable).
+
+    A phase's share of an interval is its share of the interval's steps (tokens per step are
+    taken as constant within a run).
+    """
+    ends = np.asarray(grid, dtype=np.float64)
+    starts = np.concatenate([[0.0], ends[:-1]])
+    by_run: dict[str, list[tuple[int, np.ndarray]]] = {}
+    for row in phases.select([RUN, "start_step", *domains]).iter_rows():
+        by_run.setdefault(str(row[0]), []).append((int(row[1]), np.asarray(row[2:], float)))
+    k = len(domains)
+    in_force = np.empty((len(runs), len(ends), k))
+    history = np.empty((len(runs), len(ends), k))
+    for i, run in enumerate(runs):
+        items = sorted(by_run[run], key=lambda p: p[0])
+        p_start = np.array([s for s, _ in items], dtype=np.float64)
+        p_end = np.concatenate([p_start[1:], [np.inf]])
+        weights = np.stack([w for _, w in items])  # (P, K)
+        # overlap[l, p]: steps of interval l under phase p
+        overlap = np.clip(np.minimum(ends[:, None], p_end[None, :])
+                          - np.maximum(starts[:, None], p_start[None, :]), 0.0, None)
+        in_force[i] = overlap @ weights / overlap.sum(axis=1, keepdims=True)
+        seen = np.cumsum(overlap, axis=0)
+        history[i] = seen @ weights / seen.sum(axis=1, keepdims=True)
+    return in_force, history
+
+
+def after_change(table: LossTable) -> np.ndarray:
+    """(M, N) bool: transition l of run i trains on a mixture other than the run's history.
+
+    These rows are what static proxies never show (all False for a static store).
+    """
+    n_stages = table.losses.shape[1] - 1
+    if table.in_force is None or table.history is None:
+        return np.zeros((table.n_runs, n_stages), dtype=bool)
+    gap = np.abs(table.in_force[:, 1:] - table.history[:, :-1]).sum(axis=2)
+    result: np.ndarray = gap > 1e-9
+    return result
 
 
 def _check_grid_reach(

@@ -29,6 +29,7 @@ from regmixd_cli.domain import (
     Stage,
 )
 from regmixd_cli.errors import ModelError, UsageError
+from regmixd_cli.fit.model import PER_STAGE_HISTORY
 from regmixd_cli.plan.budget import ConstrainedSearch
 from regmixd_cli.plan.constraints import Constraints
 from regmixd_cli.plan.search import SearchConfig, search_mixture
@@ -131,11 +132,23 @@ def build_schedule(
     first = round_weights(prior.weights) if runner is None else runner.first()
     ranker = model if rank is None else rank
     stages = [_stage(bounds, 0, steps, first, loss)]
+    # The per-stage-history form also reads what the run trained on so far (its average
+    # mixture over [0, t_j), proxy steps); other forms ignore it.
+    uses_history = model.form == PER_STAGE_HISTORY and rank is None
+    history_model: Any = model  # a FittedModel: its predict_transition takes `history`
+    spans = np.diff([0.0, *model.grid])
+    trained = spans[0] * np.asarray(first, dtype=np.float64)
     for j in range(1, n + 1):
         rng = np.random.default_rng(children[j - 1])
         at_loss = loss  # bound now: the lambda must not see the loss updated below
+        history = (trained / spans[:j].sum()).astype(np.float32) if uses_history else None
 
-        def score(candidates: np.ndarray, j: int = j, at_loss: float = at_loss) -> np.ndarray:
+        def score(candidates: np.ndarray, j: int = j, at_loss: float = at_loss,
+                  history: np.ndarray | None = history) -> np.ndarray:
+            if history is not None:
+                pred: np.ndarray = history_model.predict_transition(
+                    j, candidates, at_loss, history=history)
+                return pred
             return ranker.predict_transition(j, candidates, at_loss)
 
         if runner is None:
@@ -144,7 +157,12 @@ def build_schedule(
         else:
             result, weights = runner.search(j, score, config, rng)
         mixture = np.asarray([weights], dtype=np.float32)
-        loss = float(np.asarray(model.predict_transition(j, mixture, at_loss)).reshape(-1)[0])
+        if history is not None:
+            loss = float(history_model.predict_transition(j, mixture, at_loss,
+                                                          history=history)[0])
+        else:
+            loss = float(np.asarray(model.predict_transition(j, mixture, at_loss)).reshape(-1)[0])
+        trained = trained + spans[j] * np.asarray(weights, dtype=np.float64)
         stages.append(_stage(bounds, j, steps, weights, loss))
         if progress is not None:
             progress(j, n)

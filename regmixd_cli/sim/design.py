@@ -21,6 +21,9 @@ if TYPE_CHECKING:
     import numpy as np
 
 MAX_EPOCHS = 15.0  # RegMix's MAXIMUM_USAGE
+# Share of phased proxies in a default design (docs/DECISIONS.md, /work/notes/phased-notes.md).
+SWITCH_SHARE = 0.5
+SWITCH_PROBABILITY = 0.5  # a switching run switches at each switch point with this probability
 PROXY_TOKENS = 1000 * 1_048_576  # RegMix's proxies: 1,000 steps of about 1M tokens
 
 
@@ -115,6 +118,66 @@ def design_mixtures(
                 if len(kept) == n_runs:
                     break
     return np.stack(kept).astype(float) / cfg.units
+
+
+def switch_steps(proxy_steps: int, n_switch_points: int) -> tuple[int, ...]:
+    """The grid's switch points t_l = l * T / (N + 1), l = 1..N, as whole steps."""
+    if proxy_steps < 1:
+        raise UsageError(f"--proxy-steps must be at least 1, got {proxy_steps}")
+    if n_switch_points < 1:
+        raise UsageError(f"--switch-points {n_switch_points}: a phased design needs at least 1")
+    steps = tuple(round(proxy_steps * j / (n_switch_points + 1))
+                  for j in range(1, n_switch_points + 1))
+    if len(set(steps)) != len(steps) or steps[0] <= 0 or steps[-1] >= proxy_steps:
+        raise UsageError(f"--proxy-steps {proxy_steps} is too short for {n_switch_points} "
+                         "switch points; use fewer --switch-points")
+    return steps
+
+
+def design_phased(
+    prior: Sequence[float],
+    n_runs: int,
+    seed: int,
+    proxy_steps: int,
+    n_switch_points: int = 5,
+    switch_share: float = SWITCH_SHARE,
+    caps: Sequence[float] | None = None,
+    floors: Sequence[float] | None = None,
+) -> tuple[np.ndarray, tuple[tuple[tuple[int, np.ndarray], ...], ...]]:
+    """A phased design: first phases (M, K) and every run's later phases.
+
+    The first phases are exactly RegMix's design (`design_mixtures` with the same seed). A
+    share `switch_share` of the runs (chosen at random) switch: at each of the grid's switch
+    points independently with probability 1/2 (at least one), to a fresh draw from the same
+    Dirichlet design, so a switch lands anywhere in the design's range.
+    """
+    import numpy as np
+
+    if not 0.0 <= switch_share <= 1.0:
+        raise UsageError(f"--switch-share {switch_share}: must be in [0, 1]")
+    points = switch_steps(proxy_steps, n_switch_points)
+    first = design_mixtures(prior, n_runs, seed, caps, floors=floors)
+    rng = np.random.default_rng([seed, 1])
+    n_switching = round(switch_share * n_runs)
+    switching = set(rng.permutation(n_runs)[:n_switching].tolist())
+    chosen: list[list[int]] = []
+    for i in range(n_runs):
+        if i not in switching:
+            chosen.append([])
+            continue
+        picks = rng.random(len(points)) < SWITCH_PROBABILITY
+        if not picks.any():
+            picks[rng.integers(len(points))] = True
+        chosen.append([p for p, keep in zip(points, picks, strict=True) if keep])
+    n_fresh = sum(len(c) for c in chosen)
+    fresh = (design_mixtures(prior, n_fresh, seed + 1_000_003, caps, floors=floors)
+             if n_fresh else np.empty((0, len(prior))))
+    phases: list[tuple[tuple[int, np.ndarray], ...]] = []
+    k = 0
+    for steps in chosen:
+        phases.append(tuple((s, fresh[k + j]) for j, s in enumerate(steps)))
+        k += len(steps)
+    return first, tuple(phases)
 
 
 def _dirichlet(rng: np.random.Generator, alpha: np.ndarray) -> np.ndarray:

@@ -83,6 +83,53 @@ def mixtures_text(
     raise UsageError(f"--out {path}: the format follows the extension; use .json or .csv (or -)")
 
 
+def phased_document(
+    runs: Sequence[str],
+    domains: Sequence[str],
+    weights: np.ndarray,
+    phases: Sequence[Sequence[tuple[int, np.ndarray]]],
+) -> dict[str, list[dict[str, Any]]]:
+    """{run: [{"start_step": s, "weights": {domain: weight}}, ...]}: the phased JSON format."""
+    return {
+        run: [
+            {"start_step": int(step), "weights": {d: float(w) for d, w in zip(domains, row,
+                                                                             strict=True)}}
+            for step, row in [(0, first), *later]
+        ]
+        for run, first, later in zip(runs, weights, phases, strict=True)
+    }
+
+
+def phased_csv(
+    runs: Sequence[str],
+    domains: Sequence[str],
+    weights: np.ndarray,
+    phases: Sequence[Sequence[tuple[int, np.ndarray]]],
+) -> str:
+    """`run,start_step,<domain>...` CSV text, one row per phase (static runs: one row at 0)."""
+    lines = [",".join(["run", "start_step", *domains])]
+    for run, first, later in zip(runs, weights, phases, strict=True):
+        for step, row in [(0, first), *later]:
+            lines.append(",".join([run, str(int(step)), *(repr(float(w)) for w in row)]))
+    return "\n".join(lines) + "\n"
+
+
+def phased_text(
+    path: Path | str,
+    runs: Sequence[str],
+    domains: Sequence[str],
+    weights: np.ndarray,
+    phases: Sequence[Sequence[tuple[int, np.ndarray]]],
+) -> str:
+    """The phased design file text for `path`: .csv gives CSV; .json and `-` give JSON."""
+    suffix = Path(str(path)).suffix.lower()
+    if str(path) == "-" or suffix == ".json":
+        return dumps_json(phased_document(runs, domains, weights, phases))
+    if suffix == ".csv":
+        return phased_csv(runs, domains, weights, phases)
+    raise UsageError(f"--out {path}: the format follows the extension; use .json or .csv (or -)")
+
+
 def write_mixtures(
     path: Path, runs: Sequence[str], domains: Sequence[str], weights: np.ndarray
 ) -> None:
@@ -103,6 +150,12 @@ def jsonl_parts(sim: SimulatedRuns, n_parts: int) -> list[str]:
     for part in range(n_parts):
         members = range(part, len(sim.runs), n_parts)
         lines = [json.dumps({"run": sim.runs[i], "mixture": _weights(sim, i)}) for i in members]
+        if sim.phases is not None:  # one more mixture line per later phase, with its start
+            lines += [
+                json.dumps({"run": sim.runs[i], "mixture": _as_dict(sim.domains, w),
+                            "start_step": int(start)})
+                for i in members for start, w in sim.phases[i]
+            ]
         for j, step in enumerate(sim.steps):
             for i in members:
                 lines.append(
@@ -121,7 +174,11 @@ def jsonl_parts(sim: SimulatedRuns, n_parts: int) -> list[str]:
 
 
 def _weights(sim: SimulatedRuns, i: int) -> dict[str, float]:
-    return {d: float(w) for d, w in zip(sim.domains, sim.mixtures[i], strict=True)}
+    return _as_dict(sim.domains, sim.mixtures[i])
+
+
+def _as_dict(domains: Sequence[str], row: np.ndarray) -> dict[str, float]:
+    return {d: float(w) for d, w in zip(domains, row, strict=True)}
 
 
 def check_output_dir(path: Path) -> None:
@@ -150,7 +207,9 @@ def write_simulation(
         # The corpus token shares: the natural --prior for fit/schedule (segment 0 uses it).
         prior = dict(zip(world.domains, world.prior, strict=True))
         (tmp / PRIOR_FILE).write_text(dumps_json(prior), encoding="utf-8")
-        document = mixtures_document(sim.runs, sim.domains, sim.mixtures)
+        document: Any = mixtures_document(sim.runs, sim.domains, sim.mixtures)
+        if sim.phases is not None:
+            document = phased_document(sim.runs, sim.domains, sim.mixtures, sim.phases)
         (tmp / MIXTURES_FILE).write_text(dumps_json(document), encoding="utf-8")
         record = {"schema_version": SIMULATION_SCHEMA, **settings}
         (tmp / SETTINGS_FILE).write_text(dumps_json(record), encoding="utf-8")

@@ -5,7 +5,17 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from regmixd_cli.domain import DIVERGED, METRIC, RUN, SOURCE, STEP, TOKENS, VALUE, Store
+from regmixd_cli.domain import (
+    DIVERGED,
+    METRIC,
+    RUN,
+    SOURCE,
+    STEP,
+    STEP_START,
+    TOKENS,
+    VALUE,
+    Store,
+)
 from regmixd_cli.errors import UsageError
 from regmixd_cli.sim.world import (
     RUN_CHUNK,
@@ -45,11 +55,14 @@ def simulate_runs(
     eval_every: int = 50,
     runs: Sequence[str] | None = None,
     progress: ProgressFn | None = None,
+    phases: Sequence[Sequence[tuple[int, Any]]] | None = None,
 ) -> SimulatedRuns:
-    """Train one proxy per static mixture (rows of an (M, K) array) and log it every `eval_every`.
+    """Train one proxy per mixture (rows of an (M, K) array) and log it every `eval_every`.
 
-    Run i's noise comes from (seed, i) alone, so the first 128 of 512 runs equal a 128-run
-    simulation of the same mixtures.
+    `phases` makes runs phased: run i trains on mixtures[i] from step 0 and switches to each
+    of phases[i]'s (start_step, weights) in turn (an empty sequence: a static run). Run i's
+    noise comes from (seed, i) alone, so the first 128 of 512 runs equal a 128-run simulation
+    of the same mixtures, and a run's noise does not depend on whether it is phased.
     """
     import numpy as np
 
@@ -64,11 +77,11 @@ def simulate_runs(
         raise UsageError("need one distinct run id per mixture")
     steps = np.asarray(eval_steps(world.proxy_steps, eval_every), dtype=np.int64)
     fractions = steps / world.proxy_steps
-    edges = np.array([0.0, 1.0])
+    edges, segments = _segments(world, mix, phases)
     true = np.empty((len(mix), len(steps)))
     for start in range(0, len(mix), RUN_CHUNK):
-        chunk = mix[start : start + RUN_CHUNK]
-        true[start : start + len(chunk)] = true_losses(world, edges, chunk[:, None, :], fractions)
+        chunk = segments[start : start + RUN_CHUNK]
+        true[start : start + len(chunk)] = true_losses(world, edges, chunk, fractions)
         if progress is not None:
             progress(min(start + RUN_CHUNK, len(mix)), len(mix))
     dyn = world.dynamics
@@ -84,10 +97,44 @@ def simulate_runs(
         train[i] = (
             true[i] + done[i] * (offsets[i] + shift) + rng.normal(0.0, dyn.train_noise, len(steps))
         )
+    kept = None
+    if phases is not None and any(len(p) for p in phases):
+        kept = tuple(
+            tuple((int(s), np.asarray(w, dtype=float) / float(np.sum(w))) for s, w in p)
+            for p in phases
+        )
     return SimulatedRuns(
         names, world.domains, mix, steps, steps * world.tokens_per_step, target, train, true,
-        world.target_metric,
+        world.target_metric, kept,
     )  # fmt: skip
+
+
+def _segments(
+    world: World, mix: Any, phases: Sequence[Sequence[tuple[int, Any]]] | None
+) -> tuple[Any, Any]:
+    """Stage edges (fractions, the union of every run's phase starts) and (M, S, K) weights."""
+    import numpy as np
+
+    if phases is None or not any(len(p) for p in phases):
+        return np.array([0.0, 1.0]), mix[:, None, :]
+    if len(phases) != len(mix):
+        raise UsageError("need one sequence of phases per mixture")
+    starts = sorted({int(s) for p in phases for s, _ in p})
+    if starts and (starts[0] <= 0 or starts[-1] >= world.proxy_steps):
+        raise UsageError(
+            f"phase start steps must lie in (0, {world.proxy_steps}) (the proxy length, "
+            f"--steps); got {starts[0] if starts[0] <= 0 else starts[-1]}"
+        )
+    edges = np.array([0.0, *(s / world.proxy_steps for s in starts), 1.0])
+    weights = np.repeat(mix[:, None, :], len(edges) - 1, axis=1)
+    for i, run_phases in enumerate(phases):
+        for start, w in sorted(run_phases, key=lambda p: p[0]):
+            row = np.asarray(w, dtype=float)
+            if row.shape != (mix.shape[1],) or np.any(row < 0) or abs(row.sum() - 1) > 0.01:
+                raise UsageError(f"run {i}: phase at step {start}: weights must be >= 0, "
+                                 "one per domain, summing to 1")
+            weights[i, starts.index(int(start)) + 1 :] = row / row.sum()
+    return edges, weights
 
 
 def runs_to_store(sim: SimulatedRuns) -> Store:
@@ -116,4 +163,15 @@ def runs_to_store(sim: SimulatedRuns) -> Store:
         )
     trajectories = pl.concat(frames).sort([RUN, METRIC, STEP])
     manifest = build_manifest(sim.domains, runs, trajectories, [])
-    return Store(sim.domains, runs, trajectories, manifest)
+    phases = None
+    if sim.phases is not None:
+        rows = [(run, 0, sim.mixtures[i]) for i, run in enumerate(sim.runs)]
+        rows += [(run, s, w) for run, later in zip(sim.runs, sim.phases, strict=True)
+                 for s, w in later]
+        rows.sort(key=lambda r: (r[0], r[1]))
+        phases = pl.DataFrame(
+            {RUN: [r[0] for r in rows], STEP_START: pl.Series([r[1] for r in rows], dtype=pl.Int64)}
+            | {d: [float(r[2][k]) for r in rows] for k, d in enumerate(sim.domains)}
+        )
+        manifest["n_phased_runs"] = sum(1 for later in sim.phases if later)
+    return Store(sim.domains, runs, trajectories, manifest, phases)

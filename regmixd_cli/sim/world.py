@@ -140,6 +140,9 @@ class SimulatedRuns:
     train: np.ndarray  # (n_runs, n_evals) observed train/loss
     true_target: np.ndarray  # (n_runs, n_evals) noise-free val/pile_cc
     target_metric: str = TARGET_METRIC
+    # Phased runs: per run, its later phases ((start_step, weights (K,)), ...); () is static.
+    # `mixtures` holds every run's first phase. None: every run static.
+    phases: tuple[tuple[tuple[int, np.ndarray], ...], ...] | None = None
 
 
 def domain_names(n_domains: int) -> tuple[str, ...]:

@@ -25,6 +25,7 @@ from regmixd_cli.domain import (
     RUN,
     SOURCE,
     STEP,
+    STEP_START,
     STORE_SCHEMA,
     TOKENS,
     TRAJECTORY_COLUMNS,
@@ -47,6 +48,7 @@ if TYPE_CHECKING:
 
 RUNS_FILE = "runs.parquet"
 TRAJECTORIES_FILE = "trajectories.parquet"
+PHASES_FILE = "phases.parquet"  # phased stores only: run, start_step, one column per domain
 MANIFEST_FILE = "manifest.json"
 SPILL_DIR = ".spill"  # scratch space inside a store being written; removed before it is final
 ROW_GROUP_ROWS = 1 << 20
@@ -235,8 +237,14 @@ class StoreDraft:
             RUNS_FILE: sha256_file(self.directory / RUNS_FILE),
             TRAJECTORIES_FILE: sha256_file(self.directory / TRAJECTORIES_FILE),
         }
+        phases = store.phases
+        if phases is not None:
+            phases = phases.sort([RUN, STEP_START])
+            phases.write_parquet(self.directory / PHASES_FILE, compression="zstd",
+                                 statistics=True)
+            manifest["files"][PHASES_FILE] = sha256_file(self.directory / PHASES_FILE)
         write_json(self.directory / MANIFEST_FILE, manifest)
-        return Store(store.domains, runs, trajectories, manifest)
+        return Store(store.domains, runs, trajectories, manifest, phases)
 
 
 @contextlib.contextmanager
@@ -325,7 +333,8 @@ def read_store(path: Path, *, verify: bool = True) -> Store:
         )
     _check_manifest(manifest, path / MANIFEST_FILE)
     files, domains = manifest["files"], manifest["domains"]
-    for name in (RUNS_FILE, TRAJECTORIES_FILE):
+    phased = PHASES_FILE in files
+    for name in (RUNS_FILE, TRAJECTORIES_FILE, *((PHASES_FILE,) if phased else ())):
         file = path / name
         if not file.is_file():
             raise InputError(f"{file}: missing from the store; re-ingest the logs")
@@ -337,6 +346,7 @@ def read_store(path: Path, *, verify: bool = True) -> Store:
     try:
         runs = pl.read_parquet(path / RUNS_FILE)
         trajectories = pl.read_parquet(path / TRAJECTORIES_FILE)
+        phases = pl.read_parquet(path / PHASES_FILE) if phased else None
     except Exception as exc:  # polars raises several unrelated types for corrupt files
         raise InputError(
             f"{path}: unreadable Parquet in store ({exc.__class__.__name__})") from None
@@ -345,7 +355,9 @@ def read_store(path: Path, *, verify: bool = True) -> Store:
     if (set(runs.columns) != expected or tuple(trajectories.columns) != TRAJECTORY_COLUMNS
             or runs.height != manifest["n_runs"] or trajectories.height != manifest["n_rows"]):
         raise InputError(f"{path}: store tables do not match the manifest; re-ingest the logs")
-    return Store(domains, runs, trajectories, manifest)
+    if phases is not None and set(phases.columns) != {RUN, STEP_START, *domains}:
+        raise InputError(f"{path}: {PHASES_FILE} does not match the manifest; re-ingest the logs")
+    return Store(domains, runs, trajectories, manifest, phases)
 
 
 def _check_manifest(manifest: dict[str, Any], file: Path) -> None:

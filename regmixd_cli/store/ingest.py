@@ -33,6 +33,7 @@ from regmixd_cli.errors import InputError
 from regmixd_cli.files import check_not_input
 from regmixd_cli.store.files import MANIFEST_FILE, lock_store, manifest_of, open_store, read_store
 from regmixd_cli.store.observations import empty_observations
+from regmixd_cli.store.phases import check_phase_reach, collect_phases, phase_frame
 from regmixd_cli.store.readers import read_inputs
 from regmixd_cli.store.readers.base import Parsed
 from regmixd_cli.store.readers.wide import WideObservations, wide_to_long, wide_to_long_frame
@@ -102,9 +103,11 @@ def build_store(
     extra = sorted(set(mixtures) - set(weights)) if ignore_extra_mixtures else []
     for run in extra:
         del mixtures[run]
+    firsts = {run: (m.weights, m.where) for run, m in mixtures.items()}
+    phases = collect_phases(parsed, existing, domains, fill_missing_domains, firsts)
     _check_runs_match(sources, mixtures, set(weights))
 
-    stats = _Stats()
+    stats = _Stats(track_steps=bool(phases))
     chunks = (stats.add(chunk) for chunk in _chunks(sources, weights, bucket_rows))
     if sink is not None:
         sink(chunks)
@@ -148,7 +151,13 @@ def build_store(
         warnings += (f"{len(extra)} run(s) with a mixture but no observations left out "
                      f"(--ignore-extra-mixtures): {', '.join(extra[:5])}"
                      f"{', ...' if len(extra) > 5 else ''}",)
-    return IngestResult(Store(domains, runs, trajectories, manifest), warnings, diverged)
+    phase_table = None
+    if phases:
+        check_phase_reach(phases, stats.last_step)
+        phase_table = phase_frame(domains, firsts, phases)
+        manifest["n_phased_runs"] = len(phases)
+    store = Store(domains, runs, trajectories, manifest, phase_table)
+    return IngestResult(store, warnings, diverged)
 
 
 def _concat_tables(tables: list[pa.Table]) -> pa.Table:
@@ -250,16 +259,24 @@ def _chunks(sources: list[_Source], weights: dict[str, int], bucket_rows: int
 class _Stats:
     """What the manifest and the warnings need from the chunks, gathered as they pass."""
 
-    def __init__(self) -> None:
+    def __init__(self, track_steps: bool = False) -> None:
         self.n_rows = 0
         self.metrics: set[str] = set()
         self.nonfinite: list[pl.DataFrame] = []
+        self.track_steps = track_steps
+        self.last_step: dict[str, int] = {}  # run -> last logged step (phased stores only)
 
     def add(self, table: pa.Table) -> pa.Table:
         import pyarrow as pa
         import pyarrow.compute as pc
 
         self.n_rows += table.num_rows
+        if self.track_steps:
+            import polars as pl
+
+            last = _to_polars(table).group_by(RUN).agg(pl.col(STEP).max())
+            for run, step in last.iter_rows():
+                self.last_step[run] = max(step, self.last_step.get(run, step))
         metric = table.column(METRIC)
         if pa.types.is_dictionary(metric.type):
             for chunk in metric.chunks:
@@ -288,7 +305,8 @@ def _domains(
         records.extend(("the existing store", r, set(existing.domains))
                        for r in existing.runs.get_column(RUN).to_list())
     for p in parsed:
-        for run, record in p.mixtures.items():
+        later = [(run, r) for run, rs in p.phases.items() for r in rs.values()]
+        for run, record in [*p.mixtures.items(), *later]:
             for domain in record.weights:
                 seen.setdefault(domain, record.where)
             records.append((record.where, run, set(record.weights)))

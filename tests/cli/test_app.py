@@ -71,7 +71,8 @@ def test_output_files_that_are_directories_fail_first(cli, fitted, tmp_path):
     fails(cli("schedule", model, "--out", store), 3, store, "--out")
     fails(cli("export", schedule, "--to", "csv", "--out", taken), 3, taken)
     fails(cli("show", schedule, "--plot", make_dir(tmp_path / "d.png")), 3, "d.png", "--plot")
-    fails(cli("design", "--prior", PROXY_PRIOR, "--runs", "4", "--out", taken), 3, taken)
+    fails(cli("design", "--static", "--prior", PROXY_PRIOR, "--runs", "4", "--out", taken),
+          3, taken)
     fails(cli("simulate", "oracle", PROXY_WORLD, "--out", taken), 3, taken)
     # A file in the way of the output's directory is refused the same way.
     blocker = tmp_path / "plain.txt"

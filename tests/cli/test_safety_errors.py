@@ -17,7 +17,7 @@ from tests.helpers.paths import PROXY_PRIOR, ROOT
     ("schedule", "{model}", "--out", "{tmp}/s.json"),
     ("online", "{model}", "--step", "100", "--loss", "3", "--target-steps", "1000"),
     ("fit", "{store}", "--out", "{tmp}/m"),
-    ("design", "--prior", str(PROXY_PRIOR), "--runs", "4", "--out", "{tmp}/d.csv"),
+    ("design", "--static", "--prior", str(PROXY_PRIOR), "--runs", "4", "--out", "{tmp}/d.csv"),
     ("simulate", "--runs", "4", "--domains", "3", "--out", "{tmp}/sim"),
     ("run", str(ROOT / "sample_logs" / "proxies"), "--out", "{tmp}/run"),
 ])
@@ -81,7 +81,7 @@ def test_a_schedule_given_as_the_model_says_what_it_is(cli, fitted, tmp_path):
 
 
 def test_design_refuses_a_huge_run_count_up_front(cli, tmp_path):
-    fails(cli("design", "--prior", PROXY_PRIOR, "--runs", "100000000", "--out",
+    fails(cli("design", "--static", "--prior", PROXY_PRIOR, "--runs", "100000000", "--out",
               tmp_path / "d.csv"), 2, "--runs 100000000")
 
 

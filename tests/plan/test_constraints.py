@@ -404,12 +404,14 @@ def test_design_respects_min_and_max(cli, tmp_path):
     path = write_toml(
         tmp_path / "c.toml", "[domains.a]\nmin = 0.2\nmax = 0.6\n[domains.c]\nmax = 0.1\n"
     )
-    result = cli("design", "--prior", prior, "--runs", "30", "--out", "-", "--constraints", path)
+    result = cli("design", "--static", "--prior", prior, "--runs", "30", "--out", "-",
+                 "--constraints", path)
     assert result.exit_code == 0, result.output
     rows = json.loads(result.stdout).values()
     assert all(0.2 <= r["a"] <= 0.6 and r["c"] <= 0.1 for r in rows)
     bad = write_toml(tmp_path / "bad.toml", "[domains.a]\nmin = 0.7\n[domains.b]\nmin = 0.7\n")
-    result = cli("design", "--prior", prior, "--runs", "3", "--out", "-", "--constraints", bad)
+    result = cli("design", "--static", "--prior", prior, "--runs", "3", "--out", "-",
+                 "--constraints", bad)
     assert result.exit_code == 5 and "min weights" in result.stderr
 
 

@@ -84,7 +84,8 @@ def prior_file(tmp_path):
 
 def test_cli_design_json_and_csv_are_readable_mixtures(cli, tmp_path, prior_file):
     for name in ("m.json", "m.csv"):
-        result = cli("design", "--prior", prior_file, "--runs", "20", "--out", tmp_path / name)
+        result = cli("design", "--static", "--prior", prior_file, "--runs", "20",
+                     "--out", tmp_path / name)
         assert result.exit_code == 0, result.output
         assert result.stdout == ""
     parsed = {n: read_mixtures(tmp_path / n).mixtures for n in ("m.json", "m.csv")}
@@ -92,7 +93,7 @@ def test_cli_design_json_and_csv_are_readable_mixtures(cli, tmp_path, prior_file
     for run, record in parsed["m.json"].items():
         assert dict(record.weights) == pytest.approx(dict(parsed["m.csv"][run].weights))
         assert sum(record.weights.values()) == pytest.approx(1.0, abs=1e-12)
-    again = cli("design", "--prior", prior_file, "--runs", "20", "--out", "-")
+    again = cli("design", "--static", "--prior", prior_file, "--runs", "20", "--out", "-")
     assert again.exit_code == 0, again.output
     assert again.stdout == (tmp_path / "m.json").read_text()
 
@@ -102,7 +103,7 @@ def test_cli_design_caps(cli, tmp_path, prior_file):
     tokens.write_text(json.dumps({"pile_cc": 1e9}))
     out = tmp_path / "m.json"
     result = cli(
-        "design", "--prior", prior_file, "--runs", "30", "--available-tokens", tokens,
+        "design", "--static", "--prior", prior_file, "--runs", "30", "--available-tokens", tokens,
         "--max-epochs", "0.3", "--proxy-tokens", "1e9", "--out", out,
     )  # fmt: skip
     assert result.exit_code == 0, result.output
@@ -110,7 +111,7 @@ def test_cli_design_caps(cli, tmp_path, prior_file):
 
 
 def test_cli_design_errors(cli, tmp_path, prior_file):
-    base = ("design", "--prior", prior_file, "--runs", "5")
+    base = ("design", "--static", "--prior", prior_file, "--runs", "5")
     result = cli(*base, "--out", tmp_path / "m.txt")
     assert result.exit_code == 2 and result.stderr.startswith("Error:")
     result = cli(*base, "--max-epochs", "4", "--out", tmp_path / "m.json")
@@ -124,13 +125,15 @@ def test_cli_design_errors(cli, tmp_path, prior_file):
     assert result.exit_code == 5 and result.stderr.startswith("Error:")
     bad_prior = tmp_path / "bad.json"
     bad_prior.write_text(json.dumps({"pile_cc": 0.5, "github": -0.5}))
-    result = cli("design", "--prior", bad_prior, "--runs", "5", "--out", tmp_path / "m.json")
+    result = cli("design", "--static", "--prior", bad_prior, "--runs", "5",
+                 "--out", tmp_path / "m.json")
     assert result.exit_code == 3 and str(bad_prior) in result.stderr
     assert not (tmp_path / "m.json").exists()
 
 
 def test_design_explains_it_needs_a_prior_file(cli, tmp_path):
-    fails(cli("design", "--prior", "uniform", "--runs", "4", "--out", tmp_path / "m.json"),
+    fails(cli("design", "--static", "--prior", "uniform", "--runs", "4",
+              "--out", tmp_path / "m.json"),
           2, "--prior uniform", "prior FILE")
 
 
@@ -138,7 +141,8 @@ def test_design_constraints_name_the_prior(cli, tmp_path):
     toml = tmp_path / "c.toml"
     toml.write_text("[domains.nope]\nmax = 0.5\n")
     result = cli(
-        "design", "--prior", PROXY_PRIOR, "--runs", "3", "--out", "-", "--constraints", toml
+        "design", "--static", "--prior", PROXY_PRIOR, "--runs", "3", "--out", "-",
+        "--constraints", toml
     )
     fails(result, 3, toml, "the prior has")
     assert "the model" not in result.stderr

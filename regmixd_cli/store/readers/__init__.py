@@ -116,8 +116,8 @@ def _detect_json(path: Path, text: str, shown: str) -> str:
         return JSONL
     if '"log_history"' in text:
         return HF
-    if isinstance(obj, dict) and obj and all(isinstance(v, dict) for v in obj.values()):
-        return MIXTURES  # a one-line {run: {domain: weight}}
+    if isinstance(obj, dict) and obj and all(isinstance(v, dict | list) for v in obj.values()):
+        return MIXTURES  # a one-line {run: {domain: weight}} (or {run: [phases]})
     if first == "{" or obj is None:
         # A multi-line JSON document: a mixtures file is small enough to parse whole.
         try:
@@ -126,7 +126,9 @@ def _detect_json(path: Path, text: str, shown: str) -> str:
             data = None
         if isinstance(data, dict) and "log_history" in data:
             return HF
-        if isinstance(data, dict) and data and all(isinstance(v, dict) for v in data.values()):
+        if isinstance(data, dict) and data and all(
+            isinstance(v, dict | list) for v in data.values()
+        ):
             return MIXTURES
         if data is None and first != "{":
             # Looks like JSONL whose first line is broken: let the JSONL reader name the line.

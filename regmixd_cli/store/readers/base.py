@@ -44,6 +44,7 @@ class MixtureRecord:
 
     weights: Mapping[str, Any]
     where: str  # "file:line", for error messages
+    start_step: int = 0  # the step this phase starts at (0: the run's first phase)
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,10 +60,27 @@ class Parsed:
     engine: str = "polars"
     # The JSONL fast path keeps observations wide (and maybe on disk) instead; see readers.wide.
     wide: WideObservations | None = None
+    # Phased runs: run -> {start_step: phase} for phases after the first (start_step > 0);
+    # the first phase (start_step 0) is `mixtures[run]`.
+    phases: Mapping[str, Mapping[int, MixtureRecord]] = field(default_factory=dict)
 
     def long_observations(self) -> pl.DataFrame | None:
         """The observations as one long table sorted by (run, metric, step); None: none."""
         return self.wide.to_long() if self.wide is not None else self.observations
+
+
+def add_phase(
+    into: dict[str, dict[int, MixtureRecord]], run: str, record: MixtureRecord
+) -> None:
+    """Record a later phase (start_step > 0); the same start step twice must agree."""
+    phases = into.setdefault(run, {})
+    previous = phases.get(record.start_step)
+    if previous is not None and dict(previous.weights) != dict(record.weights):
+        raise InputError(
+            f"{record.where}: run {run!r} has another mixture for start_step "
+            f"{record.start_step} at {previous.where}; a phase has one mixture: keep one"
+        )
+    phases.setdefault(record.start_step, record)
 
 
 def normalise_domain(name: str) -> str:

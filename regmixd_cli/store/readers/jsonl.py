@@ -31,7 +31,14 @@ from regmixd_cli.domain import METRIC, RUN, STEP, TOKENS, VALUE
 from regmixd_cli.errors import InputError
 from regmixd_cli.files import not_utf8_reason, sha256_file
 from regmixd_cli.store.observations import empty_observations, observation_schema
-from regmixd_cli.store.readers.base import JSONL, MixtureRecord, Parsed, parse_number, parse_step
+from regmixd_cli.store.readers.base import (
+    JSONL,
+    MixtureRecord,
+    Parsed,
+    add_phase,
+    parse_number,
+    parse_step,
+)
 from regmixd_cli.store.readers.wide import WideObservations, WidePart
 from regmixd_cli.store.spill import Spill
 
@@ -39,7 +46,8 @@ if TYPE_CHECKING:
     import polars as pl
 
 MIXTURE = "mixture"
-_RESERVED = (RUN, STEP, TOKENS, MIXTURE)
+START_STEP = "start_step"  # on a mixture line: the step its phase starts at (absent: 0)
+_RESERVED = (RUN, STEP, TOKENS, MIXTURE, START_STEP)
 # Bytes handed to polars at a time: big enough for its threads, small enough that the buffers
 # are reused by the allocator (64 MiB batches cost ~1 s/GB more system time in page faults).
 BATCH_BYTES = 16 << 20
@@ -236,6 +244,8 @@ def _split_batch(
     """
     import polars as pl
 
+    if START_STEP in wide.columns:
+        return None  # phased runs: the line scan reads their phase lines
     has_mix = pl.col(MIXTURE).is_not_null() if MIXTURE in wide.columns else pl.lit(False)
     step = pl.col(STEP) if STEP in wide.columns else pl.lit(None, dtype=pl.Int64)
     tokens = pl.col(TOKENS) if TOKENS in wide.columns else pl.lit(None, dtype=pl.Int64)
@@ -313,6 +323,7 @@ def _read_lines(path: Path, shown: str) -> Parsed:
     import polars as pl
 
     mixtures: dict[str, MixtureRecord] = {}
+    phases: dict[str, dict[int, MixtureRecord]] = {}
     runs: list[str] = []
     steps: list[int] = []
     tokens: list[int | None] = []
@@ -336,8 +347,11 @@ def _read_lines(path: Path, shown: str) -> Parsed:
                                  '"run": "<id>"')
             run = str(run)
             if MIXTURE in obj:
-                _add_mixture(obj, run, where, mixtures)
+                _add_mixture(obj, run, where, mixtures, phases)
                 continue
+            if START_STEP in obj:
+                raise InputError(f"{where}: 'start_step' belongs on a mixture line (the phase's "
+                                 "mixture); observation lines have 'step'")
             step = parse_step(obj.get(STEP))
             if step is None:
                 raise InputError(
@@ -366,12 +380,13 @@ def _read_lines(path: Path, shown: str) -> Parsed:
                 values.append(number)
     sha = sha256_file(path)
     if not runs:
-        return Parsed(shown, JSONL, mixtures, empty_observations(), sha, engine="line-scan")
+        return Parsed(shown, JSONL, mixtures, empty_observations(), sha, engine="line-scan",
+                      phases=phases)
     obs = pl.DataFrame(
         {RUN: runs, STEP: steps, TOKENS: tokens, METRIC: metrics, VALUE: values},
         schema=observation_schema(),
     ).sort([RUN, METRIC, STEP], maintain_order=True)
-    return Parsed(shown, JSONL, mixtures, obs, sha, engine="line-scan")
+    return Parsed(shown, JSONL, mixtures, obs, sha, engine="line-scan", phases=phases)
 
 
 def _has_control(name: str) -> bool:
@@ -401,7 +416,13 @@ def _parse_object(text: str, where: str) -> dict[str, Any]:
     return obj
 
 
-def _add_mixture(obj: dict[str, Any], run: str, where: str, into: dict[str, MixtureRecord]) -> None:
+def _add_mixture(
+    obj: dict[str, Any],
+    run: str,
+    where: str,
+    into: dict[str, MixtureRecord],
+    phases: dict[str, dict[int, MixtureRecord]],
+) -> None:
     weights = obj[MIXTURE]
     if not isinstance(weights, dict) or not weights:
         raise InputError(f"{where}: 'mixture' must be a non-empty object {{domain: weight}}")
@@ -414,6 +435,15 @@ def _add_mixture(obj: dict[str, Any], run: str, where: str, into: dict[str, Mixt
         ):
             raise InputError(f"{where}: weight of {domain!r} is not a finite number: {weight!r}")
     given = dict(weights)
+    start = obj.get(START_STEP)
+    if start is not None:
+        start = parse_step(start)
+        if start is None:
+            raise InputError(f"{where}: 'start_step' must be a non-negative integer, "
+                             f"got {obj.get(START_STEP)!r}")
+        if start > 0:
+            add_phase(phases, run, MixtureRecord(given, where, start))
+            return
     previous = into.get(run)
     if previous is not None and dict(previous.weights) != given:
         raise InputError(
