@@ -226,17 +226,24 @@ def build_guarded(
         model, config, prior, target_steps, seed,
         model_sha256=model_sha256, constraints=constraints, rank=rank,
     )  # fmt: skip
+    verdict = guard_verdict(model, dynamic, static, force_dynamic=force_dynamic)
+    chosen = dynamic if verdict.keep_dynamic else static
+    provenance = dict(chosen.provenance) | {"guard": verdict.record()}
+    return dataclasses.replace(chosen, provenance=provenance), verdict
+
+
+def guard_verdict(
+    model: ScheduleModel, dynamic: Schedule, static: Schedule, *, force_dynamic: bool = False
+) -> Verdict:
+    """plan.guard.judge on a dynamic schedule and a static one built from the same model."""
     evidence = evidence_from_report(getattr(model, "report", None) or {}, model.form)
     dynamic_loss = dynamic.stages[-1].predicted_loss
-    verdict = judge(
+    return judge(
         math.nan if dynamic_loss is None else float(dynamic_loss),
         static_rollout(model, static.stages[0].weights),
         evidence,
         force=force_dynamic,
     )
-    chosen = dynamic if verdict.keep_dynamic else static
-    provenance = dict(chosen.provenance) | {"guard": verdict.record()}
-    return dataclasses.replace(chosen, provenance=provenance), verdict
 
 
 def _target_steps(model: ScheduleModel, target_steps: int | None) -> int:
