@@ -76,7 +76,8 @@ def simulate(
             metavar="NAME",
             help="World family: shift (the default: usefulness moves from web text to curated "
             "text), saturation (usefulness depends on the loss level; small corpora repeat), "
-            "curriculum (domains teach skills with prerequisites).",
+            "curriculum (domains teach skills with prerequisites), order (what is seen last "
+            "is kept: other groups' tokens make the model forget).",
         ),
     ] = None,
 ) -> None:

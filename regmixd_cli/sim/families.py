@@ -18,6 +18,10 @@ linearly between grid nodes, so a value never depends on which other fractions a
 - `curriculum`: domains teach SKILLS with prerequisites. Skill j grows only as fast as its
   prerequisite's level opens a gate (a logistic in the prerequisite's level), so tokens of an
   advanced domain seen before the basics are (mostly) wasted: order matters.
+- `order`: pure order effects. Domains fall into three skill groups (web prose, academic,
+  code/math); training on one group makes the model forget the others (each domain's tokens
+  erode the other groups' skills at its own `forget` rate), so what is seen last is kept.
+  The state of a run is not its loss: two runs at one loss can differ in what they will forget.
 """
 
 from __future__ import annotations
@@ -212,6 +216,54 @@ def _curriculum_losses(
     return _at(nodes, fractions, n)
 
 
+# ----------------------------------------------------------------------------------- order
+
+ORDER_WEIGHT = (0.5, 0.3, 0.2)  # share of the target loss each skill group removes
+_GROUP_OF: dict[str, int] = {
+    "pile_cc": 0, "hackernews": 0, "enron_emails": 0, "ubuntu_irc": 0, "europarl": 0,
+    "wikipedia_en": 0, "gutenberg_pg_19": 0, "arxiv": 1, "pubmed_central": 1, "freelaw": 1,
+    "philpapers": 1, "pubmed_abstracts": 1, "nih_exporter": 1, "uspto_backgrounds": 1,
+    "github": 2, "dm_mathematics": 2, "stackexchange": 2,
+}  # fmt: skip
+
+
+def _draw_order(name: str, index: int, rng: Any) -> dict[str, float]:
+    share = _KINDS[name][1] if name in _KINDS else float(math.exp(rng.normal(0.0, 0.8)))
+    return {
+        "share": share,
+        "group": float(_GROUP_OF.get(name, index % len(ORDER_WEIGHT))),
+        "teach": math.exp(rng.normal(0.0, 0.3)),
+        "forget": rng.uniform(0.5, 2.0),  # how hard its tokens overwrite the other groups
+    }
+
+
+def _order_losses(
+    world: WorldLike, edges: np.ndarray, weights: np.ndarray, fractions: np.ndarray, n_grid: int
+) -> np.ndarray:
+    import numpy as np
+
+    dyn = world.dynamics
+    n = n_grid or dyn.integration_steps
+    p = params_of(world)
+    n_groups = len(ORDER_WEIGHT)
+    member = np.zeros((weights.shape[2], n_groups))
+    member[np.arange(weights.shape[2]), p["group"].astype(int)] = 1.0
+    tokens = _cell_tokens(world, edges, weights, n)
+    learn = np.einsum("bnk,kg->bng", tokens * p["teach"], member) * p["rate"][0]
+    # Forgetting of group g: the other groups' tokens, each weighted by its domain's `forget`.
+    pressure = np.einsum("bnk,kg->bng", tokens * p["forget"], 1.0 - member)
+    level = np.zeros((weights.shape[0], n_groups))
+    share = np.asarray(ORDER_WEIGHT)
+    nodes = np.empty((weights.shape[0], n + 1))
+    for i in range(n + 1):
+        nodes[:, i] = dyn.loss_floor + dyn.amplitude * ((1.0 - level) @ share)
+        if i == n:
+            break
+        level = level + (1.0 - level) * (1.0 - np.exp(-learn[:, i]))
+        level = level * np.exp(-pressure[:, i])
+    return _at(nodes, fractions, n)
+
+
 FAMILIES: dict[str, Family] = {
     "saturation": Family(
         "saturation",
@@ -225,6 +277,13 @@ FAMILIES: dict[str, Family] = {
         "domains teach skills with prerequisites; a skill grows once its prerequisite is learnt",
         _draw_curriculum,
         _curriculum_losses,
+        15.4,
+    ),
+    "order": Family(
+        "order",
+        "pure order effects: a domain group's skill is forgotten while other groups train",
+        _draw_order,
+        _order_losses,
         15.4,
     ),
 }
