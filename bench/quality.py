@@ -37,7 +37,7 @@ import numpy as np
 from _harness import RESULTS, report
 
 TOLERANCE = 0.01  # "worse than static" means more than this above static's true loss
-K_SWEEP = (0.0, 0.1, 0.25, 0.5, 1.0, 2.0)
+K_SWEEP = (0.0, 0.05, 0.1, 0.2, 0.3, 0.5, 1.0)
 PLANS = ("offline", "guarded", "online")
 
 

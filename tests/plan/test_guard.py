@@ -34,13 +34,13 @@ def _with_report(model, tmp_path, **changes):
 
 def test_judge_keeps_a_credible_advantage_and_refuses_the_rest():
     evidence = Evidence(rollout_mae=0.05, rollout_spearman=0.95)
-    assert judge(4.70, 4.80, evidence).decision == DYNAMIC  # 0.10 >= k x 0.05
-    small = judge(4.79, 4.80, evidence)
+    assert judge(4.80 - 2 * GUARD_K * 0.05, 4.80, evidence).decision == DYNAMIC
+    small = judge(4.80 - 0.5 * GUARD_K * 0.05, 4.80, evidence)
     assert small.decision == STATIC and small.threshold == pytest.approx(GUARD_K * 0.05)
     assert judge(4.90, 4.80, evidence).decision == STATIC  # predicted worse than static
     poor_rank = Evidence(rollout_mae=0.001, rollout_spearman=0.2)
     assert judge(4.0, 4.8, poor_rank).decision == STATIC
-    forced = judge(4.79, 4.80, evidence, force=True)
+    forced = judge(4.80 - 0.5 * GUARD_K * 0.05, 4.80, evidence, force=True)
     assert forced.decision == FORCED and forced.keep_dynamic
     assert forced.record()["evidence"]["rollout_mae"] == 0.05
 
@@ -52,7 +52,8 @@ def test_after_change_error_and_verification_runs_are_used_when_present():
     }
     evidence = evidence_from_report(report, "pooled")
     assert evidence.after_change_mae == 0.2
-    verdict = judge(4.70, 4.80, evidence)  # 0.10 beats the static-run error, not 0.2
+    advantage = 0.5 * GUARD_K * 0.2  # beats k x the static-run error 0.01, not k x 0.2
+    verdict = judge(4.80 - advantage, 4.80, evidence)
     assert verdict.decision == STATIC and verdict.threshold == pytest.approx(GUARD_K * 0.2)
     report["verification"] = {"dynamic": 4.60, "static": 4.80, "sd": 0.02}
     assert judge(4.79, 4.80, evidence_from_report(report, "pooled")).decision == DYNAMIC
