@@ -1,5 +1,5 @@
 """Phased proxies and the form choice: does a schedule beat static RegMix, and which held-out
-evidence picks the form that does? (issue #15; /work/notes/phased-notes.md)
+evidence picks the form that does? (Numbers: docs/DECISIONS.md, "Fitting and model forms".)
 
 For each world seed (`regmixd simulate`'s world) two designs of R proxies are simulated:
 RegMix's static design, and a phased design (`design --proxy-steps`, a --switch-share of the

@@ -1,25 +1,26 @@
-"""Quality on synthetic worlds with a known truth: RegMix-D vs static RegMix vs the oracles.
+"""Quality on synthetic worlds with a known truth, in every world family.
 
-For each world seed (`regmixd simulate`'s world: the best mixture moves during training):
-512 proxies designed the RegMix way (`regmixd design`'s procedure, with the world's caps) are
-simulated; the first 128 of them are the 128-proxy set. A model is fitted on each set with
-`fit`'s defaults (FitConfig(): `--model auto`, 5-fold CV, default XGBoost settings), and the
-schedules are built with `schedule`'s defaults (SearchConfig(): 100,000 candidates, top 128,
-alpha 1) and the world's prior.json as `--prior`, exactly as the CLI would:
+For each family (`regmixd simulate --family`: shift, the default; saturation; curriculum) and
+world seed, proxies designed the RegMix way (`regmixd design`'s procedure, with the world's
+caps) are simulated (512 by default; `--runs 128,512` for both sets, the smaller the first rows
+of the larger). A model is fitted with `fit`'s defaults (FitConfig(): `--model auto`, 5-fold CV)
+and plans are built with `schedule`'s defaults and the world's prior.json, as the CLI would:
 
-    regmixd simulate --runs 512 --domains K --seed S --out W
+    regmixd simulate --family F --runs 512 --domains K --seed S --out W
     regmixd fit W/store --out M --prior W/prior.json
-    regmixd schedule M --prior W/prior.json [--static] --target-steps 25000 --seed S
+    regmixd schedule M --prior W/prior.json [--static | --force-dynamic] --target-steps 25000
 
-Reported: the TRUE final loss (proxy scale, lower is better) of the prior; static RegMix from
-512 (and 128) proxies; RegMix-D offline from 128 and 512 proxies; RegMix-D online from 128 and
-512 proxies (a target run steered by `OnlineController` from its own observed loss at each
-switch point: the world's target-scale loss under the schedule so far plus evaluation noise);
-the oracle static mixture and oracle schedule (`regmixd simulate oracle`); and the share of the
-static-to-oracle gap that RegMix-D offline (512) closes:
-(static512 - offline512) / (static512 - oracle schedule).
+Reported per family and seed: the TRUE final loss (proxy scale, lower is better) of the prior;
+static RegMix; the raw offline schedule (`--force-dynamic`); the guarded schedule (`schedule`'s
+default: the guard may hand out static RegMix); online steering (OnlineController from the
+target run's own observed loss); the oracle static mixture and oracle schedule; the guard's
+evidence (predicted advantage, held-out rollout MAE and rho) and its decision.
+Per family: "worse than static" counts (true loss > static + 0.01) and gap closed =
+sum(static - plan) / sum(static - oracle schedule). A sweep over the guard's k (the advantage
+must reach k x held-out rollout MAE) recomputes the guarded plan from the recorded evidence.
 
-Run: python bench/quality.py [--seeds 5] [--domains 17] [--quick]
+Run: python bench/quality.py [--families shift,saturation,curriculum] [--seeds 3]
+     [--runs 512] [--domains 17] [--candidates N | --quick]
 """
 
 from __future__ import annotations
@@ -35,21 +36,16 @@ from typing import Any
 import numpy as np
 from _harness import RESULTS, report
 
-COLUMNS = [
-    "seed",
-    "form",
-    "prior",
-    "static_128",
-    "static_512",
-    "offline_128",
-    "offline_512",
-    "online_128",
-    "online_512",
-    "oracle_static",
-    "oracle_schedule",
-    "gap_closed_512",
-    "seconds",
-]
+TOLERANCE = 0.01  # "worse than static" means more than this above static's true loss
+K_SWEEP = (0.0, 0.05, 0.1, 0.2, 0.3, 0.5, 1.0)
+PLANS = ("offline", "guarded", "online")
+
+
+def columns(runs: list[int]) -> list[str]:
+    """The per-seed table's columns."""
+    per_set = [f"{name}_{n}" for n in runs for name in ("static", *PLANS)]
+    return ["family", "seed", "form", "prior", *per_set, "oracle_static", "oracle_schedule",
+            "advantage", "rollout_mae", "rollout_rho", "decision", "seconds"]  # fmt: skip
 
 
 def _stages(schedule: Any) -> list[tuple[float, float, tuple[float, ...]]]:
@@ -89,11 +85,19 @@ def _online(world: Any, model: Any, prior: Any, config: Any, seed: int) -> float
     return true_final_loss(world, [(a, b, w) for a, b, w in stages])
 
 
-def one_world(seed: int, n_domains: int, candidates: int | None, workdir: Path) -> dict[str, Any]:
-    """Every method's true final loss in the world of `seed`."""
+def one_world(
+    family: str, seed: int, n_domains: int, runs: list[int], candidates: int | None, workdir: Path
+) -> dict[str, Any]:
+    """Every method's true final loss in the world of (`family`, `seed`)."""
     from regmixd_cli.fit.model import FitConfig
     from regmixd_cli.fit.training import fit_model
-    from regmixd_cli.plan.schedule import build_schedule, build_static, resolve_schedule_prior
+    from regmixd_cli.plan.guard import STATIC
+    from regmixd_cli.plan.schedule import (
+        build_schedule,
+        build_static,
+        guard_verdict,
+        resolve_schedule_prior,
+    )
     from regmixd_cli.plan.search import SearchConfig
     from regmixd_cli.sim.design import MAX_EPOCHS, caps_from_tokens, design_mixtures
     from regmixd_cli.sim.oracle import find_oracle
@@ -101,15 +105,15 @@ def one_world(seed: int, n_domains: int, candidates: int | None, workdir: Path) 
     from regmixd_cli.sim.world import make_world, true_final_loss
 
     started = time.perf_counter()
-    world = make_world(n_domains, seed)
-    prior_file = workdir / f"prior-{seed}.json"  # what `simulate` writes as W/prior.json
+    world = make_world(n_domains, seed, family=family)
+    prior_file = workdir / f"prior-{family}-{seed}.json"  # what `simulate` writes as W/prior.json
     prior_file.write_text(json.dumps(dict(zip(world.domains, world.prior, strict=True))))
     proxy_tokens = world.proxy_steps * world.tokens_per_step
     caps = caps_from_tokens([a * proxy_tokens for a in world.available], MAX_EPOCHS, proxy_tokens)
-    mixtures = design_mixtures(world.prior, 512, seed, caps)
+    mixtures = design_mixtures(world.prior, max(runs), seed, caps)
     config = SearchConfig() if candidates is None else SearchConfig(candidates=candidates)
-    row: dict[str, Any] = {"seed": seed}
-    for n_runs in (128, 512):
+    row: dict[str, Any] = {"family": family, "seed": seed}
+    for n_runs in runs:
         # Run i's noise depends on (seed, i) only: 128 runs are the first 128 of the 512.
         sim_n = simulate_runs(world, mixtures[:n_runs], seed, eval_every=50)
         model = fit_model(
@@ -118,45 +122,81 @@ def one_world(seed: int, n_domains: int, candidates: int | None, workdir: Path) 
         prior = resolve_schedule_prior(str(prior_file), model)
         static = build_static(model, config, prior, world.target_steps, seed)
         offline = build_schedule(model, config, prior, world.target_steps, seed)
+        verdict = guard_verdict(model, offline, static)
         row[f"static_{n_runs}"] = true_final_loss(world, _stages(static))
         row[f"offline_{n_runs}"] = true_final_loss(world, _stages(offline))
+        row[f"guarded_{n_runs}"] = row[
+            f"static_{n_runs}" if verdict.decision == STATIC else f"offline_{n_runs}"
+        ]
         row[f"online_{n_runs}"] = _online(world, model, prior, config, seed)
         row["form"] = model.form
+        evidence = verdict.evidence
+        row |= {
+            "advantage": verdict.predicted_advantage,
+            "rollout_mae": evidence.get("rollout_mae"),
+            "rollout_rho": evidence.get("rollout_spearman"),
+            "decision": verdict.decision,
+        }
     oracle = find_oracle(world, 5, seed)
     row["prior"] = oracle.prior_loss
     row["oracle_static"] = oracle.static_loss
     row["oracle_schedule"] = oracle.schedule_loss
-    gap = row["static_512"] - oracle.schedule_loss
-    row["gap_closed_512"] = (row["static_512"] - row["offline_512"]) / gap if gap > 0 else None
     row["seconds"] = time.perf_counter() - started
     return row
 
 
-def summary(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The mean row and the win counts the issues ask for."""
-    n = len(rows)
-    mean: dict[str, Any] = {"seed": "mean"}
-    for column in COLUMNS[2:]:
-        values = [r[column] for r in rows if r.get(column) is not None]
-        mean[column] = float(np.mean(values)) if values else None
+def _guarded_at(row: dict[str, Any], k: float, n: int) -> float:
+    """The guarded plan's true loss had the guard used k (same evidence, same rule)."""
+    from regmixd_cli.plan.guard import GUARD_MIN_SPEARMAN
 
-    def wins(a: str, b: str) -> str:
-        return f"{sum(r[a] < r[b] for r in rows)}/{n}"
+    mae, rho, adv = row["rollout_mae"], row["rollout_rho"], row["advantage"]
+    credible = adv > 0 and (rho is None or rho >= GUARD_MIN_SPEARMAN)
+    credible = credible and (mae is None or adv >= k * mae)
+    return float(row[f"offline_{n}"] if credible else row[f"static_{n}"])
 
-    counts = {
-        "seed": "wins",
-        "static_128": "",
-        "offline_128": f"{wins('offline_128', 'static_512')} vs static_512",
-        "offline_512": f"{wins('offline_512', 'static_512')} vs static_512",
-        "online_128": f"{wins('online_128', 'static_512')} vs static_512",
-        "online_512": f"{sum(r['online_512'] <= r['static_512'] for r in rows)}/{n} <= static_512",
-    }
-    return [mean, counts]
+
+def family_summary(rows: list[dict[str, Any]], n: int) -> dict[str, Any]:
+    """Worse-than-static counts and gap closed of each plan, over one family's seeds."""
+    gap = sum(r[f"static_{n}"] - r["oracle_schedule"] for r in rows)
+    out: dict[str, Any] = {"family": rows[0]["family"], "runs": n, "seeds": len(rows)}
+    for plan in PLANS:
+        worse = sum(r[f"{plan}_{n}"] > r[f"static_{n}"] + TOLERANCE for r in rows)
+        closed = sum(r[f"static_{n}"] - r[f"{plan}_{n}"] for r in rows)
+        out[f"{plan}_worse"] = f"{worse}/{len(rows)}"
+        out[f"{plan}_gap_closed"] = closed / gap if gap > 0 else None
+    out["static_vs_oracle_static"] = float(
+        np.mean([r[f"static_{n}"] - r["oracle_static"] for r in rows])
+    )
+    return out
+
+
+def k_sweep(rows: list[dict[str, Any]], n: int) -> list[dict[str, Any]]:
+    """Guarded plan per k: worse-than-static count and gap closed, per family and overall."""
+    families = sorted({r["family"] for r in rows})
+    table = []
+    for k in K_SWEEP:
+        entry: dict[str, Any] = {"k": k}
+        for family in [*families, "all"]:
+            chosen = [r for r in rows if family in ("all", r["family"])]
+            losses = [_guarded_at(r, k, n) for r in chosen]
+            pairs = list(zip(losses, chosen, strict=True))
+            worse = sum(x > r[f"static_{n}"] + TOLERANCE for x, r in pairs)
+            gap = sum(r[f"static_{n}"] - r["oracle_schedule"] for r in chosen)
+            closed = sum(r[f"static_{n}"] - x for x, r in pairs)
+            entry[family] = (
+                f"{worse}/{len(chosen)} worse, gap {closed / gap:+.2f}" if gap > 0 else "-"
+            )
+        table.append(entry)
+    return table
 
 
 def main() -> None:
+    from regmixd_cli.sim.families import FAMILY_NAMES
+
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seeds", type=int, default=5)
+    parser.add_argument("--families", default=",".join(FAMILY_NAMES))
+    parser.add_argument("--seeds", type=int, default=6)
+    parser.add_argument("--runs", default="512", help="proxy counts, comma-separated (128,512)")
     parser.add_argument("--domains", type=int, default=17)
     parser.add_argument(
         "--candidates", type=int, default=None, help="default: SearchConfig's (100,000)"
@@ -166,29 +206,65 @@ def main() -> None:
     )
     args = parser.parse_args()
     candidates = 20_000 if args.quick and args.candidates is None else args.candidates
+    families = [f.strip() for f in args.families.split(",") if f.strip()]
+    runs = sorted({int(r) for r in args.runs.split(",")})
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        for seed in range(args.seeds):
-            row = one_world(seed, args.domains, candidates, Path(tmp))
-            print(row, file=sys.stderr, flush=True)
-            rows.append(row)
-    table = rows + summary(rows)
-    # The harness prints 3 significant digits; these losses differ in the third decimal.
-    shown = [{k: f"{v:.4f}" if isinstance(v, float) else v for k, v in r.items()} for r in table]
-    report("quality", shown, COLUMNS)
+        for family in families:
+            for seed in range(args.seeds):
+                row = one_world(family, seed, args.domains, runs, candidates, Path(tmp))
+                print(row, file=sys.stderr, flush=True)
+                rows.append(row)
+    n = max(runs)
+    summaries = [family_summary([r for r in rows if r["family"] == f], n) for f in families]
+    sweep = k_sweep(rows, n)
+    shown = [{k: f"{v:.4f}" if isinstance(v, float) else v for k, v in r.items()} for r in rows]
+    report("quality", shown, columns(runs))
+    print()
+    summary_columns = [
+        "family",
+        "runs",
+        "seeds",
+        *(f"{p}_{c}" for p in PLANS for c in ("worse", "gap_closed")),
+        "static_vs_oracle_static",
+    ]
+    print_table(
+        [{k: f"{v:.3f}" if isinstance(v, float) else v for k, v in s.items()} for s in summaries],
+        summary_columns,
+    )
+    print()
+    print_table(sweep, ["k", *sorted({r["family"] for r in rows}), "all"])
     path = RESULTS / "quality.json"  # the same file, with numbers instead of display strings
     payload = json.loads(path.read_text())
-    payload["rows"] = table
+    payload["rows"] = rows
+    payload["summary"] = summaries
+    payload["k_sweep"] = sweep
     payload["settings"] = {
+        "families": families,
         "seeds": args.seeds,
+        "runs": runs,
         "domains": args.domains,
         "candidates": candidates or 100_000,
+        "tolerance": TOLERANCE,
     }
     path.write_text(json.dumps(payload, indent=2) + "\n")
     print(
-        f"\n{args.seeds} worlds, {args.domains} domains, "
+        f"\n{args.seeds} worlds per family, {args.domains} domains, {runs} proxies, "
         f"{candidates or 100_000} candidates; true final loss at proxy scale (lower is better)"
     )
+
+
+def print_table(rows: list[dict[str, Any]], cols: list[str]) -> None:
+    """A Markdown table on stdout (no file)."""
+    widths = [max(len(c), *(len(str(r.get(c, ""))) for r in rows)) for c in cols]
+    print("| " + " | ".join(c.ljust(w) for c, w in zip(cols, widths, strict=True)) + " |")
+    print("|" + "|".join("-" * (w + 2) for w in widths) + "|")
+    for r in rows:
+        cells = (
+            str(r.get(c, "") if r.get(c) is not None else "").ljust(w)
+            for c, w in zip(cols, widths, strict=True)
+        )
+        print("| " + " | ".join(cells) + " |")
 
 
 if __name__ == "__main__":

@@ -246,7 +246,12 @@ def compare(
     Example: regmixd compare runs/demo/model prior static offline --plot compare.png
     """
     from regmixd_cli.fit.files import load_model, model_hash
-    from regmixd_cli.plan.compare import axis_steps, comparison_to_dict, predict_plans
+    from regmixd_cli.plan.compare import (
+        axis_steps,
+        comparison_to_dict,
+        guard_rows,
+        predict_plans,
+    )
     from regmixd_cli.plan.search import SearchConfig
 
     fmt = check_plot(plot)
@@ -264,6 +269,9 @@ def compare(
     steps = _axis(target_steps, [c for _, c in loaded], fitted)
     predictions = predict_plans(fitted, [p for p, _ in loaded])
     result = comparison_to_dict(predictions, fitted, steps)
+    verdicts = guard_rows(fitted, predictions)
+    if verdicts:
+        result["guard"] = verdicts
     if fmt is not None and plot is not None:
         from regmixd_cli.cli._plots import comparison_figure
 
@@ -274,4 +282,20 @@ def compare(
         return
     for table in comparison_tables(result):
         out.print(table)
+    for row in verdicts:
+        out.print(_guard_line(row), markup=False, highlight=False)
     _notes(predictions)
+
+
+def _guard_line(row: dict[str, Any]) -> str:
+    """One line of evidence: would `schedule`'s guard hand this schedule out over static?"""
+    threshold = row["threshold"]
+    need = "no held-out error" if threshold is None else f"needs >= {threshold:.4f}"
+    verdict = "credible"
+    if row["decision"] == "static":
+        verdict = "not credible: static is better supported"
+    return (
+        f"guard: {row['item']} vs {row['against']}: predicted advantage "
+        f"{row['predicted_advantage']:+.4f} ({need}, k={row['k']:g} x held-out rollout error): "
+        f"{verdict}"
+    )

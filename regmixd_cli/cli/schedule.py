@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -61,6 +61,14 @@ def schedule(
             "(0 < Q < 1; needs `fit --ensemble`).",
         ),
     ] = None,
+    force_dynamic: Annotated[
+        bool,
+        typer.Option(
+            "--force-dynamic",
+            help="Hand out the dynamic schedule even when the guard finds static RegMix "
+            "better supported by the evidence (the verdict is still recorded).",
+        ),
+    ] = False,
 ) -> None:
     """Build an offline RegMix-D schedule (or, with --static, the RegMix mixture) from a model.
 
@@ -69,12 +77,15 @@ def schedule(
     steps map linearly onto --target-steps. The stage table goes to stderr. With
     --constraints (or --min/--max/--available/--max-change) every stage, segment 0 included,
     satisfies them. A model fitted with --ensemble adds 10-50-90% loss intervals per stage.
+    The guard compares the schedule with static RegMix under the same model: unless its
+    predicted advantage exceeds the model's held-out error, the static RegMix mixture is
+    written instead (method regmix-static; the verdict is in provenance.guard and on stderr).
 
     Example: regmixd schedule model/ --target-steps 25000 --out schedule.json
     """
     from regmixd_cli.files import check_output_file
     from regmixd_cli.fit.files import load_model, model_hash
-    from regmixd_cli.plan.schedule import build_schedule, build_static, resolve_schedule_prior
+    from regmixd_cli.plan.schedule import build_guarded, build_static, resolve_schedule_prior
     from regmixd_cli.plan.schedule_file import schedule_json, write_schedule
     from regmixd_cli.plan.search import SearchConfig
 
@@ -113,20 +124,24 @@ def schedule(
     resolved = resolve_schedule_prior(prior, fitted)
     if prior is None:
         info(f"prior: the model's ({resolved.source})")
-    build = build_static if static else build_schedule
+    if static and force_dynamic:
+        raise UsageError("--static and --force-dynamic contradict each other; pick one")
     total = 1 if static else fitted.n_switch_points
+    verdict = None
     with progress_bar("searching mixtures", total) as progress:
-        result = build(
-            fitted,
-            config,
-            resolved,
-            target_steps,
-            seed,
-            progress,
-            model_sha256=model_hash(model),
-            constraints=limits,
-            rank=rank,
-        )
+        if static:
+            result = build_static(
+                fitted, config, resolved, target_steps, seed, progress,
+                model_sha256=model_hash(model), constraints=limits, rank=rank,
+            )  # fmt: skip
+        else:
+            result, verdict = build_guarded(
+                fitted, config, resolved, target_steps, seed, progress,
+                model_sha256=model_hash(model), constraints=limits, rank=rank,
+                force_dynamic=force_dynamic,
+            )  # fmt: skip
+    if verdict is not None:
+        _report_verdict(verdict)
     if ensemble is not None:
         result = with_intervals(result, schedule_intervals(result, fitted, ensemble))
         result.provenance["ensemble"] = settings_record(ensemble, True, risk)
@@ -140,3 +155,16 @@ def schedule(
         info(f"wrote {out_path}")
     if to_stdout:
         write_stdout(text)
+
+
+def _report_verdict(verdict: Any) -> None:
+    """The guard's verdict on stderr: a warning when it replaced (or was forced past) static."""
+    from regmixd_cli.plan.guard import FORCED, STATIC
+
+    if verdict.decision == STATIC:
+        warn(f"guard: writing static RegMix instead of the dynamic schedule: "
+             f"{verdict.reason} (--force-dynamic overrides)")
+    elif verdict.decision == FORCED:
+        warn(f"guard: {verdict.reason}")
+    else:
+        info(f"guard: dynamic schedule kept: {verdict.reason}")

@@ -73,6 +73,17 @@ def simulate(
     out_dir: Annotated[
         Path | None, typer.Option("--out", help="Output directory (replaced atomically).")
     ] = None,
+    family: Annotated[
+        str | None,
+        typer.Option(
+            "--family",
+            metavar="NAME",
+            help="World family: shift (the default: usefulness moves from web text to curated "
+            "text), saturation (usefulness depends on the loss level; small corpora repeat), "
+            "curriculum (domains teach skills with prerequisites), order (what is seen last "
+            "is kept: other groups' tokens make the model forget).",
+        ),
+    ] = None,
 ) -> None:
     """Simulate proxy runs in a synthetic world with a known truth, as native JSONL logs.
 
@@ -82,13 +93,14 @@ def simulate(
     designed as RegMix did (see `regmixd design`) unless --mixtures gives them. The same
     options and seed give byte-identical files. Subcommands: `score` (true final loss of a
     schedule or mixture) and `oracle` (the world's best static mixture and schedule).
+    --family picks the kind of world (recorded in world.json; see docs/explanation/quality.md).
 
     Example: regmixd simulate --runs 64 --domains 6 --seed 0 --out sample_logs/proxies
     """
     if ctx.invoked_subcommand is not None:
-        if any(v is not None for v in (runs, domains, mixtures, out_dir)):
+        if any(v is not None for v in (runs, domains, mixtures, out_dir, family)):
             raise UsageError(
-                "--runs, --domains, --mixtures and --out do not apply to "
+                "--runs, --domains, --mixtures, --family and --out do not apply to "
                 f"`simulate {ctx.invoked_subcommand}`; drop them"
             )
         return
@@ -96,12 +108,16 @@ def simulate(
 
     from regmixd_cli.files import check_output_dir, sha256_file
     from regmixd_cli.sim.design import MAX_EPOCHS, design_mixtures
+    from regmixd_cli.sim.families import DEFAULT_FAMILY, get_family
     from regmixd_cli.sim.files import mixture_array, write_simulation
     from regmixd_cli.sim.proxies import run_ids, simulate_runs
     from regmixd_cli.sim.world import make_world
 
     if out_dir is None:
         raise UsageError("give --out DIR for the world and its logs")
+    if family is not None and family != DEFAULT_FAMILY:
+        get_family(family)  # an unknown name is a usage error before any work
+    chosen = family or DEFAULT_FAMILY
     check_output_dir(out_dir)
     settings: dict[str, Any] = {
         "seed": seed,
@@ -115,7 +131,8 @@ def simulate(
         if domains is not None and domains != len(names):
             raise UsageError(f"--domains {domains} but {mixtures} names {len(names)} domains")
         world = make_world(
-            len(names), seed, domains=names, proxy_steps=steps, tokens_per_step=tokens_per_step
+            len(names), seed, domains=names, proxy_steps=steps, tokens_per_step=tokens_per_step,
+            family=chosen,
         )
         ids, mix = mixture_array(weights, world, str(mixtures))
         phases = _phase_arrays(ids, later, world, str(mixtures)) if later else None
@@ -128,7 +145,9 @@ def simulate(
     else:
         if runs is None or domains is None:
             raise UsageError("give --runs N and --domains K (or --mixtures FILE)")
-        world = make_world(domains, seed, proxy_steps=steps, tokens_per_step=tokens_per_step)
+        world = make_world(
+            domains, seed, proxy_steps=steps, tokens_per_step=tokens_per_step, family=chosen
+        )
         # RegMix's bound: no domain above MAX_EPOCHS x its token share.
         caps = [min(MAX_EPOCHS * p, 1.0) for p in world.prior]
         mix = design_mixtures(world.prior, runs, seed, caps)
@@ -136,6 +155,8 @@ def simulate(
         ids = run_ids(runs)
         settings["mixtures"] = {"design": {"prior": "prior.json", "max_epochs": MAX_EPOCHS}}
     settings |= {"runs": len(ids), "domains": list(world.domains)}
+    if chosen != DEFAULT_FAMILY:  # absent for the default family: its files stay as they were
+        settings["family"] = chosen
     with _progress("simulating proxies", len(ids), len(ids) >= PROGRESS_MIN_RUNS) as progress:
         sim = simulate_runs(world, mix, seed, eval_every=eval_every, runs=ids, progress=progress,
                             phases=phases)

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from regmixd_cli.domain import LOSS_DECIMALS, Schedule
 from regmixd_cli.errors import ModelError
+from regmixd_cli.plan.guard import evidence_from_report, judge
 from regmixd_cli.plan.schedule import (
     ScheduleModel,
     build_schedule,
@@ -304,3 +305,24 @@ def comparison_to_dict(
         "items": [prediction_to_dict(p, model, steps, best) for p in predictions],
     }
 
+
+
+def guard_rows(model: ScheduleModel, predictions: Sequence[Prediction]) -> list[dict[str, Any]]:
+    """The guard's verdict (plan.guard.judge) on each schedule against a static item.
+
+    The static item is the built-in `static` if compared, else a regmix-static schedule, else
+    the static item with the lowest rollout; both are scored by the same rollout. Empty when
+    there is no schedule, no static item, or no transition model.
+    """
+    statics = [p for p in predictions if p.plan.static and p.losses]
+    dynamics = [p for p in predictions if not p.plan.static and p.losses]
+    if not statics or not dynamics:
+        return []
+    named = [p for p in statics if p.plan.name == STATIC or p.plan.method == "regmix-static"]
+    ref = named[0] if named else min(statics, key=lambda p: p.losses[-1])
+    evidence = evidence_from_report(getattr(model, "report", None) or {}, model.form)
+    rows = []
+    for p in dynamics:
+        verdict = judge(p.losses[-1], ref.losses[-1], evidence)
+        rows.append({"item": p.plan.name, "against": ref.plan.name} | verdict.record())
+    return rows

@@ -32,6 +32,7 @@ from regmixd_cli.errors import ModelError, UsageError
 from regmixd_cli.fit.model import PER_STAGE_HISTORY
 from regmixd_cli.plan.budget import ConstrainedSearch
 from regmixd_cli.plan.constraints import Constraints
+from regmixd_cli.plan.guard import Verdict, evidence_from_report, judge, static_rollout
 from regmixd_cli.plan.search import SearchConfig, search_mixture
 from regmixd_cli.weights import PROXY_MEAN, Prior, resolve_prior, round_weights
 
@@ -212,6 +213,54 @@ def build_static(
         steps,
         (stage,),
         _provenance(model, config, prior, seed, model_sha256, runner),
+    )
+
+
+def build_guarded(
+    model: ScheduleModel,
+    config: SearchConfig,
+    prior: Prior,
+    target_steps: int | None,
+    seed: int,
+    progress: ProgressFn | None = None,
+    *,
+    model_sha256: str = "",
+    constraints: Constraints | None = None,
+    rank: ScheduleModel | None = None,
+    force_dynamic: bool = False,
+) -> tuple[Schedule, Verdict]:
+    """The offline schedule, unless the guard (plan.guard) finds static RegMix better supported.
+
+    Both plans are built from the same model, prior and seed as `build_schedule` and
+    `build_static` build them; the plan handed out records the verdict in `provenance.guard`.
+    """
+    import dataclasses
+
+    dynamic = build_schedule(
+        model, config, prior, target_steps, seed, progress,
+        model_sha256=model_sha256, constraints=constraints, rank=rank,
+    )  # fmt: skip
+    static = build_static(
+        model, config, prior, target_steps, seed,
+        model_sha256=model_sha256, constraints=constraints, rank=rank,
+    )  # fmt: skip
+    verdict = guard_verdict(model, dynamic, static, force_dynamic=force_dynamic)
+    chosen = dynamic if verdict.keep_dynamic else static
+    provenance = dict(chosen.provenance) | {"guard": verdict.record()}
+    return dataclasses.replace(chosen, provenance=provenance), verdict
+
+
+def guard_verdict(
+    model: ScheduleModel, dynamic: Schedule, static: Schedule, *, force_dynamic: bool = False
+) -> Verdict:
+    """plan.guard.judge on a dynamic schedule and a static one built from the same model."""
+    evidence = evidence_from_report(getattr(model, "report", None) or {}, model.form)
+    dynamic_loss = dynamic.stages[-1].predicted_loss
+    return judge(
+        math.nan if dynamic_loss is None else float(dynamic_loss),
+        static_rollout(model, static.stages[0].weights),
+        evidence,
+        force=force_dynamic,
     )
 
 

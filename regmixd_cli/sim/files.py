@@ -17,6 +17,7 @@ from regmixd_cli._version import __version__
 from regmixd_cli.domain import SCHEDULE_SCHEMA
 from regmixd_cli.errors import InputError, UsageError
 from regmixd_cli.files import atomic_dir, atomic_write_text, dumps_json, read_json, sha256_file
+from regmixd_cli.sim.families import DEFAULT_FAMILY, FAMILY_NAMES
 from regmixd_cli.sim.world import (
     WORLD_SCHEMA,
     Dynamics,
@@ -246,7 +247,16 @@ def world_to_dict(world: World) -> dict[str, Any]:
         },
         "dynamics": asdict(world.dynamics),
         "regmixd_version": __version__,
-    }
+    } | _family_fields(world)
+
+
+def _family_fields(world: World) -> dict[str, Any]:
+    """`family` and `family_parameters` for a non-default family (absent: the default family,
+    so its world.json stays byte-identical to earlier versions')."""
+    if world.family == DEFAULT_FAMILY:
+        return {}
+    params = {k: dict(zip(world.domains, v, strict=True)) for k, v in world.family_params}
+    return {"family": world.family, "family_parameters": params}
 
 
 def world_from_dict(data: Any, where: str) -> World:
@@ -274,14 +284,25 @@ def world_from_dict(data: Any, where: str) -> World:
         dyn = Dynamics(**values)
         target = data["target"]
         prior, available, early, late, offsets = per_domain
+        family = str(data.get("family", DEFAULT_FAMILY))
+        raw_family = data.get("family_parameters", {}) if family != DEFAULT_FAMILY else {}
+        family_params = tuple(
+            (str(k), tuple(float(raw_family[k][d]) for d in domains)) for k in sorted(raw_family)
+        )
         world = World(
             int(data["seed"]), domains, prior, available, early, late, offsets, dyn,
             int(data["proxy_steps"]), int(data["tokens_per_step"]), int(target["steps"]),
             float(target["param_ratio"]), float(target["beta"]), str(data["target_metric"]),
+            family, family_params,
         )  # fmt: skip
     except (KeyError, TypeError, ValueError) as exc:
         raise InputError(f"{where}: malformed world ({exc.__class__.__name__}: {exc})") from None
+    if family not in FAMILY_NAMES:
+        raise InputError(f"{where}: unknown world family {family!r} ({', '.join(FAMILY_NAMES)})")
+    if family != DEFAULT_FAMILY and not family_params:
+        raise InputError(f"{where}: family {family!r} needs its family_parameters")
     numbers = [v for group in per_domain for v in group] + [float(v) for v in asdict(dyn).values()]
+    numbers += [v for _, group in family_params for v in group]
     if not domains or not all(math.isfinite(v) for v in numbers) or min(world.available) <= 0:
         raise InputError(f"{where}: world parameters must be finite, with available_runs > 0")
     if world.proxy_steps < 1 or dyn.integration_steps < 1:

@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from regmixd_cli.errors import UsageError
+from regmixd_cli.sim.families import DEFAULT_FAMILY
 
 if TYPE_CHECKING:
     import numpy as np
@@ -110,6 +111,8 @@ class World:
     param_ratio: float = PARAM_RATIO
     beta: float = BETA
     target_metric: str = TARGET_METRIC
+    family: str = DEFAULT_FAMILY  # sim.families; the default is this module's dynamics
+    family_params: tuple[tuple[str, tuple[float, ...]], ...] = ()  # per-domain, sorted keys
 
     @property
     def n_domains(self) -> int:
@@ -161,8 +164,12 @@ def make_world(
     proxy_steps: int = PROXY_STEPS,
     tokens_per_step: int = TOKENS_PER_STEP,
     dynamics: Dynamics | None = None,
+    family: str = DEFAULT_FAMILY,
 ) -> World:
-    """A world with `n_domains` domains drawn from `seed` (names from the Pile list by default)."""
+    """A world with `n_domains` domains drawn from `seed` (names from the Pile list by default).
+
+    `family` other than the default draws the world of that family (sim.families).
+    """
     import numpy as np
 
     names = domain_names(n_domains) if domains is None else tuple(domains)
@@ -170,6 +177,8 @@ def make_world(
         raise UsageError(f"need {n_domains} distinct domain names, got {list(names)}")
     if proxy_steps < 1 or tokens_per_step < 1:
         raise UsageError("--steps and --tokens-per-step must be at least 1")
+    if family != DEFAULT_FAMILY:
+        return _family_world(family, names, seed, proxy_steps, tokens_per_step, dynamics)
     dyn = dynamics or Dynamics()
     sizes, early, late, offsets = [], [], [], []
     for index, name in enumerate(names):
@@ -198,6 +207,47 @@ def make_world(
         seed, names, draft.prior, draft.available, _tuple(e_arr * factor),
         _tuple(l_arr * factor), draft.train_offset, dyn, proxy_steps, tokens_per_step,
     )  # fmt: skip
+
+
+def _family_world(
+    family: str,
+    names: tuple[str, ...],
+    seed: int,
+    proxy_steps: int,
+    tokens_per_step: int,
+    dynamics: Dynamics | None,
+) -> World:
+    """A world of a family from sim.families, its rate set so the prior ends at 5.0."""
+    import numpy as np
+
+    from regmixd_cli.sim.families import PRIOR_FINAL_LOSS, as_params, draw_params, get_family
+
+    spec = get_family(family)
+    dyn = dynamics or Dynamics(repetition_decay=spec.repetition_decay)
+    shares, columns = draw_params(family, names, seed)
+    prior = np.asarray(shares) / math.fsum(shares)
+    offsets = []
+    for index, name in enumerate(names):
+        rng = np.random.default_rng([seed, index])
+        offsets.append(ARCHETYPES[name][3] if name in ARCHETYPES else rng.uniform(-1.0, 0.3))
+    zeros = _tuple(np.zeros(len(names)))
+
+    def build(rate: float) -> World:
+        params = as_params(columns | {"rate": [rate] * len(names)})
+        return World(
+            seed, names, _tuple(prior), _tuple(CORPUS_RUNS * prior), zeros, zeros,
+            _tuple(offsets), dyn, proxy_steps, tokens_per_step, family=family,
+            family_params=params,
+        )  # fmt: skip
+
+    # Bisection on log(rate): the prior's final loss falls as the rate grows.
+    low, high = math.log(1e-3), math.log(1e4)
+    for _ in range(40):
+        mid = 0.5 * (low + high)
+        loss = true_losses(build(math.exp(mid)), np.array([0.0, 1.0]), prior[None, None, :],
+                           np.array([1.0]), 200)[0, 0]  # fmt: skip
+        low, high = (mid, high) if loss > PRIOR_FINAL_LOSS else (low, mid)
+    return build(round(math.exp(0.5 * (low + high)), 6))
 
 
 def _tuple(values: Any) -> tuple[float, ...]:
@@ -254,6 +304,10 @@ def true_losses(
     world: World, edges: np.ndarray, weights: np.ndarray, fractions: np.ndarray, n_grid: int = 0
 ) -> np.ndarray:
     """True proxy-scale target loss (B, F) of a batch of schedules at `fractions`."""
+    if world.family != DEFAULT_FAMILY:
+        from regmixd_cli.sim.families import family_losses
+
+        return family_losses(world.family, world, edges, weights, fractions, n_grid)
     dyn = world.dynamics
     q = _skill(world, edges, weights, fractions, n_grid)
     return dyn.loss_floor + dyn.amplitude * (1.0 + q / dyn.scale) ** -dyn.exponent

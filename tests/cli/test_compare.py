@@ -39,7 +39,8 @@ def endpoint_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _schedule(cli, model: Path, path: Path, *extra: str) -> Path:
-    result = cli("schedule", model, "--out", path, "--candidates", "500", "--top-k", "8", *extra)
+    result = cli("schedule", model, "--out", path, "--candidates", "500", "--top-k", "8",
+                 "--force-dynamic", *extra)  # the dynamic plan itself (the guard: test_guard)
     assert result.exit_code == 0, result.output
     return path
 

@@ -24,7 +24,8 @@ def schedule(model: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     from tests.helpers.cli import Invoker
 
     path = tmp_path_factory.mktemp("plots") / "schedule.json"
-    result = Invoker()("schedule", model, "--out", path, "--candidates", "500", "--top-k", "8")
+    result = Invoker()("schedule", model, "--out", path, "--candidates", "500", "--top-k", "8",
+                         "--force-dynamic")
     assert result.exit_code == 0, result.output
     return path
 

@@ -78,7 +78,8 @@ def test_design_out_onto_its_prior_is_refused(cli, tmp_path):
     prior = tmp_path / "p.json"
     shutil.copy(PROXY_PRIOR, prior)
     before = prior.read_bytes()
-    fails(cli("design", "--static", "--prior", prior, "--runs", "4", "--out", prior), 2, "is that input")
+    fails(cli("design", "--static", "--prior", prior, "--runs", "4", "--out", prior), 2,
+          "is that input")
     assert prior.read_bytes() == before
 
 

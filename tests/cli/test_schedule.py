@@ -34,7 +34,8 @@ FAST = ("--candidates", "3000", "--top-k", "16")
 
 def test_schedule_writes_a_valid_file_and_shows_the_table(cli, model_dir, tmp_path):
     out = tmp_path / "schedule.json"
-    result = cli("schedule", model_dir, "--out", out, "--target-steps", "25000", *FAST)
+    result = cli("schedule", model_dir, "--out", out, "--target-steps", "25000",
+                 *FAST, "--force-dynamic")
     assert result.exit_code == 0, result.output
     assert result.stdout == ""
     doc = validate(out.read_text(encoding="utf-8"))
@@ -63,7 +64,7 @@ def test_static_gives_one_stage(cli, model_dir):
 
 
 def test_uniform_prior_is_recorded(cli, model_dir):
-    result = cli("schedule", model_dir, "--json", "--prior", "uniform", *FAST)
+    result = cli("schedule", model_dir, "--json", "--prior", "uniform", *FAST, "--force-dynamic")
     assert result.exit_code == 0, result.output
     doc = validate(result.stdout)
     assert doc["provenance"]["prior_source"] == "uniform"
@@ -102,7 +103,8 @@ def schedule_file(model_dir, tmp_path_factory):
     from tests.helpers.cli import Invoker
 
     path = tmp_path_factory.mktemp("sched") / "schedule.json"
-    result = Invoker()("schedule", model_dir, "--out", path, "--target-steps", "25000", *FAST)
+    result = Invoker()("schedule", model_dir, "--out", path, "--target-steps", "25000",
+                       *FAST, "--force-dynamic")
     assert result.exit_code == 0, result.output
     return path
 

@@ -295,7 +295,7 @@ def test_schedule_with_constraints_satisfies_them_and_records_them(
 ):
     path = write_toml(tmp_path / "c.toml", TOML)
     args = ["schedule", model_dir, "--json", "--target-steps", "25000", "--constraints", path]
-    result = cli(*args, *FAST, *(["--static"] if static else []))
+    result = cli(*args, *FAST, *(["--static"] if static else ["--force-dynamic"]))
     assert result.exit_code == 0, result.output
     doc = json.loads(result.stdout)
     check_schedule(doc, TOML_DATA)
@@ -443,7 +443,7 @@ def test_schedule_from_an_ensemble_model_carries_intervals(cli, ensemble_dir):
 
     from regmixd_cli.plan.schedule_file import schedule_schema_path
 
-    result = cli("schedule", ensemble_dir, "--json", *FAST)
+    result = cli("schedule", ensemble_dir, "--json", *FAST, "--force-dynamic")
     assert result.exit_code == 0, result.output
     doc = json.loads(result.stdout)
     schema = json.loads(schedule_schema_path().read_text(encoding="utf-8"))
