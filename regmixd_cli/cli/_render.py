@@ -17,6 +17,7 @@ if TYPE_CHECKING:
 
     from regmixd_cli.domain import Schedule, Store
     from regmixd_cli.fit.model import FittedModel
+    from regmixd_cli.plan.guard import Verdict
     from regmixd_cli.store.ingest import IngestResult
 
 
@@ -378,3 +379,16 @@ def warn_excluded(excluded: dict[str, list[str]], proxy_steps: float) -> None:
             f"left out {len(names)} run(s) whose target metric does not cover the grid "
             f"(up to step {proxy_steps:g}): {name_some(names)}"
         )
+
+
+def report_verdict(verdict: Verdict) -> None:
+    """The guard's verdict on stderr: a warning when it replaced (or was forced past) static."""
+    from regmixd_cli.plan.guard import FORCED, STATIC
+
+    if verdict.decision == STATIC:
+        warn(f"guard: writing static RegMix instead of the dynamic schedule: "
+             f"{verdict.reason} (--force-dynamic overrides)")
+    elif verdict.decision == FORCED:
+        warn(f"guard: {verdict.reason}")
+    else:
+        info(f"guard: dynamic schedule kept: {verdict.reason}")

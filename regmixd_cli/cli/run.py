@@ -11,7 +11,13 @@ import typer
 from regmixd_cli.cli._app import app, err, info, out, warn
 from regmixd_cli.cli._options import SEED_MAX
 from regmixd_cli.cli._output import progress_bar, write_stdout
-from regmixd_cli.cli._render import render_schedule, report_fit, report_ingest, report_tables
+from regmixd_cli.cli._render import (
+    render_schedule,
+    report_fit,
+    report_ingest,
+    report_tables,
+    report_verdict,
+)
 from regmixd_cli.errors import UsageError
 
 STORE_DIR = "store"
@@ -56,6 +62,9 @@ def run(
 ) -> None:
     """Ingest logs, fit the models, and write the RegMix-D schedule and the static RegMix
     mixture: DIR/store, DIR/model, DIR/schedule.json, DIR/static.json. Prints the schedule.
+
+    As in `schedule`, the guard writes static RegMix to DIR/schedule.json when the model's
+    held-out evidence does not back the dynamic schedule's predicted advantage.
 
     Example: regmixd run sample_logs/proxies --out runs/demo
     """
@@ -109,7 +118,7 @@ def _run(
     from regmixd_cli.fit.files import load_model, model_hash, save_model
     from regmixd_cli.fit.model import FitConfig
     from regmixd_cli.fit.training import fit_model
-    from regmixd_cli.plan.schedule import build_schedule, build_static, resolve_schedule_prior
+    from regmixd_cli.plan.schedule import build_guarded, build_static, resolve_schedule_prior
     from regmixd_cli.plan.schedule_file import schedule_json, write_schedule
     from regmixd_cli.plan.search import SearchConfig
     from regmixd_cli.store.files import read_store
@@ -146,8 +155,9 @@ def _run(
     shown = static
     if fitted.has_transitions:
         with progress_bar("searching mixtures", fitted.n_switch_points) as progress:
-            shown = build_schedule(fitted, search, resolved, target_steps, seed, progress,
-                                   model_sha256=sha)
+            shown, verdict = build_guarded(fitted, search, resolved, target_steps, seed,
+                                           progress, model_sha256=sha)
+        report_verdict(verdict)
         write_schedule(out_dir / SCHEDULE_FILE, shown)
         info(f"wrote {out_dir / SCHEDULE_FILE} and {out_dir / STATIC_FILE} (static RegMix)")
     else:
@@ -156,7 +166,7 @@ def _run(
         write_stdout(schedule_json(shown))
     else:
         render_schedule(shown, out)
-        if shown is not static:
+        if shown.method != static.method:
             line = ", ".join(f"{d} {w:.1%}" for d, w in
                              sorted(zip(static.domains, static.stages[0].weights, strict=True),
                                     key=lambda dw: -dw[1])[:4])

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
@@ -15,7 +15,7 @@ from regmixd_cli.cli._options import (
     with_constraint_options,
 )
 from regmixd_cli.cli._output import STDOUT, progress_bar, write_stdout
-from regmixd_cli.cli._render import render_schedule
+from regmixd_cli.cli._render import render_schedule, report_verdict
 from regmixd_cli.errors import UsageError
 
 
@@ -141,7 +141,7 @@ def schedule(
                 force_dynamic=force_dynamic,
             )  # fmt: skip
     if verdict is not None:
-        _report_verdict(verdict)
+        report_verdict(verdict)
     if ensemble is not None:
         result = with_intervals(result, schedule_intervals(result, fitted, ensemble))
         result.provenance["ensemble"] = settings_record(ensemble, True, risk)
@@ -157,14 +157,3 @@ def schedule(
         write_stdout(text)
 
 
-def _report_verdict(verdict: Any) -> None:
-    """The guard's verdict on stderr: a warning when it replaced (or was forced past) static."""
-    from regmixd_cli.plan.guard import FORCED, STATIC
-
-    if verdict.decision == STATIC:
-        warn(f"guard: writing static RegMix instead of the dynamic schedule: "
-             f"{verdict.reason} (--force-dynamic overrides)")
-    elif verdict.decision == FORCED:
-        warn(f"guard: {verdict.reason}")
-    else:
-        info(f"guard: dynamic schedule kept: {verdict.reason}")
