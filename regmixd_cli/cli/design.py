@@ -20,13 +20,15 @@ MAX_DESIGN_RUNS = 1_000_000
 
 @app.command()
 def design(
-    prior: Annotated[
-        Path, typer.Option("--prior", help="Prior mixture, a JSON file {domain: weight}.")
-    ],
     runs: Annotated[int, typer.Option("--runs", min=1, help="Number of proxy mixtures.")],
     out_path: Annotated[
         str, typer.Option("--out", help="Mixtures file: .json, .csv, or - for JSON on stdout.")
     ],
+    prior: Annotated[
+        Path | None,
+        typer.Option("--prior", help="Prior mixture, a JSON file {domain: weight} (required "
+                     "unless --refine)."),
+    ] = None,
     seed: Annotated[int, typer.Option("--seed", min=0, max=SEED_MAX, help="Random seed.")] = 0,
     available_tokens: Annotated[
         Path | None,
@@ -69,8 +71,15 @@ def design(
         bool, typer.Option("--static", help="RegMix's design: every run keeps one mixture.")
     ] = False,
     prefix: Annotated[
-        str, typer.Option("--prefix", metavar="X", help="Run names X000, X001, ...")
-    ] = "p",
+        str | None,
+        typer.Option("--prefix", metavar="X", help="Run names X000, X001, ... [default: p; "
+                     "required with --refine]"),
+    ] = None,
+    refine: Annotated[
+        Path | None,
+        typer.Option("--refine", metavar="MODEL", help="Plan the verification round for this "
+                     "fitted model instead: its schedule, static RegMix and their neighbours."),
+    ] = None,
 ) -> None:
     """Design proxy mixtures as RegMix did: Dirichlet draws around the prior.
 
@@ -89,7 +98,15 @@ def design(
     {run: {domain: weight}} (.json) or run,<domain>... (.csv). Runs are named X000, X001, ...
     (--prefix X, default p).
 
+    With --refine MODEL: the verification round for a fitted model. Half the runs follow the
+    schedule the model recommends on the proxies' own step axis (the first exactly, the others
+    neighbours: every stage redrawn close to it), half the static RegMix mixture (likewise);
+    runs are named Xd000... and Xs000.... Train them, `ingest --append` them, and fit again with
+    `fit --verify-prefix X`: their held-out error then picks the form and feeds the guard.
+
     Example: regmixd design --prior prior.json --runs 512 --proxy-steps 1000 --out design.csv
+
+    Example: regmixd design --refine model --runs 64 --proxy-steps 1000 --prefix v --out v.csv
     """
     from regmixd_cli.files import atomic_write_text, check_output_file, read_json
     from regmixd_cli.sim.design import (
@@ -104,6 +121,12 @@ def design(
     from regmixd_cli.sim.proxies import run_ids
     from regmixd_cli.weights import PROXY_MEAN, UNIFORM, check_mixture
 
+    if refine is not None:
+        _refine(refine, runs, proxy_steps, prefix, seed, out_path, prior, static, switch_share)
+        return
+    if prior is None:
+        raise UsageError("give --prior FILE (or --refine MODEL for a verification round)")
+    prefix = "p" if prefix is None else prefix
     if runs > MAX_DESIGN_RUNS:  # refused up front: the mixtures are built in memory
         raise UsageError(f"--runs {runs}: at most {MAX_DESIGN_RUNS:,} proxy runs per design "
                          "(each is a training run); split a bigger design into several files")
@@ -205,3 +228,47 @@ def _read_available(path: Path, domains: tuple[str, ...]) -> list[float | None]:
             raise InputError(f"{path}: tokens of {d!r} must be a number >= 0, got {raw!r}")
         values.append(float(raw))
     return values
+
+
+def _refine(
+    model_dir: Path, runs: int, proxy_steps: int | None, prefix: str | None, seed: int,
+    out_path: str, prior: Path | None, static: bool, switch_share: float | None,
+) -> None:
+    """`design --refine MODEL`: the verification round (sim.refine)."""
+    from regmixd_cli.cli._output import progress_bar
+    from regmixd_cli.files import (
+        atomic_write_text,
+        check_not_input,
+        check_output_file,
+        input_paths,
+    )
+    from regmixd_cli.fit.files import load_model
+    from regmixd_cli.sim.files import phased_text
+    from regmixd_cli.sim.refine import design_refinement
+
+    if prior is not None or static or switch_share is not None:
+        raise UsageError("--refine plans around the model's own prior and plans; drop --prior, "
+                         "--static and --switch-share")
+    if proxy_steps is None or prefix is None:
+        raise UsageError("--refine needs --proxy-steps T (the proxies' length) and --prefix X "
+                         "(the names `fit --verify-prefix X` will know them by)")
+    if not prefix or any(c in prefix for c in ",\"\n"):
+        raise UsageError(f"--prefix {prefix!r}: give a non-empty name without commas or quotes")
+    if runs > MAX_DESIGN_RUNS:
+        raise UsageError(f"--runs {runs}: at most {MAX_DESIGN_RUNS:,} proxy runs per design")
+    if out_path != STDOUT:
+        check_output_file(Path(out_path))
+        check_not_input(out_path, input_paths(model_dir))
+    model = load_model(model_dir)
+    with progress_bar("searching the plans to verify", 1) as progress:
+        plan = design_refinement(model, runs, proxy_steps, prefix, seed)
+        progress(1, 1)
+    text = phased_text(out_path, plan.runs, model.domains, plan.first, plan.phases)
+    if out_path == STDOUT:
+        out.print(text, end="", markup=False, highlight=False)
+    else:
+        atomic_write_text(Path(out_path), text)
+    n_dynamic = sum(1 for r in plan.runs if r.startswith(prefix + "d"))
+    info(f"Designed a verification round of {runs} runs for {model_dir}: {n_dynamic} follow its "
+         f"schedule ({len(plan.dynamic.stages)} stages), {runs - n_dynamic} static RegMix "
+         f"(first of each exact, the rest neighbours) -> {out_path}")

@@ -1,0 +1,66 @@
+"""`regmixd design --refine MODEL`: the verification round, through the CLI."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+from tests.helpers.cli import fails
+
+
+def _phases(path):
+    """{run: [(start_step, {domain: weight}), ...]} of a phased design CSV."""
+    with open(path, newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    out: dict[str, list] = {}
+    for row in rows:
+        run, start = row.pop("run"), int(row.pop("start_step"))
+        out.setdefault(run, []).append((start, {d: float(w) for d, w in row.items()}))
+    return out
+
+
+def test_refine_plans_the_schedule_static_regmix_and_their_neighbours(cli, tiny_model, tmp_path):
+    out = tmp_path / "verify.csv"
+    result = cli("design", "--refine", tiny_model, "--runs", "6", "--proxy-steps", "600",
+                 "--prefix", "v", "--out", out)
+    assert result.exit_code == 0, result.output
+    assert "verification round of 6 runs" in result.stderr
+    phases = _phases(out)
+    assert sorted(phases) == ["vd000", "vd001", "vd002", "vs000", "vs001", "vs002"]
+    # The first run of each family is the plan itself, on the proxies' own step axis.
+    schedule = json.loads(cli("schedule", tiny_model, "--target-steps", "600", "--json",
+                              "--force-dynamic").stdout)
+    assert [s for s, _ in phases["vd000"]] == [s["start_step"] for s in schedule["stages"]]
+    assert [w for _, w in phases["vd000"]] == [s["weights"] for s in schedule["stages"]]
+    static = json.loads(cli("schedule", tiny_model, "--static", "--target-steps", "600",
+                            "--json").stdout)
+    assert phases["vs000"] == [(0, static["stages"][0]["weights"])]
+    # Neighbours stay close to their plan but are not copies.
+    near = phases["vd001"]
+    assert [s for s, _ in near] == [s for s, _ in phases["vd000"]]
+    gaps = [sum(abs(a[d] - b[d]) for d in a) for (_, a), (_, b) in zip(near, phases["vd000"],
+                                                                      strict=True)]
+    assert all(0 < g < 0.8 for g in gaps), gaps
+    for run in phases.values():
+        assert all(abs(sum(w.values()) - 1) < 1e-9 for _, w in run)
+    # Deterministic for the same seed.
+    again = tmp_path / "again.csv"
+    assert cli("design", "--refine", tiny_model, "--runs", "6", "--proxy-steps", "600",
+               "--prefix", "v", "--out", again).exit_code == 0
+    assert again.read_bytes() == out.read_bytes()
+
+
+def test_refine_bad_requests_are_usage_errors(cli, tiny_model, tmp_path):
+    out = tmp_path / "v.csv"
+    fails(cli("design", "--refine", tiny_model, "--runs", "4", "--proxy-steps", "600",
+              "--out", out), 2, "--prefix X")
+    fails(cli("design", "--refine", tiny_model, "--runs", "4", "--prefix", "v",
+              "--out", out), 2, "--proxy-steps T")
+    fails(cli("design", "--refine", tiny_model, "--runs", "1", "--proxy-steps", "600",
+              "--prefix", "v", "--out", out), 2, "at least 2 runs")
+    fails(cli("design", "--refine", tiny_model, "--static", "--runs", "4", "--proxy-steps",
+              "600", "--prefix", "v", "--out", out), 2, "drop --prior, --static")
+    fails(cli("design", "--refine", tiny_model, "--runs", "4", "--proxy-steps", "600",
+              "--prefix", "v", "--out", tiny_model / "model.json"), 2)
+    fails(cli("design", "--runs", "4", "--proxy-steps", "600", "--out", out), 2, "--prior FILE")
+    assert not out.exists()
