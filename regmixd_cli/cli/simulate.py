@@ -73,6 +73,12 @@ def simulate(
     out_dir: Annotated[
         Path | None, typer.Option("--out", help="Output directory (replaced atomically).")
     ] = None,
+    world_file: Annotated[
+        Path | None,
+        typer.Option("--world", metavar="FILE", help="Train --mixtures in this world.json "
+                     "(e.g. a verification round in the first round's world) instead of a new "
+                     "world from --seed."),
+    ] = None,
     family: Annotated[
         str | None,
         typer.Option(
@@ -95,12 +101,16 @@ def simulate(
     schedule or mixture) and `oracle` (the world's best static mixture and schedule).
     --family picks the kind of world (recorded in world.json; see docs/explanation/quality.md).
 
+    With --world FILE (and --mixtures), the runs train in that world instead, so a second
+    round (`regmixd design --refine`) meets the same truth as the first; --seed then only
+    seeds the runs' noise.
+
     Example: regmixd simulate --runs 64 --domains 6 --seed 0 --out sample_logs/proxies
     """
     if ctx.invoked_subcommand is not None:
-        if any(v is not None for v in (runs, domains, mixtures, out_dir, family)):
+        if any(v is not None for v in (runs, domains, mixtures, out_dir, family, world_file)):
             raise UsageError(
-                "--runs, --domains, --mixtures, --family and --out do not apply to "
+                "--runs, --domains, --mixtures, --world, --family and --out do not apply to "
                 f"`simulate {ctx.invoked_subcommand}`; drop them"
             )
         return
@@ -109,7 +119,7 @@ def simulate(
     from regmixd_cli.files import check_output_dir, sha256_file
     from regmixd_cli.sim.design import MAX_EPOCHS, design_mixtures
     from regmixd_cli.sim.families import DEFAULT_FAMILY, get_family
-    from regmixd_cli.sim.files import mixture_array, write_simulation
+    from regmixd_cli.sim.files import mixture_array, read_world, write_simulation
     from regmixd_cli.sim.proxies import run_ids, simulate_runs
     from regmixd_cli.sim.world import make_world
 
@@ -130,10 +140,17 @@ def simulate(
         names, weights, later = _read_mixtures(mixtures)
         if domains is not None and domains != len(names):
             raise UsageError(f"--domains {domains} but {mixtures} names {len(names)} domains")
-        world = make_world(
-            len(names), seed, domains=names, proxy_steps=steps, tokens_per_step=tokens_per_step,
-            family=chosen,
-        )
+        if world_file is not None:
+            if family is not None:
+                raise UsageError("--world gives the world (and its family); drop --family")
+            world = read_world(world_file)
+            chosen = world.family
+            settings["world"] = {"file": world_file.name, "sha256": sha256_file(world_file)}
+        else:
+            world = make_world(
+                len(names), seed, domains=names, proxy_steps=steps,
+                tokens_per_step=tokens_per_step, family=chosen,
+            )
         ids, mix = mixture_array(weights, world, str(mixtures))
         phases = _phase_arrays(ids, later, world, str(mixtures)) if later else None
         if runs is not None:
@@ -143,6 +160,8 @@ def simulate(
             phases = phases[:runs] if phases is not None else None
         settings["mixtures"] = {"file": mixtures.name, "sha256": sha256_file(mixtures)}
     else:
+        if world_file is not None:
+            raise UsageError("--world trains the runs of --mixtures FILE; give --mixtures")
         if runs is None or domains is None:
             raise UsageError("give --runs N and --domains K (or --mixtures FILE)")
         world = make_world(

@@ -64,3 +64,33 @@ def test_refine_bad_requests_are_usage_errors(cli, tiny_model, tmp_path):
               "--prefix", "v", "--out", tiny_model / "model.json"), 2)
     fails(cli("design", "--runs", "4", "--proxy-steps", "600", "--out", out), 2, "--prior FILE")
     assert not out.exists()
+
+
+def test_two_rounds_end_to_end_the_verification_runs_pick_the_form(cli, tmp_path):
+    """simulate -> ingest -> fit -> design --refine -> simulate --world -> ingest --append ->
+    fit --verify-prefix: the second round trains in the first round's world and its held-out
+    error decides `auto`."""
+    first, store, model = tmp_path / "w1", tmp_path / "store", tmp_path / "model"
+    steps = ("--max-rounds", "60", "--folds", "3")
+    assert cli("simulate", "--runs", "36", "--domains", "3", "--seed", "5", "--out",
+               first).exit_code == 0
+    assert cli("ingest", first / "logs", "--out", store).exit_code == 0
+    assert cli("fit", store, "--out", model, *steps).exit_code == 0
+    design = tmp_path / "v.csv"
+    result = cli("design", "--refine", model, "--runs", "6", "--proxy-steps", "1000",
+                 "--prefix", "v", "--out", design, "--seed", "1")
+    assert result.exit_code == 0, result.output
+    second = tmp_path / "w2"
+    result = cli("simulate", "--mixtures", design, "--world", first / "world.json",
+                 "--seed", "6", "--out", second)
+    assert result.exit_code == 0, result.output
+    assert (second / "world.json").read_bytes() == (first / "world.json").read_bytes()
+    assert cli("ingest", second / "logs", "--out", store, "--append").exit_code == 0
+    refit = tmp_path / "model2"
+    result = cli("fit", store, "--out", refit, "--verify-prefix", "v", *steps)
+    assert result.exit_code == 0, result.output
+    report = json.loads((refit / "model.json").read_text())["report"]
+    assert "verification runs" in report["choice"]["reason"]
+    assert all("verification_rollout" in e for e in report["evidence"]["forms"].values())
+    fails(cli("simulate", "--world", first / "world.json", "--runs", "3", "--out",
+              tmp_path / "w3"), 2, "give --mixtures")
