@@ -72,7 +72,8 @@ def _online(world: Any, model: Any, prior: Any, config: Any, seed: int) -> float
         seed=seed,
     )
     rng = np.random.default_rng([seed, 99])
-    stages: list[list[Any]] = [[0.0, 1.0, tuple(prior.weights)]]
+    first = controller.first_weights()  # the prior, or static RegMix when the guard holds it
+    stages: list[list[Any]] = [[0.0, 1.0, tuple(first[d] for d in model.domains)]]
     for switch_step in controller.switch_steps:
         proxy_step = switch_step * world.proxy_steps / steps
         observed = float(true_loss_curve(world, stages, [proxy_step], scale="target")[0])

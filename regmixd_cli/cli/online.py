@@ -25,7 +25,8 @@ from regmixd_cli.cli._signals import EARLY_STOP
 from regmixd_cli.errors import UsageError
 
 if TYPE_CHECKING:
-    from regmixd_cli.online.controller import Decision, OnlineController
+    from regmixd_cli.online.controller import OnlineController
+    from regmixd_cli.online.decision import Decision
 
 
 @app.command()
@@ -90,6 +91,11 @@ def online(
             "--out-schedule", help="Write the decisions as schedule JSON here at the end."
         ),
     ] = None,
+    force_dynamic: Annotated[
+        bool,
+        typer.Option("--force-dynamic", help="Steer even when the guard finds the model's "
+                     "schedule not credible against static RegMix (recorded in the decision)."),
+    ] = False,
     constraint_flags: ConstraintFlags = NO_CONSTRAINTS,
 ) -> None:
     """Choose the mixture for the next segment of a live run from its observed loss.
@@ -127,7 +133,7 @@ def _online(  # noqa: PLR0913 - the options of `online`, checked and run
     beta: float, prior: str | None, candidates: int, top_k: int, alpha: float, seed: int,
     as_json: bool, follow: Path | None, metric: str | None, run: str | None, log_format: str,
     state: Path | None, timeout: float | None, poll: float, out_schedule: Path | None,
-    constraint_flags: ConstraintFlags, stop: list[str], **_ignored: Any,
+    constraint_flags: ConstraintFlags, force_dynamic: bool, stop: list[str], **_ignored: Any,
 ) -> None:
     """The body of `online` (its signal handlers already in place in follow mode)."""
     from regmixd_cli.online.controller import OnlineController
@@ -179,6 +185,7 @@ def _online(  # noqa: PLR0913 - the options of `online`, checked and run
         top_k=top_k,
         alpha=alpha,
         seed=seed,
+        force_dynamic=force_dynamic,
     )
     if prior is not None:  # default: the prior the model was fitted with
         resolved = resolve_schedule_prior(prior, controller.model)

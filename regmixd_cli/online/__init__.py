@@ -4,6 +4,7 @@
 tails a growing training log for `regmixd online --follow`.
 """
 
-from regmixd_cli.online.controller import Decision, OnlineController, decide_online
+from regmixd_cli.online.controller import OnlineController, decide_online
+from regmixd_cli.online.decision import Decision
 
 __all__ = ["Decision", "OnlineController", "decide_online"]

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -17,6 +17,8 @@ from regmixd_cli._version import __version__
 from regmixd_cli.domain import FRACTION_DECIMALS, LOSS_DECIMALS, METHOD_ONLINE, Schedule, Stage
 from regmixd_cli.errors import ModelError, UsageError, param
 from regmixd_cli.fit.files import load_model, model_hash
+from regmixd_cli.online.decision import Decision
+from regmixd_cli.online.guard import OnlineGuard, guarded, judge_model
 from regmixd_cli.plan.budget import BudgetPlan, fit_first, online_region
 from regmixd_cli.plan.region import search_region
 from regmixd_cli.plan.schedule import stage_boundaries
@@ -29,62 +31,6 @@ if TYPE_CHECKING:
 
 DEFAULT_PARAM_RATIO = 1000.0  # the paper: 1B target / 1M proxy
 DEFAULT_BETA = 0.05
-
-
-@dataclass(frozen=True, slots=True)
-class Decision:
-    """One online decision: the mixture for the segment that starts at switch point `switch`.
-
-    `step`/`loss` are what the run reported; `proxy_step` is its image s on the proxy time
-    axis; `corrected_loss` is the loss mapped to the proxy scale; `predicted_loss` is the
-    model's loss at the next interval end (proxy scale) for `weights`, and
-    `predicted_target_loss` the same mapped back to the run's scale.
-    """
-
-    switch: int
-    start_step: int
-    end_step: int
-    step: int
-    proxy_step: float
-    loss: float
-    corrected_loss: float
-    weights: Mapping[str, float]
-    predicted_loss: float
-    predicted_target_loss: float
-    warnings: tuple[str, ...] = ()
-
-    def to_json(self) -> dict[str, Any]:
-        """The decision as a JSON-ready dict (the line `--follow` writes, and `--json`)."""
-        return {
-            "switch": self.switch,
-            "start_step": self.start_step,
-            "end_step": self.end_step,
-            "step": self.step,
-            "proxy_step": self.proxy_step,
-            "loss": self.loss,
-            "corrected_loss": self.corrected_loss,
-            "weights": dict(self.weights),
-            "predicted_loss": self.predicted_loss,
-            "predicted_target_loss": self.predicted_target_loss,
-            "warnings": list(self.warnings),
-        }
-
-    @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> Decision:
-        """Inverse of `to_json` (raises KeyError/TypeError/ValueError on a malformed dict)."""
-        return cls(
-            switch=int(data["switch"]),
-            start_step=int(data["start_step"]),
-            end_step=int(data["end_step"]),
-            step=int(data["step"]),
-            proxy_step=float(data["proxy_step"]),
-            loss=float(data["loss"]),
-            corrected_loss=float(data["corrected_loss"]),
-            weights={str(k): float(v) for k, v in dict(data["weights"]).items()},
-            predicted_loss=float(data["predicted_loss"]),
-            predicted_target_loss=float(data["predicted_target_loss"]),
-            warnings=tuple(str(w) for w in data.get("warnings", ())),
-        )
 
 
 def target_switch_steps(grid: Sequence[float], n_switch: int, target_steps: int) -> tuple[int, ...]:
@@ -276,6 +222,7 @@ class OnlineController:
         alpha: float = 1.0,
         seed: int = 0,
         decisions: Sequence[Decision] = (),
+        force_dynamic: bool = False,
     ) -> None:
 
         if isinstance(model, str | Path):
@@ -303,6 +250,18 @@ class OnlineController:
         self.decisions: list[Decision] = sorted(decisions, key=lambda d: d.switch)
         # regmixd_cli.plan.constraints.Constraints, or None; set it before the first decision.
         self.constraints: Any = None
+        self.force_dynamic = bool(force_dynamic)
+        self._guard: OnlineGuard | None = None
+
+    def guard(self) -> OnlineGuard:
+        """The guard's verdict on the model with these settings (searched once, then kept)."""
+        if self._guard is None:
+            self._guard = judge_model(
+                self.model, [self.prior_weights[d] for d in self.model.domains],
+                self.search_config, self.seed, force_dynamic=self.force_dynamic,
+                constraints=self.constraints,
+            )  # fmt: skip
+        return self._guard
 
     @property
     def prior_weights(self) -> dict[str, float]:
@@ -337,9 +296,11 @@ class OnlineController:
     ) -> Decision:
         """The decision for an evaluation (`step`, `loss`) with this controller's settings.
 
-        Nothing is remembered: a one-shot `regmixd online --step S --loss L` call.
+        Nothing is remembered: a one-shot `regmixd online --step S --loss L` call. When the
+        guard (online.guard) finds the model's schedule not credible against static RegMix,
+        the decision is the static RegMix mixture.
         """
-        return decide_online(
+        decision = decide_online(
             self.model,
             int(step),
             float(loss),
@@ -353,6 +314,7 @@ class OnlineController:
             constraints=self.constraints,
             history=history,
         )
+        return guarded(decision, self.guard(), self.model)
 
     def decide(self, step: int, loss: float) -> Decision | None:
         """The Decision an evaluation (`step`, `loss`) triggers, or None; remembered."""
@@ -379,7 +341,13 @@ class OnlineController:
         return dict(decision.weights) if decision is not None else None
 
     def first_weights(self) -> dict[str, float]:
-        """Segment 0's mixture: the prior, or with constraints the nearest feasible mixture."""
+        """Segment 0's mixture: the prior, or with constraints the nearest feasible mixture.
+
+        When the guard holds static RegMix (online.guard), segment 0 is static RegMix too, so
+        the run trains on RegMix's one mixture throughout.
+        """
+        if self.guard().holds_static:
+            return dict(self.guard().static_weights)
         if self.constraints is None:
             return self.prior_weights
 
@@ -406,7 +374,7 @@ class OnlineController:
             "param_ratio": self.param_ratio,
             "beta": self.beta,
             "regmixd_version": __version__,
-        }
+        } | ({"guard": self._guard.verdict.record()} if self._guard is not None else {})
 
     def to_schedule(self) -> dict[str, Any]:
         """The decisions so far as schedule JSON v1 (method regmix-d-online; segment 0 = prior)."""

@@ -12,7 +12,8 @@ from typing import Any
 
 from regmixd_cli.errors import InputError, UsageError
 from regmixd_cli.files import read_json, write_json
-from regmixd_cli.online.controller import Decision, OnlineController
+from regmixd_cli.online.controller import OnlineController
+from regmixd_cli.online.decision import Decision
 
 STATE_SCHEMA = "regmixd.online-state/v1"
 

@@ -11,12 +11,12 @@ import pytest
 
 from regmixd_cli.errors import ModelError, UsageError
 from regmixd_cli.online.controller import (
-    Decision,
     OnlineController,
     correct_loss,
     decide_online,
     target_switch_steps,
 )
+from regmixd_cli.online.decision import Decision
 from regmixd_cli.plan.search import SearchConfig
 from tests.helpers.online_world import build_store
 
@@ -265,7 +265,9 @@ def run_online(cli, model_dir, *args):
 
 
 def test_one_shot_json(cli, model_dir):
-    result = run_online(cli, model_dir, "--step", "1500", "--loss", "3.3", "--json")
+    # The tiny model predicts no advantage over static RegMix: --force-dynamic tests steering.
+    result = run_online(cli, model_dir, "--step", "1500", "--loss", "3.3", "--json",
+                        "--force-dynamic")
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
     assert (data["switch"], data["start_step"], data["end_step"]) == (1, 1500, 3000)
@@ -273,7 +275,8 @@ def test_one_shot_json(cli, model_dir):
     assert sum(data["weights"].values()) == pytest.approx(1.0, abs=1e-9)
     assert data["warnings"] == []
     assert "Switch point 1 of 3" in result.stderr
-    again = run_online(cli, model_dir, "--step", "1500", "--loss", "3.3", "--json")
+    again = run_online(cli, model_dir, "--step", "1500", "--loss", "3.3", "--json",
+                       "--force-dynamic")
     assert again.stdout == result.stdout  # byte-identical for the same seed
 
 
@@ -285,7 +288,8 @@ def test_one_shot_without_json_writes_nothing_to_stdout(cli, model_dir):
 
 
 def test_one_shot_warnings_in_json(cli, model_dir):
-    result = run_online(cli, model_dir, "--step", "1600", "--loss", "2.0", "--json")
+    result = run_online(cli, model_dir, "--step", "1600", "--loss", "2.0", "--json",
+                        "--force-dynamic")
     assert result.exit_code == 0, result.output
     warnings = json.loads(result.stdout)["warnings"]
     assert len(warnings) == 2 and "3000" in warnings[0] and "extrapolation" in warnings[1]
@@ -375,3 +379,20 @@ def test_through_the_whole_cli(cli, tmp_path):
     decision = json.loads(result.stdout)
     assert (decision["switch"], decision["start_step"]) == (2, 3000)
     assert set(decision["weights"]) == {"pile_cc", "github", "arxiv"}
+
+
+def test_the_guard_steers_with_static_regmix_when_the_schedule_is_not_credible(cli, model_dir):
+    """The tiny model's schedule has no predicted advantage over static RegMix: online hands
+    out the static RegMix mixture at every switch point, says why, and --force-dynamic steers."""
+    static = json.loads(cli("schedule", model_dir, "--static", "--json",
+                            "--candidates", "2000").stdout)
+    result = run_online(cli, model_dir, "--step", "3000", "--loss", "3.1", "--json")
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert data["weights"] == static["stages"][0]["weights"]
+    assert any(w.startswith("guard: steering with the static RegMix mixture") for w in
+               data["warnings"])
+    forced = json.loads(run_online(cli, model_dir, "--step", "3000", "--loss", "3.1", "--json",
+                                   "--force-dynamic").stdout)
+    assert not any(w.startswith("guard:") for w in forced["warnings"])
+    assert forced["weights"] != data["weights"]

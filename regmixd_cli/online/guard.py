@@ -1,0 +1,89 @@
+"""The guard for online steering: steer only a model whose evidence backs a schedule.
+
+Online steering searches the same transition model that `schedule` does, so it inherits that
+model's blind spots: where the guard (`plan.guard`) finds the model's predicted advantage of a
+dynamic plan over static RegMix not credible, steering from it is not credible either. The
+verdict is the model's, not the run's: the offline schedule and static RegMix are built once,
+with the controller's prior, search settings and seed (`plan.schedule.build_guarded`), and
+when the verdict is static every online decision hands out the static RegMix mixture instead,
+with a warning. `force_dynamic` steers anyway (the verdict is still recorded).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
+
+from regmixd_cli.online.decision import Decision
+from regmixd_cli.plan.guard import Verdict
+from regmixd_cli.plan.schedule import build_guarded
+from regmixd_cli.plan.search import SearchConfig
+from regmixd_cli.weights import Prior
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping, Sequence
+
+    from regmixd_cli.fit.model import FittedModel
+    from regmixd_cli.online.decision import Decision
+    from regmixd_cli.plan.constraints import Constraints
+
+
+@dataclass(frozen=True, slots=True)
+class OnlineGuard:
+    """The model's verdict, and the static RegMix mixture to steer with when it says static."""
+
+    verdict: Verdict
+    static_weights: Mapping[str, float]
+
+    @property
+    def holds_static(self) -> bool:
+        """True when every decision is to be the static RegMix mixture."""
+        return not self.verdict.keep_dynamic
+
+
+def judge_model(
+    model: FittedModel,
+    prior: Sequence[float],
+    config: SearchConfig,
+    seed: int,
+    *,
+    force_dynamic: bool = False,
+    constraints: Constraints | None = None,
+) -> OnlineGuard:
+    """The guard's verdict on `model`, as `schedule` would give it with these settings."""
+    chosen, verdict = build_guarded(
+        model, config, Prior(tuple(float(w) for w in prior), "online"), None, seed,
+        force_dynamic=force_dynamic, constraints=constraints,
+    )  # fmt: skip
+    if verdict.keep_dynamic:
+        from regmixd_cli.plan.schedule import build_static
+
+        static = build_static(model, config, Prior(tuple(prior), "online"), None, seed,
+                              constraints=constraints)
+    else:
+        static = chosen
+    weights = dict(zip(static.domains, static.stages[0].weights, strict=True))
+    return OnlineGuard(verdict, weights)
+
+
+def guarded(decision: Decision, guard: OnlineGuard, model: FittedModel) -> Decision:
+    """`decision`, or the same decision with the static RegMix mixture when the guard says so."""
+    import numpy as np
+
+    if not guard.holds_static:
+        return decision
+    weights = [guard.static_weights[d] for d in model.domains]
+    mixture = np.asarray([weights], dtype=np.float32)
+    predicted = float(
+        np.asarray(model.predict_transition(decision.switch, mixture, decision.corrected_loss))[0]
+    )
+    ratio = decision.predicted_loss / decision.predicted_target_loss
+    note = (f"guard: steering with the static RegMix mixture: {guard.verdict.reason} "
+            "(--force-dynamic overrides)")
+    return replace(
+        decision,
+        weights=dict(guard.static_weights),
+        predicted_loss=predicted,
+        predicted_target_loss=predicted / ratio,
+        warnings=(*decision.warnings, note),
+    )
