@@ -34,9 +34,10 @@ class InfeasibleError(RegmixdError):
 
 
 def param(name: str) -> str:
-    """How a message names a parameter of the library's API: `name` in backticks.
+    """How a message names a parameter of the library's API: ``name`` in double backticks.
 
-    The CLI shows it as the matching flag (`target_steps` -> --target-steps), so one message
-    reads right both in Python and on the command line (cli/_app.py, CLI_FLAGS).
+    The CLI shows it as the matching flag (``target_steps`` -> --target-steps), so one message
+    reads right both in Python and on the command line (cli/_app.py, in_flags). Single
+    backticks stay what they are elsewhere: names of fields and columns in files.
     """
-    return f"`{name}`"
+    return f"``{name}``"

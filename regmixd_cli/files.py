@@ -126,7 +126,7 @@ def _blocking_file(path: Path) -> Path | None:
     return None
 
 
-def check_output_file(path: Path, option: str = "--out") -> None:
+def check_output_file(path: Path, option: str = "``out``") -> None:
     """Refuse, before any work, an output file path that is a directory or cannot be made.
 
     An InputError (exit 3), as for any other existing path of the wrong kind.
@@ -173,7 +173,7 @@ def _inside(child: str, parent: str) -> bool:
 
 
 def check_not_input(
-    output: Path | str, inputs: Iterable[Path | str | None], option: str = "--out"
+    output: Path | str, inputs: Iterable[Path | str | None], option: str = "``out``"
 ) -> None:
     """Refuse (UsageError, exit 2) an output that would overwrite or delete one of the inputs.
 
@@ -218,7 +218,7 @@ def input_paths(*paths: Path | str | None) -> list[Path]:
     return found
 
 
-def check_output_dir(path: Path, option: str = "--out") -> None:
+def check_output_dir(path: Path, option: str = "``out``") -> None:
     """Refuse, before any work, an output directory path that is a file or cannot be made."""
     path = Path(path)
     _refuse_long_name(path, option)
@@ -352,7 +352,7 @@ def atomic_dir(path: Path) -> Iterator[Path]:
     if path.exists():
         if not path.is_dir():
             shutil.rmtree(tmp, ignore_errors=True)
-            raise InputError(f"{path}: exists and is not a directory; choose another --out")
+            raise InputError(f"{path}: exists and is not a directory; choose another ``out``")
         if _exchange(tmp, path):
             # One atomic step: `path` is the new directory and `tmp` holds the previous one.
             shutil.rmtree(tmp, ignore_errors=True)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import re
 import sys
 from typing import Annotated, Any, TextIO
 
@@ -45,28 +46,21 @@ err = _Console(stderr=True, soft_wrap=True, highlight=False, width=_width(sys.st
 def warn(message: str) -> None:
     """Print one warning line on stderr."""
     err.print("[yellow]Warning:[/yellow] ", markup=True, highlight=False, end="")
-    err.print(one_line(message), markup=False, highlight=False)
+    err.print(one_line(in_flags(message)), markup=False, highlight=False)
 
 
 def info(message: str) -> None:
     """Print one informational line on stderr."""
-    err.print(message, markup=False, highlight=False)
+    err.print(in_flags(message), markup=False, highlight=False)
 
-# Library parameters (named `like_this` in messages, see errors.param) and their flags.
-CLI_FLAGS = {
-    name: "--" + name.replace("_", "-")
-    for name in (
-        "step", "loss", "target_steps", "param_ratio", "beta", "prior", "prefix", "to", "out",
-        "batch_size", "sequence_length", "mixture_block_size",
-    )
-}
+
+# A library parameter as messages name it (errors.param): ``name`` in double backticks.
+_PARAMETER = re.compile(r"``([a-z][a-z0-9_]*)``")
 
 
 def in_flags(message: str) -> str:
     """A library message with its parameter names shown as the CLI's flags."""
-    for name, flag in CLI_FLAGS.items():
-        message = message.replace(f"`{name}`", flag)
-    return message
+    return _PARAMETER.sub(lambda m: "--" + m.group(1).replace("_", "-"), message)
 
 
 # File-system conditions the user can fix; each becomes one `Error:` line and exit 3.

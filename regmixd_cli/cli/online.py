@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from regmixd_cli.cli._app import app, err, info, warn
+from regmixd_cli.cli._app import app, err, in_flags, info, warn
 from regmixd_cli.cli._options import (
     NO_CONSTRAINTS,
     SEED_MAX,
@@ -240,7 +240,7 @@ def _one_shot(controller: OnlineController, step: int, loss: float, as_json: boo
         warn(message)
     _print_decision(decision, controller)
     if as_json:
-        print_json(decision.to_json())
+        print_json(_for_cli(decision))
 
 
 def _print_decision(decision: Decision, controller: OnlineController) -> None:
@@ -322,7 +322,7 @@ def _follow(
             if state_path is not None:  # state first: a restart never repeats a line
                 save_state(state_path, settings, controller)
             # JSON Lines: one compact line per decision, flushed as it is made.
-            write_stdout(json.dumps(decision.to_json(), sort_keys=True,
+            write_stdout(json.dumps(_for_cli(decision), sort_keys=True,
                                     separators=(",", ":"), allow_nan=False) + "\n")
             info(
                 f"switch point {decision.switch} (step {decision.start_step}) decided from "
@@ -378,3 +378,8 @@ def _sleep(seconds: float, stop: list[str]) -> None:
         time.sleep(min(left, 0.05))
 
 
+def _for_cli(decision: Decision) -> dict[str, Any]:
+    """A decision's JSON, its warnings worded in flags as the command line knows them."""
+    data = decision.to_json()
+    data["warnings"] = [in_flags(w) for w in data["warnings"]]
+    return data

@@ -145,7 +145,7 @@ def decide_online(
             f"corrected loss {_fmt(corrected)} (observed {_fmt(loss)} x {_fmt(param_ratio)}^"
             f"{_fmt(beta)}) is outside the range the model saw at switch point {switch} "
             f"({_fmt(low)}..{_fmt(high)}): the prediction is an extrapolation; check "
-            "--param-ratio/--beta and that --metric is the model's target"
+            "``param_ratio``/``beta`` and that ``metric`` is the model's target"
         )
 
     config = search_config if search_config is not None else SearchConfig()
@@ -170,7 +170,7 @@ def decide_online(
         if history is None and constraints.max_change is not None:
             warnings.append(
                 "max_change is not checked: a one-shot decision past the first switch point "
-                "does not know the previous mixture (use --follow, which does)"
+                "does not know the previous mixture (use ``follow``, which does)"
             )
         region, _, _ = online_region(
             constraints, target_steps, prior_arr, history, steps[switch - 1]

@@ -160,7 +160,7 @@ class LogSource:
         for other in sorted(chunk.other_runs - self.announced):
             self.warnings.append(
                 f"{self.path}: ignoring run {other!r}; following run {self.cursor.run!r} "
-                "(choose with --run)"
+                "(choose with ``run``)"
             )
             self.announced.add(other)
         self.metrics |= chunk.metrics_seen
@@ -201,7 +201,7 @@ class LogSource:
                 f"{self.path}: no value of metric {self.metric!r} in the {self.records} line(s) "
                 f"read so far; metrics seen: {seen}"
             )
-            hint += f"; did you mean --metric {near[0]}?" if near else "; check --metric"
+            hint += f"; did you mean ``metric`` {near[0]}?" if near else "; check ``metric``"
             return hint + " (still watching)"
         hint = f"{self.path}: no value of metric {self.metric!r} was read; metrics seen: {seen}"
-        return hint + (f"; did you mean --metric {near[0]}?" if near else "")
+        return hint + (f"; did you mean ``metric`` {near[0]}?" if near else "")

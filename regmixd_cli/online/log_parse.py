@@ -59,7 +59,7 @@ class Chunk:
 def detect_format(path: Path, fmt: str = "auto") -> str:
     """The log format: `fmt` unless auto; else by name (.csv, *.json -> hf, otherwise jsonl)."""
     if fmt not in FORMATS:
-        raise UsageError(f"--format {fmt!r}: choose one of {', '.join(FORMATS)}")
+        raise UsageError(f"``format`` {fmt!r}: choose one of {', '.join(FORMATS)}")
     if fmt != "auto":
         return fmt
     name = path.name.lower()
@@ -213,7 +213,7 @@ def _csv_header(text: str, keys: tuple[str, ...], name: str) -> tuple[str, ...]:
     if not long and not any(k in header for k in keys):
         raise InputError(
             f"{name}:1: CSV header has no column for metric {keys[0]!r}; columns are {text}; "
-            "give the right --metric"
+            "give the right ``metric``"
         )
     return header
 

@@ -61,7 +61,7 @@ def load_state(
         if recorded.get(key) != settings[key]:
             raise UsageError(
                 f"{path}: written with {key} = {recorded.get(key)!r}, now {settings[key]!r}; "
-                "rerun with the original options, or use a new --state file"
+                "rerun with the original options, or use a new ``state`` file"
             )
     try:
         decisions = [Decision.from_json(d) for d in data["decisions"]]
@@ -72,7 +72,7 @@ def load_state(
             problem = _decision_problem(decision, i, controller)
             if problem:
                 raise InputError(f"{path}: decisions[{i}]: {problem} (edited by hand?); use a "
-                                 "new --state file")
+                                 "new ``state`` file")
     return decisions
 
 

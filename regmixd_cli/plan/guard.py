@@ -141,7 +141,8 @@ def judge(
     }
     decision, reason = _decide(advantage, threshold, evidence)
     if force and decision == STATIC:
-        return Verdict(FORCED, advantage, threshold, f"--force-dynamic overrode: {reason}", record)
+        forced = f"``force_dynamic`` overrode: {reason}"
+        return Verdict(FORCED, advantage, threshold, forced, record)
     return Verdict(decision, advantage, threshold, reason, record)
 
 

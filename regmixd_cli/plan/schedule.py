@@ -78,7 +78,7 @@ def stage_boundaries(grid: Sequence[float], proxy_steps: float, target_steps: in
     bounds = [0, *inner, target_steps]
     if any(b >= e for b, e in zip(bounds, bounds[1:], strict=False)):
         raise UsageError(
-            f"--target-steps {target_steps} is too small for {len(bounds) - 1} stages "
+            f"``target_steps`` {target_steps} is too small for {len(bounds) - 1} stages "
             f"(a stage would be empty); give at least {len(bounds) - 1} steps"
         )
     return bounds
@@ -91,8 +91,9 @@ def resolve_schedule_prior(spec: str | None, model: ScheduleModel) -> Prior:
         return Prior(model_prior, model.prior_source)
     if spec == PROXY_MEAN and model.prior_source != PROXY_MEAN:
         raise UsageError(
-            f"--prior proxy-mean: the model was fitted with prior {model.prior_source!r} and does "
-            "not record the proxy mean; refit with --prior proxy-mean, or give FILE or uniform"
+            f"``prior`` proxy-mean: the model was fitted with prior {model.prior_source!r} and "
+            "does not record the proxy mean; refit with ``prior`` proxy-mean, or give FILE or "
+            "uniform"
         )
     return resolve_prior(spec, model.domains, proxy_mean=model_prior)
 
@@ -269,7 +270,7 @@ def _target_steps(model: ScheduleModel, target_steps: int | None) -> int:
     if target_steps is None:
         return max(1, math.floor(float(model.proxy_steps) + 0.5))
     if target_steps < 1:
-        raise UsageError(f"--target-steps {target_steps}: must be at least 1")
+        raise UsageError(f"``target_steps`` {target_steps}: must be at least 1")
     return int(target_steps)
 
 

@@ -46,7 +46,7 @@ def caps_from_tokens(
 ) -> tuple[float, ...]:
     """Per-domain weight caps min(max_epochs x available / proxy_tokens, 1); None is uncapped."""
     if max_epochs <= 0 or proxy_tokens <= 0:
-        raise UsageError("--max-epochs and --proxy-tokens must be positive")
+        raise UsageError("``max_epochs`` and ``proxy_tokens`` must be positive")
     return tuple(
         1.0 if a is None else min(max_epochs * float(a) / proxy_tokens, 1.0) for a in available
     )
@@ -70,7 +70,7 @@ def design_mixtures(
     cfg = config or DesignConfig()
     p = np.asarray(prior, dtype=float)
     if n_runs < 1:
-        raise UsageError(f"--runs must be at least 1, got {n_runs}")
+        raise UsageError(f"``runs`` must be at least 1, got {n_runs}")
     if p.ndim != 1 or p.size == 0 or np.any(p < 0) or not np.isfinite(p).all() or p.sum() <= 0:
         raise UsageError("the prior must be a non-empty vector of weights >= 0")
     cap = np.ones_like(p) if caps is None else np.asarray(caps, dtype=float)
@@ -79,7 +79,7 @@ def design_mixtures(
     if cap[p > 0].sum() < 1.0 - 1e-12:
         raise InfeasibleError(
             f"the domain caps sum to {cap[p > 0].sum():.4g} < 1, so no mixture fits; "
-            "raise --max-epochs or give more --available-tokens"
+            "raise ``max_epochs`` or give more ``available_tokens``"
         )
     floor = np.zeros_like(p) if floors is None else np.asarray(floors, dtype=float)
     if floor.sum() > 1.0 + 1e-12:
@@ -98,7 +98,7 @@ def design_mixtures(
         if drawn >= cfg.draws_per_run * n_runs:
             raise InfeasibleError(
                 f"only {len(kept)} distinct mixtures of {n_runs} fit the caps after {drawn} "
-                "draws; ask for fewer --runs or loosen the caps (--max-epochs)"
+                "draws; ask for fewer ``runs`` or loosen the caps (``max_epochs``)"
             )
         alpha = strengths[rng.integers(cfg.n_strengths, size=batch)][:, None] * tempered
         draws = _dirichlet(rng, alpha)
@@ -123,14 +123,14 @@ def design_mixtures(
 def switch_steps(proxy_steps: int, n_switch_points: int) -> tuple[int, ...]:
     """The grid's switch points t_l = l * T / (N + 1), l = 1..N, as whole steps."""
     if proxy_steps < 1:
-        raise UsageError(f"--proxy-steps must be at least 1, got {proxy_steps}")
+        raise UsageError(f"``proxy_steps`` must be at least 1, got {proxy_steps}")
     if n_switch_points < 1:
-        raise UsageError(f"--switch-points {n_switch_points}: a phased design needs at least 1")
+        raise UsageError(f"``switch_points`` {n_switch_points}: a phased design needs at least 1")
     steps = tuple(round(proxy_steps * j / (n_switch_points + 1))
                   for j in range(1, n_switch_points + 1))
     if len(set(steps)) != len(steps) or steps[0] <= 0 or steps[-1] >= proxy_steps:
-        raise UsageError(f"--proxy-steps {proxy_steps} is too short for {n_switch_points} "
-                         "switch points; use fewer --switch-points")
+        raise UsageError(f"``proxy_steps`` {proxy_steps} is too short for {n_switch_points} "
+                         "switch points; use fewer ``switch_points``")
     return steps
 
 
@@ -154,7 +154,7 @@ def design_phased(
     import numpy as np
 
     if not 0.0 <= switch_share <= 1.0:
-        raise UsageError(f"--switch-share {switch_share}: must be in [0, 1]")
+        raise UsageError(f"``switch_share`` {switch_share}: must be in [0, 1]")
     points = switch_steps(proxy_steps, n_switch_points)
     first = design_mixtures(prior, n_runs, seed, caps, floors=floors)
     rng = np.random.default_rng([seed, 1])

@@ -293,7 +293,7 @@ FAMILY_NAMES = (DEFAULT_FAMILY, *FAMILIES)
 def get_family(name: str) -> Family:
     """The family called `name` (not the default one); unknown names are UsageErrors."""
     if name not in FAMILIES:
-        raise UsageError(f"--family {name!r}: choose one of {', '.join(FAMILY_NAMES)}")
+        raise UsageError(f"``family`` {name!r}: choose one of {', '.join(FAMILY_NAMES)}")
     return FAMILIES[name]
 
 

@@ -81,7 +81,7 @@ def mixtures_text(
         return dumps_json(mixtures_document(runs, domains, weights))
     if suffix == ".csv":
         return mixtures_csv(runs, domains, weights)
-    raise UsageError(f"--out {path}: the format follows the extension; use .json or .csv (or -)")
+    raise UsageError(f"``out`` {path}: the format follows the extension; use .json or .csv (or -)")
 
 
 def phased_document(
@@ -128,7 +128,7 @@ def phased_text(
         return dumps_json(phased_document(runs, domains, weights, phases))
     if suffix == ".csv":
         return phased_csv(runs, domains, weights, phases)
-    raise UsageError(f"--out {path}: the format follows the extension; use .json or .csv (or -)")
+    raise UsageError(f"``out`` {path}: the format follows the extension; use .json or .csv (or -)")
 
 
 def write_mixtures(
@@ -189,7 +189,7 @@ def check_output_dir(path: Path) -> None:
         not path.is_dir() or (any(path.iterdir()) and not (path / WORLD_FILE).is_file())
     ):
         raise UsageError(
-            f"--out {path}: exists and is not a `regmixd simulate` output; choose another --out"
+            f"``out`` {path}: exists and is not a `regmixd simulate` output; choose another ``out``"
         )
 
 

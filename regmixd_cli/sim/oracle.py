@@ -69,7 +69,7 @@ def find_oracle(
     import numpy as np
 
     if n_switch_points < 0:
-        raise UsageError(f"--switch-points must be >= 0, got {n_switch_points}")
+        raise UsageError(f"``switch_points`` must be >= 0, got {n_switch_points}")
     cfg = config or OracleConfig()
     total = cfg.refine_starts * cfg.static_iterations + cfg.schedule_iterations
     done = 0

@@ -34,7 +34,7 @@ if TYPE_CHECKING:
 def eval_steps(proxy_steps: int, eval_every: int) -> tuple[int, ...]:
     """Logged steps: every `eval_every` steps, always including the last one."""
     if eval_every < 1 or eval_every > proxy_steps:
-        raise UsageError(f"--eval-every must be in [1, {proxy_steps}], got {eval_every}")
+        raise UsageError(f"``eval_every`` must be in [1, {proxy_steps}], got {eval_every}")
     steps = list(range(eval_every, proxy_steps + 1, eval_every))
     if steps[-1] != proxy_steps:
         steps.append(proxy_steps)
@@ -123,7 +123,7 @@ def _segments(
     if starts and (starts[0] <= 0 or starts[-1] >= world.proxy_steps):
         raise UsageError(
             f"phase start steps must lie in (0, {world.proxy_steps}) (the proxy length, "
-            f"--steps); got {starts[0] if starts[0] <= 0 else starts[-1]}"
+            f"``steps``); got {starts[0] if starts[0] <= 0 else starts[-1]}"
         )
     edges = np.array([0.0, *(s / world.proxy_steps for s in starts), 1.0])
     weights = np.repeat(mix[:, None, :], len(edges) - 1, axis=1)

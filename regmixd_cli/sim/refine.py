@@ -63,7 +63,7 @@ def design_refinement(
             "to verify; design a phased first round with `regmixd design --proxy-steps T`"
         )
     if n_runs < 2:
-        raise UsageError(f"--runs {n_runs}: a verification round needs at least 2 runs "
+        raise UsageError(f"``runs`` {n_runs}: a verification round needs at least 2 runs "
                          "(the schedule and static RegMix)")
     config = SearchConfig(candidates=candidates)
     prior = resolve_schedule_prior(None, model)

@@ -151,7 +151,7 @@ class SimulatedRuns:
 def domain_names(n_domains: int) -> tuple[str, ...]:
     """The first `n_domains` names of the Pile list, then domain_17, domain_18, ..."""
     if n_domains < 1:
-        raise UsageError(f"--domains must be at least 1, got {n_domains}")
+        raise UsageError(f"``domains`` must be at least 1, got {n_domains}")
     named = list(ARCHETYPES)
     return tuple(named[i] if i < len(named) else f"domain_{i}" for i in range(n_domains))
 
@@ -176,7 +176,7 @@ def make_world(
     if len(names) != n_domains or len(set(names)) != n_domains:
         raise UsageError(f"need {n_domains} distinct domain names, got {list(names)}")
     if proxy_steps < 1 or tokens_per_step < 1:
-        raise UsageError("--steps and --tokens-per-step must be at least 1")
+        raise UsageError("``steps`` and ``tokens_per_step`` must be at least 1")
     if family != DEFAULT_FAMILY:
         return _family_world(family, names, seed, proxy_steps, tokens_per_step, dynamics)
     dyn = dynamics or Dynamics()

@@ -149,7 +149,7 @@ def build_store(
                            list(inputs.values()))
     if extra:
         warnings += (f"{len(extra)} run(s) with a mixture but no observations left out "
-                     f"(--ignore-extra-mixtures): {', '.join(extra[:5])}"
+                     f"(``ignore_extra_mixtures``): {', '.join(extra[:5])}"
                      f"{', ...' if len(extra) > 5 else ''}",)
     phase_table = None
     if phases:
@@ -317,7 +317,7 @@ def _domains(
             if missing:
                 raise InputError(
                     f"{where}: run {run!r} has no weight for domain(s) {', '.join(missing[:5])} "
-                    f"(named at {seen[missing[0]]}); give them, or pass --fill-missing-domains "
+                    f"(named at {seen[missing[0]]}); give them, or pass ``fill_missing_domains`` "
                     "to treat a missing domain as weight 0"
                 )
     return domains
@@ -368,7 +368,7 @@ def _check_runs_match(
         where = next(s.path for s in sources if run in s.run_rows)
         raise InputError(
             f"{where}: run {run!r} has observations but no mixture ({len(orphans)} such run(s)); "
-            "add a mixture line for it, or pass --mixtures FILE"
+            "add a mixture line for it, or pass ``mixtures`` FILE"
         )
     unobserved = sorted(set(mixtures) - observed)
     if unobserved:
@@ -376,7 +376,7 @@ def _check_runs_match(
         raise InputError(
             f"{_run_at(mixtures[run].where, run)} has a mixture but no observations "
             f"({len(unobserved)} such run(s)); add its logs, remove the mixture, or pass "
-            "--ignore-extra-mixtures to leave such runs out"
+            "``ignore_extra_mixtures`` to leave such runs out"
         )
 
 
@@ -464,11 +464,11 @@ def ingest_logs(
         if out_dir.exists():
             if not (out_dir / MANIFEST_FILE).is_file() and not _is_empty_dir(out_dir):
                 raise InputError(f"{out_dir}: exists and is not a regmixd store; choose another "
-                                 "--out or remove it")
+                                 "``out`` or remove it")
             if request.append and (out_dir / MANIFEST_FILE).is_file():
                 existing = read_store(out_dir)
         elif request.append:
-            on_message(f"{out_dir}: no store yet; --append starts a new one")
+            on_message(f"{out_dir}: no store yet; ``append`` starts a new one")
         with open_store(out_dir) as draft:
             inputs = read_inputs(list(request.paths), request.fmt, request.mixtures,
                                  request.final_step, spill=Spill(draft.spill_dir))

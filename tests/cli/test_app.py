@@ -98,7 +98,7 @@ def test_library_messages_name_parameters_and_the_cli_names_flags(cli, tmp_path)
     from regmixd_cli.errors import UsageError
     from regmixd_cli.online.controller import target_switch_steps
 
-    with pytest.raises(UsageError, match="^`target_steps` must be a positive integer"):
+    with pytest.raises(UsageError, match="^``target_steps`` must be a positive integer"):
         target_switch_steps((100.0, 200.0, 300.0), 2, 0)
-    assert in_flags("`target_steps` must be positive") == "--target-steps must be positive"
-    assert in_flags("`unknown_thing` stays") == "`unknown_thing` stays"
+    assert in_flags("``target_steps`` must be positive") == "--target-steps must be positive"
+    assert in_flags("`domains` is a field of a file") == "`domains` is a field of a file"

@@ -78,7 +78,7 @@ def test_switch_steps_map_the_grid_to_the_target_run():
     )
     # Rounded half up, like `regmixd schedule`'s stage boundaries.
     assert target_switch_steps((1.0, 2.0, 3.0), 2, 5) == (2, 3)
-    with pytest.raises(UsageError, match="target-steps"):
+    with pytest.raises(UsageError, match="``target_steps``"):
         target_switch_steps((200.0, 400.0, 600.0, 800.0, 1000.0), 4, 3)
 
 
@@ -127,7 +127,7 @@ def test_a_step_between_switch_points_snaps_to_the_next_one():
 
 @pytest.mark.parametrize("step", [8001, 9999, 10_000, 12_000])
 def test_nothing_to_decide_after_the_last_switch_point(step):
-    with pytest.raises(UsageError, match=r"`step` \d+ is (after the last switch|at or past)"):
+    with pytest.raises(UsageError, match=r"``step`` \d+ is (after the last switch|at or past)"):
         decide(step=step)
 
 
@@ -157,11 +157,11 @@ def test_endpoint_only_model_points_to_static():
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"loss": float("nan")}, "`loss`"),
-        ({"loss": -1.0}, "`loss`"),
-        ({"step": -5}, "`step`"),
-        ({"param_ratio": 0.0}, "`param_ratio`"),
-        ({"target_steps": 0}, "`target_steps`"),
+        ({"loss": float("nan")}, "``loss``"),
+        ({"loss": -1.0}, "``loss``"),
+        ({"step": -5}, "``step``"),
+        ({"param_ratio": 0.0}, "``param_ratio``"),
+        ({"target_steps": 0}, "``target_steps``"),
     ],
 )
 def test_bad_numbers_are_usage_errors(kwargs, message):

@@ -131,7 +131,7 @@ def test_detect_format():
     assert detect_format(Path("metrics.CSV")) == "csv"
     assert detect_format(Path("ckpt/trainer_state.json")) == "hf"
     assert detect_format(Path("log.txt"), "csv") == "csv"
-    with pytest.raises(UsageError, match="--format"):
+    with pytest.raises(UsageError, match="``format``"):
         detect_format(Path("x"), "yaml")
 
 

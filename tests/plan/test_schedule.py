@@ -181,9 +181,9 @@ def test_dynamic_schedule_from_an_endpoint_only_model_suggests_static():
 
 
 def test_too_few_target_steps_for_the_stages_is_a_usage_error():
-    with pytest.raises(UsageError, match="--target-steps 4 is too small for 6 stages"):
+    with pytest.raises(UsageError, match="``target_steps`` 4 is too small for 6 stages"):
         build_schedule(FakeModel(), FAST, PRIOR, 4, seed=0)
-    with pytest.raises(UsageError, match="--target-steps 0"):
+    with pytest.raises(UsageError, match="``target_steps`` 0"):
         build_static(FakeModel(), FAST, PRIOR, 0, seed=0)
 
 

@@ -102,7 +102,7 @@ def detect_format(path: str | Path) -> str:
         return CSV if "step" in header else MIXTURES
     raise InputError(
         f"{shown}: cannot tell the log format from its content (first line "
-        f"{text.splitlines()[0][:60]!r}); pass --format {'|'.join(FORMATS)}"
+        f"{text.splitlines()[0][:60]!r}); pass ``format`` {'|'.join(FORMATS)}"
     )
 
 
@@ -135,7 +135,7 @@ def _detect_json(path: Path, text: str, shown: str) -> str:
             return JSONL
     raise InputError(
         f"{shown}: JSON, but neither a JSONL log, a trainer_state.json nor a mixtures file; "
-        f"pass --format {'|'.join(FORMATS)}"
+        f"pass ``format`` {'|'.join(FORMATS)}"
     )
 
 
@@ -215,7 +215,7 @@ def read_file(
         return read_wandb(path)
     if fmt == MIXTURES:
         return read_mixtures(path)
-    raise UsageError(f"--format {fmt!r}: unknown; choose auto, {', '.join(FORMATS)}")
+    raise UsageError(f"``format`` {fmt!r}: unknown; choose auto, {', '.join(FORMATS)}")
 
 
 def _first_cell(path: str | Path) -> str:
@@ -233,9 +233,9 @@ def read_inputs(
 ) -> Inputs:
     """Read every file under `paths` (and the `--mixtures` file) into `Parsed` values."""
     if fmt != AUTO and fmt not in FORMATS:
-        raise UsageError(f"--format {fmt!r}: unknown; choose auto, {', '.join(FORMATS)}")
+        raise UsageError(f"``format`` {fmt!r}: unknown; choose auto, {', '.join(FORMATS)}")
     if final_step < 0:
-        raise UsageError(f"--final-step {final_step}: must be >= 0")
+        raise UsageError(f"``final_step`` {final_step}: must be >= 0")
     parsed: list[Parsed] = []
     skipped: list[str] = []
     folders: dict[str, tuple[Path, str]] = {}  # run named by its directory -> (it, a file)
@@ -266,7 +266,7 @@ def read_inputs(
         parsed.append(read_file(shown, file_fmt, final_step, spill, root))
     if mixtures is not None:
         if not Path(mixtures).is_file():
-            raise InputError(f"{mixtures}: --mixtures file not found; check the path")
+            raise InputError(f"{mixtures}: ``mixtures`` file not found; check the path")
         parsed.append(read_mixtures(mixtures))
     return Inputs(tuple(parsed), tuple(skipped))
 
