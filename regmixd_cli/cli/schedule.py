@@ -11,6 +11,7 @@ from regmixd_cli.cli._app import app, err, info
 from regmixd_cli.cli._options import (
     AvailableTokens,
     ConstraintsFile,
+    Jobs,
     MaxChange,
     MaxEpochs,
     MaxWeights,
@@ -73,6 +74,7 @@ def schedule(
             "(0 < Q < 1; needs `fit --ensemble`).",
         ),
     ] = None,
+    jobs: Jobs = 0,
 ) -> None:
     """Build an offline RegMix-D schedule (or, with --static, the RegMix mixture) from a model.
 
@@ -94,7 +96,7 @@ def schedule(
         raise UsageError("give --out FILE for the schedule (or --out - / --json for stdout)")
     if out_path is not None and str(out_path) != STDOUT:
         check_output_file(out_path)  # before the search: a bad --out must not cost it
-    from regmixd_cli.cli._options import load_constraints, report_constraints
+    from regmixd_cli.cli._options import load_constraints, report_constraints, use_jobs
     from regmixd_cli.fit.ensemble import (
         load_ensemble,
         quantile_model,
@@ -104,7 +106,8 @@ def schedule(
         with_intervals,
     )
 
-    config = SearchConfig(candidates=candidates, top_k=top_k, alpha=alpha)
+    threads = use_jobs(jobs)  # before load_model: its boosters predict on this many threads
+    config = SearchConfig(candidates=candidates, top_k=top_k, alpha=alpha, threads=threads)
     if risk is not None and not 0.0 < risk < 1.0:
         raise UsageError(f"--risk {risk}: give a quantile strictly between 0 and 1")
     fitted = load_model(model)
