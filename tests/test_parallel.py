@@ -66,3 +66,13 @@ def test_executors_keep_the_order_of_items():
     finally:
         pool.close()
     assert chunks(range(5), 2) == [[0, 1], [2, 3], [4]]
+
+
+def test_cluster_without_dask_is_a_usage_error(cli, store, tmp_path, monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "dask", None)  # as if dask were not installed
+    monkeypatch.setitem(sys.modules, "dask.distributed", None)
+    result = cli("fit", store, "--out", tmp_path / "m", "--cluster", "tcp://127.0.0.1:1")
+    fails(result, 2, "regmixd[dask]")
+    assert not (tmp_path / "m").exists()
