@@ -221,6 +221,23 @@ class QuantileModel(FittedModel):
         out: np.ndarray = np.quantile(preds, self.quantile, axis=0)
         return out
 
+    def prepare_transitions(self, mixtures: np.ndarray) -> Any:
+        """Every replica's reusable part (see FittedModel.prepare_transitions)."""
+        return [r.prepare_transitions(mixtures) for r in self.replicas]
+
+    def predict_prepared(
+        self, prepared: Any, stage: int, mixtures: np.ndarray, loss: float | np.ndarray
+    ) -> np.ndarray:
+        """q-quantile of the replicas' next-interval predictions, from their prepared parts."""
+        preds = np.stack(
+            [
+                r.predict_prepared(p, stage, mixtures, loss)
+                for r, p in zip(self.replicas, prepared, strict=True)
+            ]
+        )
+        out: np.ndarray = np.quantile(preds, self.quantile, axis=0)
+        return out
+
     def predict_endpoint(self, mixtures: np.ndarray) -> np.ndarray:
         """q-quantile of the replicas' endpoint predictions."""
         preds = np.stack([r.predict_endpoint(mixtures) for r in self.replicas])

@@ -185,6 +185,24 @@ class FittedModel:
             pred += features[:, -1]
         return pred
 
+    def prepare_transitions(self, mixtures: np.ndarray) -> Any:
+        """The loss- and stage-independent part of the transitions of `mixtures`, to reuse
+        across the switch points of a schedule (curve-shift: each mixture's curve; else None)."""
+        if self.form == CURVE_SHIFT:
+            return self.predict_curves(mixtures)
+        return None
+
+    def predict_prepared(
+        self, prepared: Any, stage: int, mixtures: np.ndarray, loss: float | np.ndarray
+    ) -> np.ndarray:
+        """`predict_transition(stage, mixtures, loss)` from `prepare_transitions(mixtures)`:
+        the same numbers, without predicting the curves again."""
+        if prepared is None or self.form != CURVE_SHIFT:
+            return self.predict_transition(stage, mixtures, loss)
+        if not 1 <= stage <= self.n_switch_points:
+            raise ValueError(f"stage {stage} outside 1..{self.n_switch_points}")
+        return curve_shift(prepared, self.grid, stage, loss)
+
     def predict_endpoint(self, mixtures: np.ndarray) -> np.ndarray:
         """RegMix: mixtures (C, K) -> predicted loss at T_p."""
         pred: np.ndarray = self.boosters[ENDPOINT].inplace_predict(

@@ -31,7 +31,7 @@ from regmixd_cli.domain import (
 from regmixd_cli.errors import ModelError, UsageError
 from regmixd_cli.plan.budget import ConstrainedSearch
 from regmixd_cli.plan.constraints import Constraints
-from regmixd_cli.plan.search import SearchConfig, search_mixture
+from regmixd_cli.plan.search import CandidatePool, SearchConfig, search_mixture
 from regmixd_cli.weights import PROXY_MEAN, Prior, resolve_prior, round_weights
 
 if TYPE_CHECKING:
@@ -129,16 +129,29 @@ def build_schedule(
     if constraints is not None:
         runner = ConstrainedSearch(constraints, bounds, prior.weights)
     first = round_weights(prior.weights) if runner is None else runner.first()
-    ranker = model if rank is None else rank
+    ranker: Any = model if rank is None else rank
+    # Unconstrained: every switch point searches one pool (child 0), and the model's
+    # loss-independent work per candidate (curve-shift's curves) is done once (CandidatePool).
+    pool = None
+    if runner is None and hasattr(ranker, "prepare_transitions"):
+        pool = CandidatePool(prior.weights, config, children[0], ranker.prepare_transitions)
     stages = [_stage(bounds, 0, steps, first, loss)]
     for j in range(1, n + 1):
         rng = np.random.default_rng(children[j - 1])
         at_loss = loss  # bound now: the lambda must not see the loss updated below
 
         def score(candidates: np.ndarray, j: int = j, at_loss: float = at_loss) -> np.ndarray:
-            return ranker.predict_transition(j, candidates, at_loss)
+            out: np.ndarray = ranker.predict_transition(j, candidates, at_loss)
+            return out
 
-        if runner is None:
+        def pooled(prepared: Any, c: np.ndarray, j: int = j, at_loss: float = at_loss) -> Any:
+            out: np.ndarray = ranker.predict_prepared(prepared, j, c, at_loss)
+            return out
+
+        if pool is not None:
+            result = pool.search(pooled)
+            weights = round_weights(result.weights)
+        elif runner is None:
             result = search_mixture(score, prior.weights, config, rng)
             weights = round_weights(result.weights)
         else:
