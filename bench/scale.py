@@ -5,12 +5,14 @@ defaults) run in a fresh child process (`--child`), which reports its wall time 
 resident memory (ru_maxrss of itself and of its direct children: Dask's local workers; the
 forkserver's --jobs workers are not its children, so a local fit's workers are not counted --
 each holds one booster's design matrix, a small fraction of the parent's). `fit` and
-`schedule` run twice: locally on every core (`--jobs 0`) and with `--jobs 1` (the serial
-baseline, in the same run); `fit` also on a 2-worker Dask cluster on 127.0.0.1 (started and
-stopped here) when dask is installed. The growth columns divide each stage's time and memory
-by those of the smallest N (linear growth: the ratio of the N's).
+`schedule` run locally on every core (`--jobs 0`), and with --serial also with `--jobs 1` (the
+baseline, in the same run; bench/fit_speed.py measures the speed-up); `fit` also on a 2-worker
+Dask cluster on 127.0.0.1 (started and stopped here) when dask is installed. The growth
+columns divide each stage's time and memory by those of the smallest N (linear growth: the
+ratio of the N's).
 
 Run: python bench/scale.py [--proxies 1000 2000] [--domains 50] [--steps 1000] [--no-cluster]
+     [--serial]
 """
 
 from __future__ import annotations
@@ -56,7 +58,7 @@ def stage(argv: list[str]) -> dict[str, Any]:
 
 
 def one_size(
-    n: int, domains: int, steps: int, cluster: str | None, tmp: Path
+    n: int, domains: int, steps: int, cluster: str | None, tmp: Path, serial: bool
 ) -> list[dict[str, Any]]:
     world, store = tmp / f"w{n}", tmp / f"s{n}"
     rows: list[dict[str, Any]] = []
@@ -69,15 +71,15 @@ def one_size(
     row("simulate", ["simulate", "--runs", str(n), "--domains", str(domains), "--steps",
                      str(steps), "--eval-every", "1", "--seed", "0", "--out", str(world)])
     row("ingest", ["ingest", str(world / "logs"), "--out", str(store)])
-    for jobs in ("1", "0"):
+    for jobs in ("1", "0") if serial else ("0",):
         model = tmp / f"m{n}_{jobs}"
         row(f"fit --jobs {jobs}", ["fit", str(store), "--out", str(model), "--jobs", jobs])
     if cluster:
         row("fit --cluster (2 workers)", ["fit", str(store), "--out", str(tmp / f"m{n}_c"),
                                           "--cluster", cluster])
-        same = _same(tmp / f"m{n}_1", tmp / f"m{n}_c")
+        same = _same(tmp / f"m{n}_0", tmp / f"m{n}_c")
         rows[-1]["identical_to_local"] = same
-    for jobs in ("1", "0"):
+    for jobs in ("1", "0") if serial else ("0",):
         row(f"schedule --jobs {jobs}", ["schedule", str(tmp / f"m{n}_0"), "--out",
                                         str(tmp / f"sch{n}_{jobs}.json"), "--jobs", jobs])
     return rows
@@ -99,6 +101,7 @@ def main() -> None:
     parser.add_argument("--domains", type=int, default=50)
     parser.add_argument("--steps", type=int, default=1000)
     parser.add_argument("--no-cluster", action="store_true")
+    parser.add_argument("--serial", action="store_true", help="also --jobs 1 (the baseline)")
     args = parser.parse_args()
     local = None
     if not args.no_cluster:
@@ -114,7 +117,7 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as tmp:
             for n in sorted(args.proxies):
                 address = str(local.scheduler_address) if local is not None else None
-                rows += one_size(n, args.domains, args.steps, address, Path(tmp))
+                rows += one_size(n, args.domains, args.steps, address, Path(tmp), args.serial)
     finally:
         if local is not None:
             local.close()
