@@ -116,22 +116,25 @@ def fit(
     )
     loaded = read_store(store)
     pool = executor(use_jobs(jobs), cluster)
+    replicas = None
     try:
         with progress_bar("fitting", folds + 1) as progress:
             fitted = fit_model(loaded, config, progress, str(store), pool)
         report = fitted.report
         report_fit(fitted, switch_points == 0 or (grid is not None and len(grid) == 1))
         if ensemble:
-            from regmixd_cli.fit.ensemble import ENSEMBLE_KEY, ensemble_blobs, fit_ensemble
+            from regmixd_cli.fit.ensemble import fit_ensemble
 
             with progress_bar(f"fitting {ensemble} bootstrap replicas", ensemble) as tick:
                 replicas = fit_ensemble(loaded, fitted, ensemble, tick, str(store), pool)
-            extra = {ENSEMBLE_KEY: replicas.metadata}
-            save_model(out, fitted, extra, ensemble_blobs(replicas))
-        else:
-            save_model(out, fitted)
     finally:
-        pool.close()
+        pool.close()  # the workers are done before anything is written
+    if replicas is not None:
+        from regmixd_cli.fit.ensemble import ENSEMBLE_KEY, ensemble_blobs
+
+        save_model(out, fitted, {ENSEMBLE_KEY: replicas.metadata}, ensemble_blobs(replicas))
+    else:
+        save_model(out, fitted)
     if plot is not None and plot_format is not None:
         from regmixd_cli.cli._plots import plot_cv
 

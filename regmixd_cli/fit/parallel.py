@@ -86,13 +86,41 @@ class Processes:
 
             context = multiprocessing.get_context("forkserver")
             context.set_forkserver_preload(_PRELOAD)
-            self._pool = ProcessPoolExecutor(self.workers, mp_context=context)
+            self._pool = ProcessPoolExecutor(
+                self.workers,
+                mp_context=context,
+                initializer=_exit_with_parent,
+                initargs=(os.getpid(),),
+            )
         return list(self._pool.map(fn, items))
 
     def close(self) -> None:
         if self._pool is not None:
             self._pool.shutdown()
             self._pool = None
+
+
+def _exit_with_parent(owner: int) -> None:
+    """In a worker: exit as soon as `owner`, the process that made the pool, is gone.
+
+    A killed regmixd (SIGKILL, OOM) cannot shut its pool down, and its workers (children of
+    the forkserver, which outlives it too) would otherwise wait on the task queue forever,
+    holding the terminal's pipes open.
+    """
+    import threading
+    import time
+
+    def watch() -> None:
+        while True:
+            time.sleep(0.2)
+            try:
+                os.kill(owner, 0)
+            except ProcessLookupError:
+                os._exit(1)
+            except PermissionError:  # the pid was reused by another user's process
+                os._exit(1)
+
+    threading.Thread(target=watch, name="regmixd-exit-with-owner", daemon=True).start()
 
 
 class Cluster:
