@@ -76,3 +76,8 @@ def test_cluster_without_dask_is_a_usage_error(cli, store, tmp_path, monkeypatch
     result = cli("fit", store, "--out", tmp_path / "m", "--cluster", "tcp://127.0.0.1:1")
     fails(result, 2, "regmixd[dask]")
     assert not (tmp_path / "m").exists()
+
+
+def test_run_checks_jobs_before_any_output(cli, tmp_path):
+    fails(cli("run", PROXY_LOGS, "--out", tmp_path / "r", "--jobs", "-2"), 2, "--jobs")
+    assert not (tmp_path / "r").exists()
