@@ -9,8 +9,11 @@ Conventions recorded in docs/DECISIONS.md:
 - A stage's `predicted_loss` is the predicted target-metric loss at the END of the stage, on the
   proxy scale. Segment 0 runs the prior, and its value is the model's initial loss (the mean
   over proxies of l_1, the loss observed at t_1), which is also where Algorithm 1 starts.
-- Each search draws from its own child of `SeedSequence(seed)` (child j for switch point j), so a
-  stage's candidates do not depend on how many candidates earlier stages drew.
+- Unconstrained, every switch point searches ONE candidate pool, drawn from child 0 of
+  `SeedSequence(seed)`, and curve-shift's curves are predicted once per candidate
+  (`search.CandidatePool`): one pass of the curve boosters per schedule instead of N.
+  Constrained searches draw from their own child (child j for switch point j), since each
+  stage's feasible region differs.
 """
 
 from __future__ import annotations

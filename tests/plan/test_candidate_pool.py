@@ -36,3 +36,19 @@ def test_schedule_does_not_depend_on_keeping_the_pool(tiny_model, monkeypatch):
     monkeypatch.setattr(schedule_module.CandidatePool.__init__, "__defaults__", (0,))
     streamed = build_schedule(model, config, prior, None, 7)
     assert kept == streamed
+
+
+def test_online_decisions_equal_every_offline_stage(tiny_model):
+    """With the loss offline predicted, decision j is offline stage j for EVERY j (same pool)."""
+    from regmixd_cli.online.controller import decide_online
+
+    model = load_model(tiny_model)
+    config = SearchConfig(candidates=3000)
+    prior = resolve_schedule_prior(None, model)
+    offline = build_schedule(model, config, prior, 6000, 5)
+    for j in range(1, model.n_switch_points + 1):
+        decision = decide_online(
+            model, offline.stages[j].start_step, offline.stages[j - 1].predicted_loss, 6000,
+            param_ratio=1.0, beta=0.0, search_config=config, seed=5,
+        )
+        assert tuple(decision.weights.values()) == offline.stages[j].weights
