@@ -17,6 +17,13 @@ layout. So the ratio is the search's own overhead: Dirichlet sampling, the curve
 the running top-k and the mean. Runs alternate with the baseline so load drift hits both;
 medians over --repeats (--big-repeats for the 10^7 search, which takes minutes per run).
 
+The floor rows (issue #17) compare the whole default `schedule` (100,000 candidates x 5 switch
+points, curve-shift) with the bare predictions of ONE booster per switch point on 100,000
+candidates: (a) `floor: per-stage` -- the paper's per-stage model (features m..., loss), refitted
+on the same store with the round counts its cross-validation found; (b) `floor: same-size` --
+the model's own point boosters point_1..point_5, one per switch point (a booster as big as the
+ones the form predicts). Alternated with the schedule, medians over --repeats.
+
 Run: python bench/search.py [--repeats 3] [--big 10000000] [--big-repeats 1] [--synthetic]
 """
 
@@ -93,7 +100,75 @@ def real_model(seed: int, n_runs: int) -> tuple[Any, float]:
     store = runs_to_store(simulate_runs(world, mixtures, seed, eval_every=50))
     start = time.perf_counter()
     model = fit_model(store, FitConfig())
-    return model, time.perf_counter() - start
+    elapsed = time.perf_counter() - start
+    _STORES[id(model)] = store
+    return model, elapsed
+
+
+_STORES: dict[int, Any] = {}
+
+
+def per_stage_boosters(model: Any) -> list[Any]:
+    """The paper's per-stage boosters on the model's store (CV's median round counts)."""
+    import math
+
+    from regmixd_cli.fit.boosters import fit_booster
+    from regmixd_cli.fit.model import PER_STAGE, XGBSettings
+    from regmixd_cli.fit.transitions import build_loss_table
+
+    store = _STORES[id(model)]
+    table = build_loss_table(store, model.target, n_switch_points=model.n_switch_points)
+    cv = model.report["cv_rounds"]
+    everyone = np.arange(table.n_runs)
+    out = []
+    for j in range(1, model.n_switch_points + 1):
+        rounds = int(math.ceil(float(np.median(cv[f"stage_{j}"]))))
+        booster, _ = fit_booster(table, everyone, PER_STAGE, j, XGBSettings(), 0, rounds)
+        out.append(booster)
+    return out
+
+
+def floor_rows(model: Any, prior: Any, config: Any, repeats: int) -> list[dict[str, Any]]:
+    """The default schedule vs one booster per switch point (see the module docstring)."""
+    from regmixd_cli.fit.model import default_threads
+    from regmixd_cli.plan.schedule import build_schedule
+
+    rng = np.random.default_rng(0)
+    n = model.n_switch_points
+    m = rng.dirichlet(np.ones(len(model.domains)), size=config.candidates).astype(np.float32)
+    x = np.hstack([m, np.full((m.shape[0], 1), 4.0, dtype=np.float32)])
+    stage = per_stage_boosters(model)
+    points = [model.boosters[f"point_{j}"] for j in range(1, n + 1)]
+    for b in stage:
+        b.set_param({"nthread": default_threads()})
+    floors = {
+        "per-stage": lambda: [b.inplace_predict(x) for b in stage],
+        "same-size": lambda: [b.inplace_predict(m) for b in points],
+    }  # fmt: skip
+    trees = {
+        "per-stage": sum(b.num_boosted_rounds() for b in stage),
+        "same-size": sum(b.num_boosted_rounds() for b in points),
+    }  # fmt: skip
+    wall: dict[str, list[float]] = {"schedule": [], **{k: [] for k in floors}}
+    for _ in range(repeats):
+        w = time.perf_counter()
+        build_schedule(model, config, prior, None, 0)
+        wall["schedule"].append(time.perf_counter() - w)
+        for name, call in floors.items():
+            w = time.perf_counter()
+            call()
+            wall[name].append(time.perf_counter() - w)
+    sched = median(wall["schedule"])
+    return [
+        {
+            "workload": f"schedule {config.candidates} x {n} ({model.form}) vs floor: {name}",
+            "booster_calls": n, "rows_predicted": n * config.candidates,
+            "floor_trees": trees[name], "search_s": sched, "bare_predict_s": median(wall[name]),
+            "ratio": sched / median(wall[name]), "target": 1.5,
+            "meets": "yes" if sched / median(wall[name]) <= 1.5 else "NO", "repeats": repeats,
+        }  # fmt: skip
+        for name in floors
+    ]
 
 
 def synthetic_model(rounds: int, depth: int, nthread: int) -> Any:
@@ -182,6 +257,7 @@ def main() -> None:
     def schedule(m: Any) -> Any:
         return build_schedule(m, config, prior, None, 0)
 
+    rows += floor_rows(model, prior, config, args.repeats)
     _, row = paired(schedule, model, args.repeats)
     rows.append({"workload": f"schedule {config.candidates} x {N_SWITCH} ({model.form})"} | row)
     if big is not None:
@@ -219,6 +295,7 @@ def main() -> None:
             "workload",
             "booster_calls",
             "rows_predicted",
+            "floor_trees",
             "search_s",
             "bare_predict_s",
             "ratio",

@@ -199,3 +199,34 @@ def report_constraints(provenance: dict[str, Any]) -> None:
 # Largest --seed: every random stream (numpy, XGBoost) takes a 32-bit unsigned seed; a
 # negative or larger one is a usage error (exit 2) instead of a traceback.
 SEED_MAX = 2**32 - 1
+
+# ------------------------------------------------------------------ where work runs (--jobs)
+
+Jobs = Annotated[
+    int,
+    typer.Option(
+        "--jobs",
+        "-j",
+        metavar="N",
+        help="Processes/threads to use; 0 = every core [default: 0]. Results do not depend on it.",
+    ),
+]
+ClusterAddress = Annotated[
+    str | None,
+    typer.Option(
+        "--cluster",
+        metavar="ADDRESS",
+        help="Send the independent fits to a running Dask scheduler (tcp://HOST:PORT); "
+        "needs regmixd[dask]. Same results as local.",
+    ),
+]
+
+
+def use_jobs(jobs: int) -> int:
+    """Apply `--jobs` to prediction threads; the resolved count (0 -> every core)."""
+    from regmixd_cli.fit.model import set_prediction_threads
+    from regmixd_cli.fit.parallel import resolve_jobs
+
+    n = resolve_jobs(jobs)
+    set_prediction_threads(n)
+    return n

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from regmixd_cli.cli._app import app, err, info, warn
-from regmixd_cli.cli._options import SEED_MAX
+from regmixd_cli.cli._options import SEED_MAX, ClusterAddress, Jobs, use_jobs
 from regmixd_cli.cli._output import print_json, progress_bar
 from regmixd_cli.cli._render import report_fit, report_tables
 from regmixd_cli.errors import UsageError
@@ -79,6 +79,8 @@ def fit(
         typer.Option("--plot", metavar="FILE", help="Also draw held-out vs predicted loss per "
                      "stage from the cross-validation: FILE.png or FILE.svg."),
     ] = None,
+    jobs: Jobs = 0,
+    cluster: ClusterAddress = None,
 ) -> None:
     """Fit the transition regressors and the RegMix endpoint model, with a cross-validation report.
 
@@ -90,6 +92,7 @@ def fit(
     from regmixd_cli.files import check_not_input, check_output_dir, check_output_file, input_paths
     from regmixd_cli.fit.files import check_model_out, save_model
     from regmixd_cli.fit.model import FitConfig, XGBSettings
+    from regmixd_cli.fit.parallel import executor
     from regmixd_cli.fit.training import fit_model
     from regmixd_cli.fit.transitions import parse_intervals
     from regmixd_cli.store.files import read_store
@@ -128,19 +131,26 @@ def fit(
         verify_prefixes=tuple(verify_prefix or ()),
     )
     loaded = read_store(store)
-    with progress_bar("fitting", folds + 1) as progress:
-        fitted = fit_model(loaded, config, progress, str(store))
-    report = fitted.report
-    for message in report.get("warnings", []):
-        warn(message)
-    report_fit(fitted, switch_points == 0 or (grid is not None and len(grid) == 1))
-    if ensemble:
-        from regmixd_cli.fit.ensemble import ENSEMBLE_KEY, ensemble_blobs, fit_ensemble
+    pool = executor(use_jobs(jobs), cluster)
+    replicas = None
+    try:
+        with progress_bar("fitting", folds + 1) as progress:
+            fitted = fit_model(loaded, config, progress, str(store), pool)
+        report = fitted.report
+        for message in report.get("warnings", []):
+            warn(message)
+        report_fit(fitted, switch_points == 0 or (grid is not None and len(grid) == 1))
+        if ensemble:
+            from regmixd_cli.fit.ensemble import fit_ensemble
 
-        with progress_bar(f"fitting {ensemble} bootstrap replicas", ensemble) as tick:
-            replicas = fit_ensemble(loaded, fitted, ensemble, tick, str(store))
-        extra = {ENSEMBLE_KEY: replicas.metadata}
-        save_model(out, fitted, extra, ensemble_blobs(replicas))
+            with progress_bar(f"fitting {ensemble} bootstrap replicas", ensemble) as tick:
+                replicas = fit_ensemble(loaded, fitted, ensemble, tick, str(store), pool)
+    finally:
+        pool.close()  # the workers are done before anything is written
+    if replicas is not None:
+        from regmixd_cli.fit.ensemble import ENSEMBLE_KEY, ensemble_blobs
+
+        save_model(out, fitted, {ENSEMBLE_KEY: replicas.metadata}, ensemble_blobs(replicas))
     else:
         save_model(out, fitted)
     if plot is not None and plot_format is not None:

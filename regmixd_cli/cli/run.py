@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
 from regmixd_cli.cli._app import app, err, info, out, warn
-from regmixd_cli.cli._options import SEED_MAX
+from regmixd_cli.cli._options import SEED_MAX, ClusterAddress, Jobs, use_jobs
 from regmixd_cli.cli._output import progress_bar, write_stdout
 from regmixd_cli.cli._render import (
     render_schedule,
@@ -59,6 +59,8 @@ def run(
     as_json: Annotated[
         bool, typer.Option("--json", help="Print the schedule JSON on stdout instead of a table.")
     ] = False,
+    jobs: Jobs = 0,
+    cluster: ClusterAddress = None,
 ) -> None:
     """Ingest logs, fit the models, and write the RegMix-D schedule and the static RegMix
     mixture: DIR/store, DIR/model, DIR/schedule.json, DIR/static.json. Prints the schedule.
@@ -87,6 +89,10 @@ def run(
     prior_file = [prior] if prior is not None and Path(prior).exists() else []
     for name in (STORE_DIR, MODEL_DIR, SCHEDULE_FILE, STATIC_FILE):
         check_not_input(out_dir / name, [*paths, mixtures, *prior_file])
+    from regmixd_cli.fit.parallel import Executor, executor
+
+    threads = use_jobs(jobs)
+    pool: Executor = executor(threads, cluster)  # before any output: a bad --cluster fails first
     # A failure later removes what this invocation created; earlier outputs stay as they were
     # (each one is replaced atomically, so none is left half-written).
     top = out_dir  # the outermost directory this invocation would create
@@ -98,7 +104,7 @@ def run(
     ]
     try:
         _run(paths, out_dir, mixtures, target, switch_points, target_steps, prior, candidates,
-             seed, as_json)
+             seed, as_json, pool, threads)
     except BaseException:
         for path in created:
             if path.is_dir():
@@ -106,12 +112,14 @@ def run(
             elif path.exists():
                 path.unlink()
         raise
+    finally:
+        pool.close()
 
 
 def _run(
     paths: list[str], out_dir: Path, mixtures: str | None, target: str | None,
     switch_points: int | None, target_steps: int | None, prior: str | None, candidates: int,
-    seed: int, as_json: bool,
+    seed: int, as_json: bool, pool: Any, threads: int,
 ) -> None:
     """The steps of `run`, once its arguments are checked: the library's ingest, fit and
     search, with the same reports as `ingest`, `fit` and `schedule`."""
@@ -123,7 +131,6 @@ def _run(
     from regmixd_cli.plan.search import SearchConfig
     from regmixd_cli.store.files import read_store
     from regmixd_cli.store.ingest import IngestRequest, ingest_logs
-
     store_dir, model_dir = out_dir / STORE_DIR, out_dir / MODEL_DIR
     with err.status("Reading logs...", spinner="dots"):
         result, store = ingest_logs(
@@ -134,7 +141,8 @@ def _run(
     config = FitConfig(target=target, n_switch_points=5 if switch_points is None else
                        switch_points, prior=prior, seed=seed)
     with progress_bar("fitting", config.folds + 1) as progress:
-        fitted = fit_model(read_store(store_dir), config, progress, str(store_dir))
+        fitted = fit_model(read_store(store_dir), config, progress, str(store_dir), pool)
+    pool.close()  # the workers are done before anything else is written
     for message in fitted.report.get("warnings", []):
         warn(message)
     report_fit(fitted, switch_points == 0)
@@ -146,7 +154,7 @@ def _run(
 
     fitted = load_model(model_dir)
     sha = model_hash(model_dir)
-    search = SearchConfig(candidates=candidates)
+    search = SearchConfig(candidates=candidates, threads=threads)
     resolved = resolve_schedule_prior(None, fitted)
     with progress_bar("static RegMix", 1) as progress:
         static = build_static(fitted, search, resolved, target_steps, seed, progress,

@@ -12,6 +12,7 @@ from regmixd_cli.cli._options import (
     NO_CONSTRAINTS,
     SEED_MAX,
     ConstraintFlags,
+    Jobs,
     with_constraint_options,
 )
 from regmixd_cli.cli._output import STDOUT, progress_bar, write_stdout
@@ -69,6 +70,7 @@ def schedule(
             "better supported by the evidence (the verdict is still recorded).",
         ),
     ] = False,
+    jobs: Jobs = 0,
 ) -> None:
     """Build an offline RegMix-D schedule (or, with --static, the RegMix mixture) from a model.
 
@@ -97,7 +99,7 @@ def schedule(
         check_output_file(out_path)  # before the search: a bad --out must not cost it
         prior_file = [prior] if prior is not None and Path(prior).exists() else []
         check_not_input(out_path, [*input_paths(model), *prior_file, constraint_flags.path])
-    from regmixd_cli.cli._options import load_constraints, report_constraints
+    from regmixd_cli.cli._options import load_constraints, report_constraints, use_jobs
     from regmixd_cli.fit.ensemble import (
         load_ensemble,
         quantile_model,
@@ -107,7 +109,8 @@ def schedule(
         with_intervals,
     )
 
-    config = SearchConfig(candidates=candidates, top_k=top_k, alpha=alpha)
+    threads = use_jobs(jobs)  # before load_model: its boosters predict on this many threads
+    config = SearchConfig(candidates=candidates, top_k=top_k, alpha=alpha, threads=threads)
     if risk is not None and not 0.0 < risk < 1.0:
         raise UsageError(f"--risk {risk}: give a quantile strictly between 0 and 1")
     fitted = load_model(model)

@@ -1,11 +1,17 @@
 """Training one XGBoost booster of a kind (endpoint, per-stage, pooled, curve point).
 
-Both cross-validation (`crossval`) and the final refit (`training`) train through
-`fit_booster`, so the two can never build their design matrices differently.
+Both cross-validation (`crossval`) and the final refit (`training`) build their work with
+`booster_task`, so the two can never build their design matrices differently. A task carries
+its design matrix, not the store, and `train_task` turns it into the booster's bytes: a
+module-level function of picklable data, so `fit.parallel` can run tasks in any process or on
+any Dask worker. Training is single-threaded (`FIT_THREADS`), so the bytes do not depend on
+where a task ran; the serial path goes through the same bytes, so it is the same model.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -22,6 +28,7 @@ from regmixd_cli.fit.model import (
     XGBSettings,
     import_xgboost,
 )
+from regmixd_cli.fit.parallel import Executor, Serial
 from regmixd_cli.fit.transitions import LossTable
 
 
@@ -111,6 +118,58 @@ def booster_kinds(table: LossTable, forms: tuple[str, ...]) -> list[tuple[str, s
     return kinds
 
 
+@dataclass(frozen=True)
+class BoosterTask:
+    """Everything one booster's training needs, and nothing more (it crosses processes)."""
+
+    settings: XGBSettings
+    seed: int
+    x: np.ndarray
+    y: np.ndarray
+    rounds: int
+    early: tuple[np.ndarray, np.ndarray] | None = None
+
+
+def booster_task(
+    table: LossTable,
+    runs: np.ndarray,
+    kind: str,
+    stage: int,
+    settings: XGBSettings,
+    seed: int,
+    rounds: int,
+    early_runs: np.ndarray | None = None,
+) -> BoosterTask:
+    """The task training one booster of `kind` on `runs` (residual target for transitions)."""
+    residual = kind in RESIDUAL_FORMS and settings.residual
+    x, y = _design(table, runs, kind, stage)
+    early = None
+    if early_runs is not None:
+        xe, ye = _design(table, early_runs, kind, stage)
+        early = (xe, ye - xe[:, -1] if residual else ye)
+    # The loss feature is the last column: a residual booster learns l_{j+1} - l_j.
+    return BoosterTask(settings, seed, x, y - x[:, -1] if residual else y, rounds, early)
+
+
+def train_task(task: BoosterTask) -> tuple[bytes, int]:
+    """Train a task's booster: its UBJSON bytes and its round count (best, with early stop)."""
+    booster, best = _train(task.settings, task.seed, task.x, task.y, task.rounds, task.early)
+    return bytes(booster.save_raw("ubj")), best
+
+
+def load_booster(raw: bytes) -> Any:
+    """A booster from `train_task` bytes."""
+    booster = import_xgboost().Booster()
+    booster.load_model(bytearray(raw))
+    return booster
+
+
+def train_all(tasks: Sequence[BoosterTask], pool: Executor | None = None) -> list[tuple[Any, int]]:
+    """Train every task on `pool` (default: here, serially); (booster, rounds) in task order."""
+    results = (pool or Serial()).map(train_task, list(tasks))
+    return [(load_booster(raw), best) for raw, best in results]
+
+
 def fit_booster(
     table: LossTable,
     runs: np.ndarray,
@@ -121,12 +180,6 @@ def fit_booster(
     rounds: int,
     early_runs: np.ndarray | None = None,
 ) -> tuple[Any, int]:
-    """Train one booster of `kind` on `runs` (residual target for transitions)."""
-    residual = kind in RESIDUAL_FORMS and settings.residual
-    x, y = _design(table, runs, kind, stage)
-    early = None
-    if early_runs is not None:
-        xe, ye = _design(table, early_runs, kind, stage)
-        early = (xe, ye - xe[:, -1] if residual else ye)
-    # The loss feature is the last column: a residual booster learns l_{j+1} - l_j.
-    return _train(settings, seed, x, y - x[:, -1] if residual else y, rounds, early)
+    """Train one booster of `kind` on `runs`, here (same bytes as through `train_all`)."""
+    task = booster_task(table, runs, kind, stage, settings, seed, rounds, early_runs)
+    return train_all([task])[0]

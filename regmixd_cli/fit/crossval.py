@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from regmixd_cli.errors import UsageError
-from regmixd_cli.fit.boosters import booster_kinds, fit_booster
+from regmixd_cli.fit.boosters import booster_kinds, booster_task, train_all
 from regmixd_cli.fit.metrics import mae, score, spearman
 from regmixd_cli.fit.model import (
     AUTO,
@@ -26,6 +26,7 @@ from regmixd_cli.fit.model import (
     FittedModel,
     Progress,
 )
+from regmixd_cli.fit.parallel import Executor
 from regmixd_cli.fit.transitions import LossTable, after_change
 
 MIN_RUNS_PER_FOLD = 2
@@ -63,9 +64,16 @@ def predictor(
 
 
 def cross_validate(
-    table: LossTable, config: FitConfig, forms: tuple[str, ...], progress: Progress | None
+    table: LossTable,
+    config: FitConfig,
+    forms: tuple[str, ...],
+    progress: Progress | None,
+    pool: Executor | None = None,
 ) -> tuple[dict[str, np.ndarray], dict[str, list[int]]]:
-    """Out-of-fold predictions (teacher-forced and rollout) and best round counts per booster."""
+    """Out-of-fold predictions (teacher-forced and rollout) and best round counts per booster.
+
+    The folds x booster kinds trainings are independent: all of them go to `pool` at once.
+    """
     settings = config.xgb
     n_runs, n_points = table.losses.shape
     fold_of = assign_folds(n_runs, config.folds, config.seed)
@@ -76,18 +84,23 @@ def cross_validate(
             preds[f"{form}/next"] = np.empty((n_runs, n_points - 1))
             preds[f"{form}/rollout"] = np.empty(n_runs)
     rounds: dict[str, list[int]] = {name: [] for name, _, _ in kinds}
+    tasks = []
     for fold in range(config.folds):
-        held = np.flatnonzero(fold_of == fold)
         train = np.flatnonzero(fold_of != fold)
         # Early stopping looks only at runs carved out of the training folds.
         shuffled = np.random.default_rng([config.seed, fold]).permutation(train)
         n_early = max(1, round(settings.early_stopping_fraction * len(train)))
         early, fit = np.sort(shuffled[:n_early]), np.sort(shuffled[n_early:])
+        tasks += [
+            booster_task(table, fit, kind, stage, settings, config.seed, settings.max_rounds, early)
+            for _, kind, stage in kinds
+        ]
+    trained = iter(train_all(tasks, pool))
+    for fold in range(config.folds):
+        held = np.flatnonzero(fold_of == fold)
         boosters = {}
-        for name, kind, stage in kinds:
-            booster, best = fit_booster(
-                table, fit, kind, stage, settings, config.seed, settings.max_rounds, early
-            )
+        for name, _, _ in kinds:
+            booster, best = next(trained)
             boosters[name] = booster
             rounds[name].append(best)
         if table.in_force is not None:

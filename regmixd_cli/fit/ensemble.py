@@ -27,9 +27,10 @@ from typing import Any
 import numpy as np
 
 from regmixd_cli.errors import ModelError, UsageError
-from regmixd_cli.fit.boosters import booster_kinds, fit_booster
+from regmixd_cli.fit.boosters import booster_kinds, booster_task, train_all
 from regmixd_cli.fit.files import MODEL_FILE, read_model_dir
 from regmixd_cli.fit.model import ENDPOINT, FittedModel, XGBSettings, default_threads
+from regmixd_cli.fit.parallel import Executor
 from regmixd_cli.fit.transitions import build_loss_table
 
 ENSEMBLE_KEY = "ensemble"
@@ -70,8 +71,9 @@ def fit_ensemble(
     n_replicas: int,
     progress: Progress | None = None,
     where: str = "store",
+    pool: Executor | None = None,
 ) -> Ensemble:
-    """Train `n_replicas` bootstrap replicas of `model` on its store's runs."""
+    """Train `n_replicas` bootstrap replicas of `model` on its store's runs (on `pool`)."""
 
     if n_replicas < 2:
         raise UsageError(f"--ensemble {n_replicas}: give 0 (none) or at least 2 replicas")
@@ -95,14 +97,21 @@ def fit_ensemble(
     res_next: list[list[np.ndarray]] = [[] for _ in range(n_next)]
     res_roll: list[list[np.ndarray]] = [[] for _ in range(n_next)]
     res_end: list[np.ndarray] = []
-    for b in range(n_replicas):
-        rng = np.random.default_rng([seed, 8, b])
-        drawn = np.sort(rng.integers(0, n_runs, size=n_runs))
+    draws = [
+        np.sort(np.random.default_rng([seed, 8, b]).integers(0, n_runs, size=n_runs))
+        for b in range(n_replicas)
+    ]
+    tasks = [
+        booster_task(table, drawn, kind, stage, xgb, _replica_seed(seed, b), int(rounds[name]))
+        for b, drawn in enumerate(draws)
+        for name, kind, stage in kinds
+    ]
+    trained = iter(train_all(tasks, pool))
+    for b, drawn in enumerate(draws):
         boosters = {}
-        for name, kind, stage in kinds:
-            booster, _ = fit_booster(
-                table, drawn, kind, stage, xgb, _replica_seed(seed, b), int(rounds[name])
-            )
+        for name, _, _ in kinds:
+            booster, _ = next(trained)
+            booster.set_param({"nthread": default_threads()})
             boosters[name] = booster
         replica = dataclasses.replace(model, boosters=boosters)
         replicas.append(replica)
@@ -214,6 +223,23 @@ class QuantileModel(FittedModel):
         """q-quantile of the replicas' next-interval predictions."""
         preds = np.stack([r.predict_transition(stage, mixtures, loss, history)
                           for r in self.replicas])
+        out: np.ndarray = np.quantile(preds, self.quantile, axis=0)
+        return out
+
+    def prepare_transitions(self, mixtures: np.ndarray) -> Any:
+        """Every replica's reusable part (see FittedModel.prepare_transitions)."""
+        return [r.prepare_transitions(mixtures) for r in self.replicas]
+
+    def predict_prepared(
+        self, prepared: Any, stage: int, mixtures: np.ndarray, loss: float | np.ndarray
+    ) -> np.ndarray:
+        """q-quantile of the replicas' next-interval predictions, from their prepared parts."""
+        preds = np.stack(
+            [
+                r.predict_prepared(p, stage, mixtures, loss)
+                for r, p in zip(self.replicas, prepared, strict=True)
+            ]
+        )
         out: np.ndarray = np.quantile(preds, self.quantile, axis=0)
         return out
 

@@ -13,7 +13,6 @@ holds:
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -47,12 +46,23 @@ Progress = Callable[[int, int], None]
 # (measured: 1 vs 2 threads give different boosters), so a fixed count keeps model bytes
 # identical across machines. On these small tables one thread is also faster: 512 runs x 5
 # transitions took 10.9 s with one thread and 94.7 s with two on a loaded 2-core machine.
+# The cores are used by training independent boosters in parallel processes (`fit.parallel`).
 FIT_THREADS = 1
+
+_prediction_threads = 0  # 0: every available core
+
+
+def set_prediction_threads(threads: int) -> None:
+    """Threads of every booster loaded or trained from now on (`--jobs`); 0 = all cores."""
+    global _prediction_threads
+    _prediction_threads = max(0, int(threads))
 
 
 def default_threads() -> int:
     """Threads for prediction (row-parallel, so any count gives the same numbers)."""
-    return max(1, min(2, os.cpu_count() or 1))
+    from regmixd_cli.fit.parallel import available_cores
+
+    return _prediction_threads or available_cores()
 
 
 @dataclass(frozen=True, slots=True)
@@ -201,6 +211,24 @@ class FittedModel:
         if self.residual:
             pred += features[:, -1]
         return pred
+
+    def prepare_transitions(self, mixtures: np.ndarray) -> Any:
+        """The loss- and stage-independent part of the transitions of `mixtures`, to reuse
+        across the switch points of a schedule (curve-shift: each mixture's curve; else None)."""
+        if self.form == CURVE_SHIFT:
+            return self.predict_curves(mixtures)
+        return None
+
+    def predict_prepared(
+        self, prepared: Any, stage: int, mixtures: np.ndarray, loss: float | np.ndarray
+    ) -> np.ndarray:
+        """`predict_transition(stage, mixtures, loss)` from `prepare_transitions(mixtures)`:
+        the same numbers, without predicting the curves again."""
+        if prepared is None or self.form != CURVE_SHIFT:
+            return self.predict_transition(stage, mixtures, loss)
+        if not 1 <= stage <= self.n_switch_points:
+            raise ValueError(f"stage {stage} outside 1..{self.n_switch_points}")
+        return curve_shift(prepared, self.grid, stage, loss)
 
     def predict_endpoint(self, mixtures: np.ndarray) -> np.ndarray:
         """RegMix: mixtures (C, K) -> predicted loss at T_p."""

@@ -16,7 +16,7 @@ import numpy as np
 from regmixd_cli.domain import Store
 from regmixd_cli.errors import UsageError
 from regmixd_cli.files import dumps_json
-from regmixd_cli.fit.boosters import booster_kinds, fit_booster
+from regmixd_cli.fit.boosters import booster_kinds, booster_task, train_all
 from regmixd_cli.fit.crossval import (
     BLIND_WARNING,
     check_folds,
@@ -35,6 +35,7 @@ from regmixd_cli.fit.model import (
     Progress,
     default_threads,
 )
+from regmixd_cli.fit.parallel import Executor
 from regmixd_cli.fit.transitions import LossTable, build_loss_table, resolve_target
 from regmixd_cli.weights import resolve_prior
 
@@ -51,11 +52,17 @@ def cv_forms(table: LossTable, requested: str) -> tuple[str, ...]:
 
 
 def fit_model(
-    store: Store, config: FitConfig, progress: Progress | None = None, where: str = "store"
+    store: Store,
+    config: FitConfig,
+    progress: Progress | None = None,
+    where: str = "store",
+    pool: Executor | None = None,
 ) -> FittedModel:
     """Fit the endpoint model and the transition model(s), with a grouped-CV report.
 
-    `where` names the store in error messages (its path, for the CLI).
+    `where` names the store in error messages (its path, for the CLI). The independent
+    trainings (CV folds x boosters, then the refits) run on `pool` (default: serially); every
+    booster trains single-threaded, so the model's bytes do not depend on the pool.
     """
     if config.form not in (AUTO, *FORMS):
         raise UsageError(f"--model {config.form!r}: choose auto, {', '.join(FORMS)}")
@@ -70,7 +77,7 @@ def fit_model(
     check_folds(table.n_runs, config.folds, target, where, len(table.short), table.grid[-1])
     prior = resolve_prior(config.prior, table.domains, table.mixtures.mean(axis=0).tolist())
     forms = cv_forms(table, config.form)
-    preds, rounds = cross_validate(table, config, forms, progress)
+    preds, rounds = cross_validate(table, config, forms, progress, pool)
     evidence = phased_evidence(table, forms, preds, config.verify_prefixes)
     chosen, reason, blind = choose_form_by_evidence(config.form, forms, table, preds, evidence)
 
@@ -79,13 +86,16 @@ def fit_model(
     everyone = np.arange(table.n_runs)
     boosters: dict[str, Any] = {}
     final_rounds: dict[str, int] = {}
-    for name, kind, stage in booster_kinds(table, (chosen,) if chosen else ()):
-        n_rounds = int(math.ceil(float(np.median(rounds[name]))))
-        boosters[name], _ = fit_booster(
-            table, everyone, kind, stage, settings, config.seed, n_rounds
-        )
-        boosters[name].set_param({"nthread": default_threads()})  # prediction is row-parallel
-        final_rounds[name] = n_rounds
+    kinds = booster_kinds(table, (chosen,) if chosen else ())
+    for name, _, _ in kinds:
+        final_rounds[name] = int(math.ceil(float(np.median(rounds[name]))))
+    tasks = [
+        booster_task(table, everyone, kind, stage, settings, config.seed, final_rounds[name])
+        for name, kind, stage in kinds
+    ]
+    for (name, _, _), (booster, _) in zip(kinds, train_all(tasks, pool), strict=True):
+        booster.set_param({"nthread": default_threads()})  # prediction is row-parallel
+        boosters[name] = booster
     if progress is not None:
         progress(config.folds + 1, config.folds + 1)
 

@@ -152,10 +152,12 @@ def decide_online(
     if prior is None:
         prior = [model.prior[d] for d in model.domains]
     prior_arr = np.asarray(prior, dtype=np.float64)
-    # Switch point j draws from the same child stream as the offline schedule's search j: the
-    # decision depends on (seed, j) only, and equals the offline stage when the run's corrected
-    # loss equals the loss the offline schedule predicted.
-    rng = np.random.default_rng(np.random.SeedSequence(int(seed)).spawn(len(steps))[switch - 1])
+    # Switch point j draws the same candidates as the offline schedule's search j (unconstrained:
+    # the one pool of child 0; constrained: child j - 1): the decision depends on (seed, j) only,
+    # and equals the offline stage when the run's corrected loss equals the loss the offline
+    # schedule predicted.
+    child = 0 if constraints is None else switch - 1
+    rng = np.random.default_rng(np.random.SeedSequence(int(seed)).spawn(len(steps))[child])
 
     def score(candidates: Any) -> Any:
         return model.predict_transition(switch, candidates, corrected)

@@ -34,7 +34,7 @@ from regmixd_cli.plan.schedule import (
     build_static,
     resolve_schedule_prior,
 )
-from regmixd_cli.weights import check_mixture
+from regmixd_cli.weights import check_mixture, round_weights
 
 if TYPE_CHECKING:
     import numpy as np
@@ -236,7 +236,8 @@ def predict_plans(model: ScheduleModel, plans: Sequence[Plan]) -> list[Predictio
                 final_loss=final,
                 final_from=ENDPOINT if end is not None else ROLLOUT,
                 endpoint_loss=end,
-                share=tuple(_round(s, SHARE_DECIMALS) for s in token_share(plan)),
+                # Millionths summing to exactly 1, like every mixture regmixd writes.
+                share=round_weights(token_share(plan)),
             )
         )
     return result

@@ -9,8 +9,11 @@ Conventions recorded in docs/DECISIONS.md:
 - A stage's `predicted_loss` is the predicted target-metric loss at the END of the stage, on the
   proxy scale. Segment 0 runs the prior, and its value is the model's initial loss (the mean
   over proxies of l_1, the loss observed at t_1), which is also where Algorithm 1 starts.
-- Each search draws from its own child of `SeedSequence(seed)` (child j for switch point j), so a
-  stage's candidates do not depend on how many candidates earlier stages drew.
+- Unconstrained, every switch point searches ONE candidate pool, drawn from child 0 of
+  `SeedSequence(seed)`, and curve-shift's curves are predicted once per candidate
+  (`search.CandidatePool`): one pass of the curve boosters per schedule instead of N.
+  Constrained searches draw from their own child (child j for switch point j), since each
+  stage's feasible region differs.
 """
 
 from __future__ import annotations
@@ -33,7 +36,7 @@ from regmixd_cli.fit.model import PER_STAGE_HISTORY
 from regmixd_cli.plan.budget import ConstrainedSearch
 from regmixd_cli.plan.constraints import Constraints
 from regmixd_cli.plan.guard import Verdict, evidence_from_report, judge, static_rollout
-from regmixd_cli.plan.search import SearchConfig, search_mixture
+from regmixd_cli.plan.search import CandidatePool, SearchConfig, search_mixture
 from regmixd_cli.weights import PROXY_MEAN, Prior, resolve_prior, round_weights
 
 if TYPE_CHECKING:
@@ -132,11 +135,16 @@ def build_schedule(
     if constraints is not None:
         runner = ConstrainedSearch(constraints, bounds, prior.weights)
     first = round_weights(prior.weights) if runner is None else runner.first()
-    ranker = model if rank is None else rank
-    stages = [_stage(bounds, 0, steps, first, loss)]
+    ranker: Any = model if rank is None else rank
+    # Unconstrained: every switch point searches one pool (child 0), and the model's
+    # loss-independent work per candidate (curve-shift's curves) is done once (CandidatePool).
     # The per-stage-history form also reads what the run trained on so far (its average
-    # mixture over [0, t_j), proxy steps); other forms ignore it.
+    # mixture over [0, t_j), proxy steps), which differs per switch point: no shared pool.
     uses_history = model.form == PER_STAGE_HISTORY and rank is None
+    pool = None
+    if runner is None and not uses_history and hasattr(ranker, "prepare_transitions"):
+        pool = CandidatePool(prior.weights, config, children[0], ranker.prepare_transitions)
+    stages = [_stage(bounds, 0, steps, first, loss)]
     history_model: Any = model  # a FittedModel: its predict_transition takes `history`
     spans = np.diff([0.0, *model.grid])
     trained = spans[0] * np.asarray(first, dtype=np.float64)
@@ -151,9 +159,17 @@ def build_schedule(
                 pred: np.ndarray = history_model.predict_transition(
                     j, candidates, at_loss, history=history)
                 return pred
-            return ranker.predict_transition(j, candidates, at_loss)
+            plain: np.ndarray = ranker.predict_transition(j, candidates, at_loss)
+            return plain
 
-        if runner is None:
+        def pooled(prepared: Any, c: np.ndarray, j: int = j, at_loss: float = at_loss) -> Any:
+            out: np.ndarray = ranker.predict_prepared(prepared, j, c, at_loss)
+            return out
+
+        if pool is not None:
+            result = pool.search(pooled)
+            weights = round_weights(result.weights)
+        elif runner is None:
             result = search_mixture(score, prior.weights, config, rng)
             weights = round_weights(result.weights)
         else:

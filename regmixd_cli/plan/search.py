@@ -24,7 +24,7 @@ See docs/explanation/method.md.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -56,7 +56,7 @@ class SearchConfig:
     top_k: int = DEFAULT_TOP_K
     alpha: float = DEFAULT_ALPHA
     chunk_size: int = DEFAULT_CHUNK_SIZE
-    threads: int = 0  # sampling threads; 0 = min(2, cores). Results do not depend on it.
+    threads: int = 0  # sampling threads; 0 = every core. Results do not depend on it.
 
     def __post_init__(self) -> None:
         if self.candidates < 1:
@@ -110,6 +110,146 @@ def search_mixture(
     `transform`, if given, rewrites each chunk of candidates in place before scoring (the
     constraints use it to map candidates into a small feasible region).
     """
+    top = _TopK(config.top_k)
+    for start, candidates, ok in _candidate_chunks(prior, config, rng, transform):
+        top.add(start, candidates, ok, score(candidates), feasible)
+    return top.result(config.candidates)
+
+
+# A pool kept in memory between the searches of one schedule stays below this many bytes
+# (candidates + the model's per-candidate work); a bigger pool is drawn again for each search,
+# which gives the same candidates (same seed) with flat memory.
+POOL_BYTES = 256 * 2**20
+
+
+class CandidatePool:
+    """One candidate pool searched at every switch point of a schedule.
+
+    The model's loss-independent work per candidate (`prepare`: curve-shift's N + 1 curve
+    predictions) is done once per candidate, not once per switch point, and a search then
+    only applies `score(prepared, candidates)` (curve-shift: the numpy shift along the
+    curves). While the pool fits in POOL_BYTES, candidates and prepared work are kept; above,
+    every search draws the pool again from the same seed and prepares it chunk by chunk, so
+    memory stays flat and the results are the same either way.
+    """
+
+    def __init__(
+        self,
+        prior: Sequence[float] | np.ndarray,
+        config: SearchConfig,
+        seed: np.random.SeedSequence,
+        prepare: Callable[[np.ndarray], object],
+        max_bytes: int = POOL_BYTES,
+    ) -> None:
+        self.prior, self.config, self.seed, self.prepare = prior, config, seed, prepare
+        self.max_bytes = max_bytes
+        self._kept: list[tuple[int, np.ndarray, np.ndarray, object]] | None = None
+
+    def search(self, score: Callable[[object, np.ndarray], np.ndarray]) -> SearchResult:
+        """The top-k mean of the pool under `score(prepared, candidates) -> losses`."""
+        import numpy as np
+
+        top = _TopK(self.config.top_k)
+        if self._kept is not None:
+            for start, candidates, ok, prepared in self._kept:
+                top.add(start, candidates, ok, score(prepared, candidates))
+            return top.result(self.config.candidates)
+        kept: list[tuple[int, np.ndarray, np.ndarray, object]] | None = []
+        rng = np.random.default_rng(self.seed)
+        for start, candidates, ok in _candidate_chunks(self.prior, self.config, rng, None):
+            prepared = self.prepare(candidates)
+            if kept is not None:
+                if not kept and _bytes(candidates, prepared) * (
+                    self.config.candidates / max(1, candidates.shape[0])
+                ) > self.max_bytes:
+                    kept = None  # too big to keep: stream it again next time
+                else:
+                    kept.append((start, candidates.copy(order="K"), ok.copy(), prepared))
+            top.add(start, candidates, ok, score(prepared, candidates))
+        self._kept = kept
+        return top.result(self.config.candidates)
+
+
+def _bytes(candidates: np.ndarray, prepared: object) -> int:
+    import numpy as np
+
+    extra = prepared.nbytes if isinstance(prepared, np.ndarray) else 0
+    return int(candidates.nbytes) + int(extra)
+
+
+class _TopK:
+    """The running top k of a search, chunk by chunk, and its mean at the end."""
+
+    def __init__(self, k: int) -> None:
+        import numpy as np
+
+        self.k = k
+        self.loss = np.empty(0, dtype=np.float64)
+        self.index = np.empty(0, dtype=np.int64)
+        self.weights: np.ndarray | None = None
+        self.n_feasible = 0
+
+    def add(
+        self,
+        start: int,
+        candidates: np.ndarray,
+        ok: np.ndarray,
+        scores: np.ndarray,
+        feasible: FeasibleFn | None = None,
+    ) -> None:
+        import numpy as np
+
+        c = candidates.shape[0]
+        losses = np.asarray(scores, dtype=np.float64).reshape(-1)
+        if losses.shape[0] != c:
+            raise ValueError(f"score returned {losses.shape[0]} values for {c} candidates")
+        keep = np.isfinite(losses) & ok
+        if feasible is not None:
+            keep &= np.asarray(feasible(candidates), dtype=bool).reshape(-1)
+        index = np.arange(start, start + c, dtype=np.int64)
+        rows: np.ndarray | None = None
+        if not keep.all():
+            losses, index, rows = losses[keep], index[keep], np.flatnonzero(keep)
+        self.n_feasible += losses.size
+        if self.weights is None:
+            self.weights = np.empty((0, candidates.shape[1]), dtype=np.float32)
+        self.loss, self.index, self.weights = _merge_top_k(
+            self.loss, self.index, self.weights, losses, index, candidates, rows, self.k
+        )
+
+    def result(self, n_candidates: int) -> SearchResult:
+        import numpy as np
+
+        if self.n_feasible == 0 or self.weights is None:
+            raise InfeasibleError(
+                f"none of the {n_candidates} candidate mixtures satisfies the constraints; "
+                "relax them or raise --candidates"
+            )
+        # Average in float64 in candidate order, so the result does not depend on chunking.
+        order = np.argsort(self.index, kind="stable")
+        mean = self.weights[order].astype(np.float64).mean(axis=0)
+        mean /= mean.sum()
+        return SearchResult(
+            weights=mean,
+            predicted_loss=float(self.loss[order].mean()),
+            best_loss=float(self.loss.min()),
+            n_candidates=n_candidates,
+            n_feasible=self.n_feasible,
+            n_used=int(self.loss.size),
+        )
+
+
+def _candidate_chunks(
+    prior: Sequence[float] | np.ndarray,
+    config: SearchConfig,
+    rng: np.random.Generator,
+    transform: TransformFn | None,
+) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
+    """(start, candidates, usable) per chunk: the Dirichlet draws, in candidate order.
+
+    `candidates` is a (c, K) view of a reused buffer; `usable` is False where a candidate's
+    gammas all underflowed (sum 0: NaN weights, never to be ranked).
+    """
     import numpy as np
 
     m0 = _check_prior(prior)
@@ -147,10 +287,6 @@ def search_mixture(
             block -= block.max(axis=0)
             columns[active, :c] = np.exp(block)
 
-    best_loss = np.empty(0, dtype=np.float64)
-    best_index = np.empty(0, dtype=np.int64)
-    best_weights = np.empty((0, n_domains), dtype=np.float32)
-    n_feasible = 0
     try:
         for start in range(0, config.candidates, chunk):
             c = min(chunk, config.candidates - start)
@@ -162,47 +298,15 @@ def search_mixture(
             candidates = block.T
             if transform is not None:
                 transform(candidates)
-            losses = np.asarray(score(candidates), dtype=np.float64).reshape(-1)
-            if losses.shape[0] != c:
-                raise ValueError(f"score returned {losses.shape[0]} values for {c} candidates")
-            # A candidate whose gammas all underflowed (sum 0) is NaN: never rank it.
-            keep = np.isfinite(losses) & (totals > 0) & np.isfinite(totals)
-            if feasible is not None:
-                keep &= np.asarray(feasible(candidates), dtype=bool).reshape(-1)
-            index = np.arange(start, start + c, dtype=np.int64)
-            rows: np.ndarray | None = None
-            if not keep.all():
-                losses, index, rows = losses[keep], index[keep], np.flatnonzero(keep)
-            n_feasible += losses.size
-            best_loss, best_index, best_weights = _merge_top_k(
-                best_loss, best_index, best_weights, losses, index, candidates, rows, config.top_k
-            )
+            yield start, candidates, (totals > 0) & np.isfinite(totals)
     finally:
         if pool is not None:
             pool.shutdown()
 
-    if n_feasible == 0:
-        raise InfeasibleError(
-            f"none of the {config.candidates} candidate mixtures satisfies the constraints; "
-            "relax them or raise --candidates"
-        )
-    # Average in float64 in candidate order, so the result does not depend on chunking.
-    order = np.argsort(best_index, kind="stable")
-    mean = best_weights[order].astype(np.float64).mean(axis=0)
-    mean /= mean.sum()
-    return SearchResult(
-        weights=mean,
-        predicted_loss=float(best_loss[order].mean()),
-        best_loss=float(best_loss.min()),
-        n_candidates=config.candidates,
-        n_feasible=n_feasible,
-        n_used=int(best_loss.size),
-    )
-
 
 def _threads(config: SearchConfig, n_active: int) -> int:
-    """Sampling threads: the configured number, else min(2, cores); never more than domains."""
-    wanted = config.threads if config.threads > 0 else min(2, os.cpu_count() or 1)
+    """Sampling threads: the configured number, else every core; never more than domains."""
+    wanted = config.threads if config.threads > 0 else (os.cpu_count() or 1)
     return max(1, min(wanted, n_active))
 
 

@@ -11,7 +11,7 @@ import pytest
 from regmixd_cli.domain import MODEL_SCHEMA
 from regmixd_cli.errors import ModelError, UsageError
 from regmixd_cli.fit import boosters as boosters_module
-from regmixd_cli.fit import crossval
+from regmixd_cli.fit import crossval, training
 from regmixd_cli.fit.files import load_model, model_hash, save_model
 from regmixd_cli.fit.metrics import pearson, r2, rank_average, spearman, top_k_overlap
 from regmixd_cli.fit.model import FitConfig, XGBSettings, curve_shift
@@ -139,14 +139,15 @@ def test_cross_validation_is_grouped_and_early_stopping_never_sees_held_out_runs
     smooth, monkeypatch
 ):
     calls = []
-    real = boosters_module.fit_booster
+    real = boosters_module.booster_task
 
     def spy(table, runs, kind, stage, settings, seed, rounds, early_runs=None):
         calls.append((set(runs.tolist()), None if early_runs is None else set(early_runs.tolist())))
         return real(table, runs, kind, stage, settings, seed, rounds, early_runs)
 
-    monkeypatch.setattr(boosters_module, "fit_booster", spy)
-    monkeypatch.setattr(crossval, "fit_booster", spy)
+    monkeypatch.setattr(boosters_module, "booster_task", spy)
+    monkeypatch.setattr(crossval, "booster_task", spy)
+    monkeypatch.setattr(training, "booster_task", spy)
     fit_model(smooth, FitConfig(n_switch_points=1, folds=4, xgb=FAST))
     cv_calls = [c for c in calls if c[1] is not None]
     assert len(cv_calls) == 4 * 4  # endpoint, one stage, pooled, one curve point per fold

@@ -395,4 +395,3 @@ def test_the_guard_steers_with_static_regmix_when_the_schedule_is_not_credible(c
     forced = json.loads(run_online(cli, model_dir, "--step", "3000", "--loss", "3.1", "--json",
                                    "--force-dynamic").stdout)
     assert not any(w.startswith("guard:") for w in forced["warnings"])
-    assert forced["weights"] != data["weights"]
