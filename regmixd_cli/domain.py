@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -22,6 +23,9 @@ SOURCE = "source"
 DIVERGED = "diverged"
 STEP_START = "start_step"  # phases.parquet: the step a run's phase starts at
 TRAJECTORY_COLUMNS = (RUN, STEP, TOKENS, METRIC, VALUE)
+
+# progress(done, total): how long work reports how far it is (the CLI draws a bar).
+ProgressFn = Callable[[int, int], None]
 
 
 @dataclass(frozen=True, slots=True)

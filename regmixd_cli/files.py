@@ -21,7 +21,7 @@ import os
 import shutil
 import sys
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -126,10 +126,18 @@ def _blocking_file(path: Path) -> Path | None:
     return None
 
 
-def check_output_file(path: Path, option: str = "``out``") -> None:
+def check_output_file(
+    path: Path,
+    option: str = "``out``",
+    ours: Callable[[bytes], bool] | None = None,
+    what: str = "",
+    force: bool = False,
+) -> None:
     """Refuse, before any work, an output file path that is a directory or cannot be made.
 
-    An InputError (exit 3), as for any other existing path of the wrong kind.
+    With `ours` (a test of a file's first 64 KiB), an existing file that fails it (a file
+    regmixd did not write: `what` names the kind) is refused too, unless `force`. An
+    InputError (exit 3), as for any other existing path of the wrong kind.
     """
     path = Path(path)
     _refuse_long_name(path, option)
@@ -140,6 +148,31 @@ def check_output_file(path: Path, option: str = "``out``") -> None:
     if blocker is not None:
         raise InputError(f"{path}: cannot write it, {blocker} is a file, not a directory; "
                          f"choose another {option}")
+    if ours is not None and not force and path.is_file() and not ours(_head(path)):
+        raise InputError(f"{path}: exists and is not {what}; choose another {option}, or pass "
+                         "``force`` to replace it")
+
+
+def _head(path: Path) -> bytes:
+    """A file's first 64 KiB (b'' when unreadable)."""
+    try:
+        with open(path, "rb") as handle:
+            return handle.read(65536)
+    except OSError:
+        return b""
+
+
+def json_with(key: str, accepted: Callable[[Any], bool]) -> Callable[[bytes], bool]:
+    """A test for `check_output_file`: a JSON object whose `key` passes `accepted`."""
+
+    def test(head: bytes) -> bool:
+        try:
+            data = json.loads(head.decode("utf-8"))
+        except (UnicodeDecodeError, ValueError, RecursionError):
+            return False
+        return isinstance(data, dict) and accepted(data.get(key))
+
+    return test
 
 
 def _refuse_long_name(path: Path, option: str) -> None:

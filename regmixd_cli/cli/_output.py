@@ -7,16 +7,16 @@ stderr through `cli._app`'s consoles.
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
 from regmixd_cli.cli._app import err
+from regmixd_cli.domain import ProgressFn
 from regmixd_cli.files import dumps_json
 
 STDOUT = "-"  # the path that means standard output
 
-ProgressFn = Callable[[int, int], None]
 
 
 def write_stdout(text: str) -> None:
@@ -59,3 +59,37 @@ def progress_bar(description: str, total: int) -> Iterator[ProgressFn]:
             bar.update(task, completed=done, total=total)
 
         yield update
+
+
+def is_schedule_file(head: bytes) -> bool:
+    """Whether a file is a schedule JSON regmixd wrote (schedule, online or oracle)."""
+    from regmixd_cli.domain import SCHEDULE_SCHEMA
+    from regmixd_cli.files import json_with
+
+    return json_with("schema_version", lambda v: v == SCHEDULE_SCHEMA)(head)
+
+
+def is_state_file(head: bytes) -> bool:
+    """Whether a file is an `online --follow` state file."""
+    from regmixd_cli.files import json_with
+    from regmixd_cli.online.state import STATE_SCHEMA
+
+    return json_with("schema_version", lambda v: v == STATE_SCHEMA)(head)
+
+
+def is_design_file(head: bytes) -> bool:
+    """Whether a file is a design (mixtures) file: CSV `run,...` or a JSON object of runs."""
+    import json
+
+    if head.startswith(b"run,"):
+        return True
+    try:
+        data = json.loads(head.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        return False
+    return isinstance(data, dict) and all(isinstance(v, dict | list) for v in data.values())
+
+
+def is_plot_file(head: bytes) -> bool:
+    """Whether a file is a figure (PNG or SVG)."""
+    return head.startswith(b"\x89PNG") or b"<svg" in head[:4096]

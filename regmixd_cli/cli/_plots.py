@@ -14,6 +14,7 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from regmixd_cli.cli._app import info
+from regmixd_cli.cli._output import is_plot_file
 from regmixd_cli.errors import UsageError
 
 if TYPE_CHECKING:
@@ -25,7 +26,7 @@ if TYPE_CHECKING:
     from regmixd_cli.fit.model import FittedModel
     from regmixd_cli.plan.compare import Prediction
 
-FORMATS = {".png": "png", ".svg": "svg"}
+PLOT_FORMATS = {".png": "png", ".svg": "svg"}
 INSTALL_HINT = "pip install 'regmixd[plot]'"
 DPI = 110
 SVG_SALT = "regmixd"
@@ -34,12 +35,12 @@ SVG_SALT = "regmixd"
 def plot_format(name: str) -> str:
     """`png` or `svg` from a file name's extension; anything else is a usage error."""
     suffix = name[name.rfind(".") :].lower() if "." in name else ""
-    if suffix not in FORMATS:
+    if suffix not in PLOT_FORMATS:
         raise UsageError(
             f"--plot {name}: unknown figure format {suffix or '(no extension)'!r}; "
             "end the file name in .png or .svg"
         )
-    return FORMATS[suffix]
+    return PLOT_FORMATS[suffix]
 
 
 def require_matplotlib() -> None:
@@ -313,6 +314,14 @@ def check_plot(path: Path | None) -> str | None:
     check_output_file(path, "--plot")
     require_matplotlib()
     return fmt
+
+
+def check_plot_replaceable(path: Path | None) -> None:
+    """An existing --plot file must be a figure (checked after the input checks, exit 2)."""
+    if path is not None:
+        from regmixd_cli.files import check_output_file
+
+        check_output_file(path, "--plot", is_plot_file, "a PNG or SVG figure")
 
 
 def write_plot(path: Path, data: bytes) -> None:

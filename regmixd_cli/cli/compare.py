@@ -13,7 +13,7 @@ import typer
 from regmixd_cli.cli._app import app, out, warn
 from regmixd_cli.cli._options import SEED_MAX
 from regmixd_cli.cli._output import print_json, progress_bar
-from regmixd_cli.cli._plots import check_plot, write_plot
+from regmixd_cli.cli._plots import check_plot, check_plot_replaceable, write_plot
 from regmixd_cli.errors import UsageError
 
 if TYPE_CHECKING:
@@ -259,6 +259,7 @@ def compare(
         from regmixd_cli.files import check_not_input, input_paths
 
         check_not_input(plot, [*input_paths(model), *items], "--plot")
+        check_plot_replaceable(plot)
     fitted = load_model(model)
     builtin = (SearchConfig(candidates=candidates), seed, model_hash(model))
     loaded = []

@@ -9,10 +9,8 @@ import typer
 
 from regmixd_cli.cli._app import app, info, out
 from regmixd_cli.cli._options import SEED_MAX
+from regmixd_cli.cli._output import STDOUT, is_design_file
 from regmixd_cli.errors import InputError, UsageError
-
-STDOUT = "-"
-
 
 # Most proxy runs one design holds (a million runs of 100 domains is ~1 GB in memory).
 MAX_DESIGN_RUNS = 1_000_000
@@ -146,8 +144,8 @@ def design(
     if out_path != STDOUT:
         from regmixd_cli.files import check_not_input
 
-        check_output_file(Path(out_path))
         check_not_input(out_path, [prior, available_tokens, constraints])
+        check_output_file(Path(out_path), "--out", is_design_file, "a design file")
     data = read_json(prior, "prior mixture")
     if not isinstance(data, dict) or not data:
         raise InputError(f"{prior}: a prior must be a JSON object {{domain: weight}}")
@@ -235,7 +233,7 @@ def _refine(
     out_path: str, prior: Path | None, static: bool, switch_share: float | None,
 ) -> None:
     """`design --refine MODEL`: the verification round (sim.refine)."""
-    from regmixd_cli.cli._output import progress_bar
+    from regmixd_cli.cli._output import STDOUT, progress_bar
     from regmixd_cli.files import (
         atomic_write_text,
         check_not_input,
@@ -257,8 +255,8 @@ def _refine(
     if runs > MAX_DESIGN_RUNS:
         raise UsageError(f"--runs {runs}: at most {MAX_DESIGN_RUNS:,} proxy runs per design")
     if out_path != STDOUT:
-        check_output_file(Path(out_path))
         check_not_input(out_path, input_paths(model_dir))
+        check_output_file(Path(out_path), "--out", is_design_file, "a design file")
     model = load_model(model_dir)
     with progress_bar("searching the plans to verify", 1) as progress:
         plan = design_refinement(model, runs, proxy_steps, prefix, seed)

@@ -9,7 +9,7 @@ import typer
 
 from regmixd_cli.cli._app import app, err, info, warn
 from regmixd_cli.cli._options import SEED_MAX, ClusterAddress, Jobs, use_jobs
-from regmixd_cli.cli._output import print_json, progress_bar
+from regmixd_cli.cli._output import is_plot_file, print_json, progress_bar
 from regmixd_cli.cli._render import report_fit, report_tables
 from regmixd_cli.errors import UsageError
 
@@ -102,8 +102,8 @@ def fit(
     check_not_input(out, [*input_paths(store), *_prior_file(prior)])
     check_model_out(out, force)
     if plot is not None:
-        check_output_file(plot, "--plot")
         check_not_input(plot, [*input_paths(store), *_prior_file(prior)], "--plot")
+        check_output_file(plot, "--plot", is_plot_file, "a PNG or SVG figure")
     if ensemble < 0 or ensemble == 1:
         raise UsageError(f"--ensemble {ensemble}: give 0 (none) or at least 2 replicas")
     grid = parse_intervals(intervals) if intervals is not None else None

@@ -20,7 +20,7 @@ from regmixd_cli.cli._options import (
     ConstraintFlags,
     with_constraint_options,
 )
-from regmixd_cli.cli._output import print_json, write_stdout
+from regmixd_cli.cli._output import is_schedule_file, print_json, write_stdout
 from regmixd_cli.cli._signals import EARLY_STOP
 from regmixd_cli.errors import UsageError
 
@@ -173,6 +173,11 @@ def _online(  # noqa: PLR0913 - the options of `online`, checked and run
         if state is not None and out_schedule is not None and (
                 state.resolve() == out_schedule.resolve()):
             raise UsageError(f"--out-schedule {out_schedule} is also --state; give two files")
+        if out_schedule is not None:  # a file of another kind: after the input checks (exit 2)
+            from regmixd_cli.files import check_output_file
+
+            check_output_file(out_schedule, "--out-schedule", is_schedule_file,
+                              "a schedule JSON")
 
     from regmixd_cli.plan.schedule import resolve_schedule_prior
 
@@ -224,8 +229,8 @@ def _check_follow_paths(log: Path, state: Path | None, out_schedule: Path | None
 
     outputs = [("--state", state), ("--out-schedule", out_schedule)]
     for option, path in outputs:
-        if path is not None:
-            check_output_file(path, option)  # the same rule (and exit 3) as every other output
+        if path is not None:  # the same rule (and exit 3) as every other output
+            check_output_file(path, option)
     named = {option: path.resolve() for option, path in outputs if path is not None}
     for option, path in named.items():
         if path == log.resolve():
@@ -283,10 +288,10 @@ def _follow(
     stop: list[str],
 ) -> None:
     """Watch `log` and decide at every switch point; the loop and the clock live here."""
-    from regmixd_cli.online.follow import LogSource, detect_format
+    from regmixd_cli.online.follow import LogSource, detect_log_format
     from regmixd_cli.online.state import load_state, save_state, state_settings
 
-    fmt = detect_format(log, log_format)
+    fmt = detect_log_format(log, log_format)
     settings = state_settings(controller, metric)
     if state_path is not None:
         controller.decisions = load_state(state_path, settings, controller)

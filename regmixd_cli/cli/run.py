@@ -10,7 +10,7 @@ import typer
 
 from regmixd_cli.cli._app import app, err, info, out, warn
 from regmixd_cli.cli._options import SEED_MAX, ClusterAddress, Jobs, use_jobs
-from regmixd_cli.cli._output import progress_bar, write_stdout
+from regmixd_cli.cli._output import is_schedule_file, progress_bar, write_stdout
 from regmixd_cli.cli._render import (
     render_schedule,
     report_fit,
@@ -89,6 +89,8 @@ def run(
     prior_file = [prior] if prior is not None and Path(prior).exists() else []
     for name in (STORE_DIR, MODEL_DIR, SCHEDULE_FILE, STATIC_FILE):
         check_not_input(out_dir / name, [*paths, mixtures, *prior_file])
+    for name in (SCHEDULE_FILE, STATIC_FILE):  # after the input checks: those are exit 2
+        check_output_file(out_dir / name, "--out", is_schedule_file, "a schedule JSON")
     from regmixd_cli.fit.parallel import Executor, executor
 
     threads = use_jobs(jobs)

@@ -15,7 +15,7 @@ from regmixd_cli.cli._options import (
     Jobs,
     with_constraint_options,
 )
-from regmixd_cli.cli._output import STDOUT, progress_bar, write_stdout
+from regmixd_cli.cli._output import STDOUT, is_schedule_file, progress_bar, write_stdout
 from regmixd_cli.cli._render import render_schedule, report_verdict
 from regmixd_cli.errors import UsageError
 
@@ -71,6 +71,9 @@ def schedule(
         ),
     ] = False,
     jobs: Jobs = 0,
+    force: Annotated[
+        bool, typer.Option("--force", help="Replace an --out file that is not a schedule JSON.")
+    ] = False,
 ) -> None:
     """Build an offline RegMix-D schedule (or, with --static, the RegMix mixture) from a model.
 
@@ -96,9 +99,10 @@ def schedule(
     if out_path is not None and str(out_path) != STDOUT:
         from regmixd_cli.files import check_not_input, input_paths
 
-        check_output_file(out_path)  # before the search: a bad --out must not cost it
+        # before the search: a bad --out must not cost it
         prior_file = [prior] if prior is not None and Path(prior).exists() else []
         check_not_input(out_path, [*input_paths(model), *prior_file, constraint_flags.path])
+        check_output_file(out_path, "--out", is_schedule_file, "a schedule JSON", force)
     from regmixd_cli.cli._options import load_constraints, report_constraints, use_jobs
     from regmixd_cli.fit.ensemble import (
         load_ensemble,

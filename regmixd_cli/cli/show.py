@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from regmixd_cli.cli._app import app
+from regmixd_cli.cli._output import is_plot_file
 from regmixd_cli.errors import InputError, UsageError
 
 
@@ -52,8 +53,8 @@ def show(
             from regmixd_cli.files import check_not_input, check_output_file
 
             # first: a bad --plot fails before anything is printed
-            check_output_file(plot, "--plot")
             check_not_input(plot, [path], "--plot")
+            check_output_file(plot, "--plot", is_plot_file, "a PNG or SVG figure")
             from regmixd_cli.cli._plots import plot_schedule
 
             plot_schedule(path, plot)

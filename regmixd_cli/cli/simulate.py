@@ -11,13 +11,12 @@ import typer
 
 from regmixd_cli.cli._app import app, info
 from regmixd_cli.cli._options import SEED_MAX
-from regmixd_cli.cli._output import print_json, progress_bar
+from regmixd_cli.cli._output import STDOUT, is_schedule_file, print_json, progress_bar
 from regmixd_cli.errors import UsageError
 
 if TYPE_CHECKING:
-    from regmixd_cli.sim.world import ProgressFn
+    from regmixd_cli.domain import ProgressFn
 
-STDOUT = "-"
 PROGRESS_MIN_RUNS = 256
 
 simulate_app = typer.Typer(
@@ -321,11 +320,11 @@ def oracle(
     from regmixd_cli.files import check_not_input
 
     if out_path is not None and out_path != STDOUT:  # before the search, not after it
-        check_output_file(Path(out_path))
         check_not_input(out_path, [world_path])
+        check_output_file(Path(out_path), "--out", is_schedule_file, "a schedule JSON")
     if static_out is not None:
-        check_output_file(static_out, "--static-out")
         check_not_input(static_out, [world_path], "--static-out")
+        check_output_file(static_out, "--static-out", is_schedule_file, "a schedule JSON")
         if out_path not in (None, STDOUT) and Path(out_path).resolve() == static_out.resolve():
             raise UsageError(f"--static-out {static_out} is also --out; give two files")
     world = read_world(world_path)

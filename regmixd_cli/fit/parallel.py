@@ -128,13 +128,15 @@ class Cluster:
 
     def __init__(self, address: str) -> None:
         try:
-            from dask.distributed import Client
+            import dask.distributed
         except ImportError:
             raise UsageError(
                 "--cluster needs Dask: pip install 'regmixd[dask]' (dask[distributed])"
             ) from None
         try:
-            self._client = Client(address, timeout=CONNECT_TIMEOUT, set_as_default=False)
+            # Dask's API is untyped: the client is used as Any.
+            client: Any = dask.distributed.Client
+            self._client: Any = client(address, timeout=CONNECT_TIMEOUT, set_as_default=False)
         except (OSError, TimeoutError, ValueError) as exc:
             raise UsageError(
                 f"--cluster {address}: cannot reach a Dask scheduler there within "

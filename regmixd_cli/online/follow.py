@@ -12,11 +12,11 @@ from pathlib import Path
 
 from regmixd_cli.errors import InputError
 from regmixd_cli.online.log_parse import (
-    FORMATS,
+    LOG_FORMATS,
     Chunk,
     LogCursor,
     Observation,
-    detect_format,
+    detect_log_format,
     metric_keys,
     parse_chunk,
     parse_trainer_state,
@@ -24,12 +24,12 @@ from regmixd_cli.online.log_parse import (
 )
 
 __all__ = [
-    "FORMATS",
+    "LOG_FORMATS",
     "Chunk",
     "LogCursor",
     "LogSource",
     "Observation",
-    "detect_format",
+    "detect_log_format",
     "metric_keys",
     "parse_chunk",
     "parse_trainer_state",

@@ -20,7 +20,7 @@ from typing import Any
 
 from regmixd_cli.errors import InputError, UsageError
 
-FORMATS = ("auto", "jsonl", "csv", "hf")
+LOG_FORMATS = ("auto", "jsonl", "csv", "hf")
 _RESERVED = frozenset({"run", "step", "tokens"})
 
 
@@ -56,10 +56,10 @@ class Chunk:
     # the metric): how much evidence there is that a missing metric is misnamed
 
 
-def detect_format(path: Path, fmt: str = "auto") -> str:
+def detect_log_format(path: Path, fmt: str = "auto") -> str:
     """The log format: `fmt` unless auto; else by name (.csv, *.json -> hf, otherwise jsonl)."""
-    if fmt not in FORMATS:
-        raise UsageError(f"``format`` {fmt!r}: choose one of {', '.join(FORMATS)}")
+    if fmt not in LOG_FORMATS:
+        raise UsageError(f"``format`` {fmt!r}: choose one of {', '.join(LOG_FORMATS)}")
     if fmt != "auto":
         return fmt
     name = path.name.lower()

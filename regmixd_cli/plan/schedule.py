@@ -19,7 +19,7 @@ Conventions recorded in docs/DECISIONS.md:
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
 from regmixd_cli._version import __version__
@@ -28,6 +28,7 @@ from regmixd_cli.domain import (
     LOSS_DECIMALS,
     METHOD_OFFLINE,
     METHOD_STATIC,
+    ProgressFn,
     Schedule,
     Stage,
 )
@@ -43,7 +44,6 @@ if TYPE_CHECKING:
     import numpy as np
 
 
-ProgressFn = Callable[[int, int], None]
 
 
 class ScheduleModel(Protocol):

@@ -14,11 +14,10 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from regmixd_cli._version import __version__
-from regmixd_cli.domain import SCHEDULE_SCHEMA
+from regmixd_cli.domain import SCHEDULE_SCHEMA, ProgressFn
 from regmixd_cli.errors import UsageError
 from regmixd_cli.sim.files import stages_from_document
 from regmixd_cli.sim.world import (
-    ProgressFn,
     World,
     final_losses,
     static_stages,

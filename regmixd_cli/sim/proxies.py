@@ -14,13 +14,13 @@ from regmixd_cli.domain import (
     STEP_START,
     TOKENS,
     VALUE,
+    ProgressFn,
     Store,
 )
 from regmixd_cli.errors import UsageError
 from regmixd_cli.sim.world import (
     RUN_CHUNK,
     TRAIN_METRIC,
-    ProgressFn,
     SimulatedRuns,
     World,
     true_losses,

@@ -24,7 +24,7 @@ Proxy runs in a world are `sim.proxies`; world files and their readers are `sim.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -48,7 +48,6 @@ JITTER = 0.25  # lognormal sd of the per-seed deviation from a domain's archetyp
 FRACTION_TOLERANCE = 1e-3  # schedule fractions are written rounded (to 4 decimals)
 RUN_CHUNK = 64
 
-ProgressFn = Callable[[int, int], None]
 Stage = tuple[float, float, Sequence[float]]  # (start_fraction, end_fraction, weights)
 
 # name: (corpus token share in %, early usefulness, late usefulness, train-loss offset).

@@ -91,10 +91,11 @@ def test_bad_search_options_are_usage_errors(cli, model_dir):
 
 def test_failed_schedule_leaves_an_existing_file_alone(cli, model_dir, tmp_path):
     out = tmp_path / "schedule.json"
-    out.write_text("precious", encoding="utf-8")
+    precious = '{"schema_version": "regmixd.schedule/v1", "note": "an earlier schedule"}'
+    out.write_text(precious, encoding="utf-8")
     result = cli("schedule", model_dir, "--out", out, "--target-steps", "2")
     assert result.exit_code == 2, result.output
-    assert out.read_text(encoding="utf-8") == "precious"
+    assert out.read_text(encoding="utf-8") == precious
     assert [p.name for p in tmp_path.iterdir()] == ["schedule.json"]
 
 

@@ -16,7 +16,7 @@ import pytest
 from regmixd_cli.errors import InputError, UsageError
 from regmixd_cli.online.follow import (
     LogCursor,
-    detect_format,
+    detect_log_format,
     metric_keys,
     parse_chunk,
     parse_trainer_state,
@@ -127,12 +127,12 @@ def test_trainer_state_whole_and_half_written():
 
 
 def test_detect_format():
-    assert detect_format(Path("run/log.jsonl")) == "jsonl"
-    assert detect_format(Path("metrics.CSV")) == "csv"
-    assert detect_format(Path("ckpt/trainer_state.json")) == "hf"
-    assert detect_format(Path("log.txt"), "csv") == "csv"
+    assert detect_log_format(Path("run/log.jsonl")) == "jsonl"
+    assert detect_log_format(Path("metrics.CSV")) == "csv"
+    assert detect_log_format(Path("ckpt/trainer_state.json")) == "hf"
+    assert detect_log_format(Path("log.txt"), "csv") == "csv"
     with pytest.raises(UsageError, match="``format``"):
-        detect_format(Path("x"), "yaml")
+        detect_log_format(Path("x"), "yaml")
 
 
 # --------------------------------------------------------------------------- the watcher

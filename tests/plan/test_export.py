@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from regmixd_cli._version import __version__
-from regmixd_cli.plan.export import DIR_FORMATS, FORMATS, MANIFEST
+from regmixd_cli.plan.export import DIR_FORMATS, EXPORT_FORMATS, MANIFEST
 
 GOLDEN = Path(__file__).parent / "golden" / "exports"
 # REGMIXD_UPDATE_GOLDEN=1 rewrites the golden files from the current exports.
@@ -66,7 +66,7 @@ def normalise(text: str) -> str:
         f'"regmixd_version": "{__version__}"', '"regmixd_version": "VERSION"')
 
 
-@pytest.mark.parametrize("fmt", FORMATS)
+@pytest.mark.parametrize("fmt", EXPORT_FORMATS)
 def test_export_matches_its_golden_files(cli, schedule, tmp_path, fmt):
     out = tmp_path / ONE_FILE.get(fmt, "out")
     result = cli("export", schedule, "--to", fmt, *UNITS, *PREFIXES, "--out", out)
@@ -88,7 +88,7 @@ def test_export_matches_its_golden_files(cli, schedule, tmp_path, fmt):
         assert cites and all("@" in t or "datasets 5.2.0" in t for t in cites), fmt
 
 
-@pytest.mark.parametrize("fmt", [f for f in FORMATS if f not in DIR_FORMATS])
+@pytest.mark.parametrize("fmt", [f for f in EXPORT_FORMATS if f not in DIR_FORMATS])
 def test_one_file_formats_go_to_stdout_byte_identically(cli, schedule, fmt):
     a = cli("export", schedule, "--to", fmt, *UNITS)
     b = cli("export", schedule, "--to", fmt, *UNITS, "--out", "-")
@@ -100,7 +100,7 @@ def test_an_online_schedule_exports_the_same_way(cli, tmp_path):
     offline, online = tmp_path / "offline.json", tmp_path / "online.json"
     offline.write_text(json.dumps(schedule_doc()), encoding="utf-8")
     online.write_text(json.dumps(schedule_doc("regmix-d-online")), encoding="utf-8")
-    for fmt in FORMATS:
+    for fmt in EXPORT_FORMATS:
         outs = []
         for path in (offline, online):
             out = tmp_path / path.stem / fmt
@@ -352,7 +352,7 @@ def test_unknown_format_and_bad_prefix_are_usage_errors(cli, schedule):
     result = cli("export", schedule, "--to", "deepspeed")
     assert result.exit_code == 2
     assert result.stderr == ("Error: --to 'deepspeed': unknown format; choose one of "
-                             f"{', '.join(FORMATS)}\n")
+                             f"{', '.join(EXPORT_FORMATS)}\n")
     for item, message in (("pile_cc", "expected DOMAIN=PATH"),
                           ("books=/x", "unknown domain 'books'; the schedule has pile_cc, "
                            "github, arxiv"), ("=/x", "expected DOMAIN=PATH")):

@@ -28,7 +28,7 @@ from regmixd_cli.domain import Schedule
 from regmixd_cli.errors import UsageError, param
 from regmixd_cli.plan.export.common import (
     DIR_FORMATS,
-    FORMATS,
+    EXPORT_FORMATS,
     MANIFEST,
     NATIVE_FORMATS,
     Export,
@@ -69,11 +69,11 @@ def build_export(
     prefixes: Mapping[str, str] | None = None,
     options: ExportOptions | None = None,
 ) -> Export:
-    """The schedule in trainer format `fmt` (one of FORMATS), with its rounding notes."""
+    """The schedule in trainer format `fmt` (one of EXPORT_FORMATS), with its rounding notes."""
     writer = _WRITERS.get(fmt)
     if writer is None:
         raise UsageError(
-            f"{param('to')} {fmt!r}: unknown format; choose one of {', '.join(FORMATS)}"
+            f"{param('to')} {fmt!r}: unknown format; choose one of {', '.join(EXPORT_FORMATS)}"
         )
     files, notes = writer(schedule, dict(prefixes or {}), options or ExportOptions())
     if fmt in DIR_FORMATS:
@@ -106,6 +106,6 @@ _WRITERS: dict[str, Writer] = {
 }
 
 __all__ = [
-    "DIR_FORMATS", "FORMATS", "MANIFEST", "NATIVE_FORMATS", "Export", "ExportOptions",
+    "DIR_FORMATS", "EXPORT_FORMATS", "MANIFEST", "NATIVE_FORMATS", "Export", "ExportOptions",
     "build_export", "export_schedule", "levanter_starts", "parse_prefixes",
 ]  # fmt: skip

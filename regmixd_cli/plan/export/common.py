@@ -14,7 +14,7 @@ from regmixd_cli._version import __version__
 from regmixd_cli.domain import Schedule, Stage
 from regmixd_cli.errors import UsageError, param
 
-FORMATS = (
+EXPORT_FORMATS = (
     "megatron", "nanotron", "olmo-core", "levanter", "llm-foundry", "olmo-core-curriculum",
     "hf", "csv",
 )  # fmt: skip
