@@ -159,6 +159,32 @@ def predict_phased(
         preds[f"{form}/rollout"][held] = path
 
 
+# Verification runs of `design --refine` are named <prefix>d000... (they follow the recommended
+# schedule or its neighbours) and <prefix>s000... (static RegMix or its neighbours).
+VERIFY_DYNAMIC_TAG = "d"
+VERIFY_STATIC_TAG = "s"
+
+
+def observed_verification(table: LossTable, prefixes: tuple[str, ...]) -> dict[str, Any] | None:
+    """What the verification runs observed: mean final loss of the runs around the schedule
+    and around static RegMix, and the standard error of their difference (None with fewer than
+    two runs on either side). The guard (plan.guard) lets this overrule the model."""
+    if not prefixes:
+        return None
+    final = table.losses[:, -1]
+    groups = []
+    for tag in (VERIFY_DYNAMIC_TAG, VERIFY_STATIC_TAG):
+        mask = np.array([any(r.startswith(p + tag) for p in prefixes) for r in table.runs])
+        groups.append(final[mask])
+    dynamic, static = groups
+    if len(dynamic) < 2 or len(static) < 2:
+        return None
+    sd = math.sqrt(float(dynamic.var(ddof=1)) / len(dynamic)
+                   + float(static.var(ddof=1)) / len(static))
+    return {"dynamic": round(float(dynamic.mean()), 6), "static": round(float(static.mean()), 6),
+            "sd": round(sd, 6), "n_dynamic": len(dynamic), "n_static": len(static)}
+
+
 def phased_evidence(
     table: LossTable,
     forms: tuple[str, ...],

@@ -23,6 +23,7 @@ from regmixd_cli.fit.crossval import (
     choose_form_by_evidence,
     cross_validate,
     cv_report,
+    observed_verification,
     phased_evidence,
 )
 from regmixd_cli.fit.model import (
@@ -102,6 +103,9 @@ def fit_model(
     report = cv_report(table, config, forms, preds, rounds, chosen, reason, final_rounds)
     if table.in_force is not None or config.verify_prefixes:
         report["evidence"] = evidence
+    observed = observed_verification(table, config.verify_prefixes)
+    if observed is not None:
+        report["verification"] = observed
     if blind:
         report["warnings"] = [BLIND_WARNING]
     ranges = tuple(

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 from regmixd_cli.domain import Schedule
 from regmixd_cli.errors import UsageError
+from regmixd_cli.fit.crossval import VERIFY_DYNAMIC_TAG, VERIFY_STATIC_TAG
 from regmixd_cli.plan.schedule import build_schedule, build_static, resolve_schedule_prior
 from regmixd_cli.plan.search import SearchConfig
 from regmixd_cli.weights import round_weights
@@ -30,8 +31,9 @@ if TYPE_CHECKING:
 # become small but nonzero). 100 moves a weight of 0.3 by about +-0.046 (one sd).
 NEIGHBOUR_CONCENTRATION = 100.0
 NEIGHBOUR_FLOOR = 0.05
-DYNAMIC_TAG = "d"  # run names: <prefix>d000... follow the schedule, <prefix>s000... static
-STATIC_TAG = "s"
+# Run names: <prefix>d000... follow the schedule, <prefix>s000... static RegMix (fit reads them).
+DYNAMIC_TAG = VERIFY_DYNAMIC_TAG
+STATIC_TAG = VERIFY_STATIC_TAG
 
 
 @dataclass(frozen=True, slots=True)

@@ -92,5 +92,10 @@ def test_two_rounds_end_to_end_the_verification_runs_pick_the_form(cli, tmp_path
     report = json.loads((refit / "model.json").read_text())["report"]
     assert "verification runs" in report["choice"]["reason"]
     assert all("verification_rollout" in e for e in report["evidence"]["forms"].values())
+    # What the verification runs observed goes to the guard, which lets it overrule the model.
+    observed = report["verification"]
+    assert observed["n_dynamic"] == 3 and observed["n_static"] == 3 and observed["sd"] > 0
+    plan = json.loads(cli("schedule", refit, "--json", "--candidates", "2000").stdout)
+    assert "verification runs" in plan["provenance"]["guard"]["reason"]
     fails(cli("simulate", "--world", first / "world.json", "--runs", "3", "--out",
               tmp_path / "w3"), 2, "give --mixtures")
