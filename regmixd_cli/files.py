@@ -148,13 +148,13 @@ def check_output_file(
     if blocker is not None:
         raise InputError(f"{path}: cannot write it, {blocker} is a file, not a directory; "
                          f"choose another {option}")
-    if ours is not None and not force and path.is_file() and not ours(_head(path)):
+    if ours is not None and not force and path.is_file() and not ours(read_head(path)):
         raise InputError(f"{path}: exists and is not {what}; choose another {option}, or pass "
                          "``force`` to replace it")
 
 
-def _head(path: Path) -> bytes:
-    """A file's first 64 KiB (b'' when unreadable)."""
+def read_head(path: Path) -> bytes:
+    """A file's first 64 KiB (b'' when unreadable): enough to tell what kind of file it is."""
     try:
         with open(path, "rb") as handle:
             return handle.read(65536)

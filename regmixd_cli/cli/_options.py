@@ -230,3 +230,9 @@ def use_jobs(jobs: int) -> int:
     n = resolve_jobs(jobs)
     set_prediction_threads(n)
     return n
+
+
+def prior_input(prior: str | None) -> list[Path]:
+    """`--prior` as an input path when it names a file (not `uniform`/`proxy-mean`), for the
+    output-is-an-input checks."""
+    return [Path(prior)] if prior is not None and Path(prior).exists() else []

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from regmixd_cli.cli._app import app, err, info, warn
-from regmixd_cli.cli._options import SEED_MAX, ClusterAddress, Jobs, use_jobs
+from regmixd_cli.cli._options import SEED_MAX, ClusterAddress, Jobs, prior_input, use_jobs
 from regmixd_cli.cli._output import is_plot_file, print_json, progress_bar
 from regmixd_cli.cli._render import report_fit, report_tables
 from regmixd_cli.errors import UsageError
@@ -99,10 +99,10 @@ def fit(
 
     plot_format = check_plot(plot)  # before the fit: a bad --plot must not cost a whole fit
     check_output_dir(out)
-    check_not_input(out, [*input_paths(store), *_prior_file(prior)])
+    check_not_input(out, [*input_paths(store), *prior_input(prior)])
     check_model_out(out, force)
     if plot is not None:
-        check_not_input(plot, [*input_paths(store), *_prior_file(prior)], "--plot")
+        check_not_input(plot, [*input_paths(store), *prior_input(prior)], "--plot")
         check_output_file(plot, "--plot", is_plot_file, "a PNG or SVG figure")
     if ensemble < 0 or ensemble == 1:
         raise UsageError(f"--ensemble {ensemble}: give 0 (none) or at least 2 replicas")
@@ -165,7 +165,3 @@ def fit(
         info(f"model: {report['choice']['reason']}")
     info(f"wrote {out}")
 
-
-def _prior_file(prior: str | None) -> list[Path]:
-    """`--prior` as an input path when it names a file (not `uniform`/`proxy-mean`)."""
-    return [Path(prior)] if prior is not None and Path(prior).exists() else []

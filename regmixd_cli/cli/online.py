@@ -18,6 +18,7 @@ from regmixd_cli.cli._options import (
     NO_CONSTRAINTS,
     SEED_MAX,
     ConstraintFlags,
+    prior_input,
     with_constraint_options,
 )
 from regmixd_cli.cli._output import is_schedule_file, print_json, write_stdout
@@ -166,7 +167,7 @@ def _online(  # noqa: PLR0913 - the options of `online`, checked and run
         _check_follow_paths(follow, state, out_schedule)
         from regmixd_cli.files import check_not_input, input_paths
 
-        sources = [*input_paths(model, follow), *_prior_file(prior), constraint_flags.path]
+        sources = [*input_paths(model, follow), *prior_input(prior), constraint_flags.path]
         for option, path in (("--state", state), ("--out-schedule", out_schedule)):
             if path is not None:
                 check_not_input(path, sources, option)
@@ -216,10 +217,6 @@ def _online(  # noqa: PLR0913 - the options of `online`, checked and run
         stop,
     )
 
-
-def _prior_file(prior: str | None) -> list[Path]:
-    """`--prior` as an input path when it names a file (not `uniform`/`proxy-mean`)."""
-    return [Path(prior)] if prior is not None and Path(prior).exists() else []
 
 
 def _check_follow_paths(log: Path, state: Path | None, out_schedule: Path | None) -> None:

@@ -9,7 +9,7 @@ from typing import Annotated, Any
 import typer
 
 from regmixd_cli.cli._app import app, err, info, out, warn
-from regmixd_cli.cli._options import SEED_MAX, ClusterAddress, Jobs, use_jobs
+from regmixd_cli.cli._options import SEED_MAX, ClusterAddress, Jobs, prior_input, use_jobs
 from regmixd_cli.cli._output import is_schedule_file, progress_bar, write_stdout
 from regmixd_cli.cli._render import (
     render_schedule,
@@ -86,7 +86,7 @@ def run(
     from regmixd_cli.fit.files import check_model_out
 
     check_model_out(out_dir / MODEL_DIR)
-    prior_file = [prior] if prior is not None and Path(prior).exists() else []
+    prior_file = prior_input(prior)
     for name in (STORE_DIR, MODEL_DIR, SCHEDULE_FILE, STATIC_FILE):
         check_not_input(out_dir / name, [*paths, mixtures, *prior_file])
     for name in (SCHEDULE_FILE, STATIC_FILE):  # after the input checks: those are exit 2

@@ -13,6 +13,7 @@ from regmixd_cli.cli._options import (
     SEED_MAX,
     ConstraintFlags,
     Jobs,
+    prior_input,
     with_constraint_options,
 )
 from regmixd_cli.cli._output import STDOUT, is_schedule_file, progress_bar, write_stdout
@@ -100,7 +101,7 @@ def schedule(
         from regmixd_cli.files import check_not_input, input_paths
 
         # before the search: a bad --out must not cost it
-        prior_file = [prior] if prior is not None and Path(prior).exists() else []
+        prior_file = prior_input(prior)
         check_not_input(out_path, [*input_paths(model), *prior_file, constraint_flags.path])
         check_output_file(out_path, "--out", is_schedule_file, "a schedule JSON", force)
     from regmixd_cli.cli._options import load_constraints, report_constraints, use_jobs

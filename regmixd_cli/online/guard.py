@@ -4,7 +4,7 @@ Online steering searches the same transition model that `schedule` does, so it i
 model's blind spots: where the guard (`plan.guard`) finds the model's predicted advantage of a
 dynamic plan over static RegMix not credible, steering from it is not credible either. The
 verdict is the model's, not the run's: the offline schedule and static RegMix are built once,
-with the controller's prior, search settings and seed (`plan.schedule.build_guarded`), and
+with the controller's prior, search settings and seed (as `plan.schedule.build_guarded`), and
 when the verdict is static every online decision hands out the static RegMix mixture instead,
 with a warning. `force_dynamic` steers anyway (the verdict is still recorded).
 """
@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 from regmixd_cli.online.decision import Decision
 from regmixd_cli.plan.guard import Verdict
-from regmixd_cli.plan.schedule import build_guarded
+from regmixd_cli.plan.schedule import build_schedule, build_static, guard_verdict
 from regmixd_cli.plan.search import SearchConfig
 from regmixd_cli.weights import Prior
 
@@ -51,17 +51,10 @@ def judge_model(
     constraints: Constraints | None = None,
 ) -> OnlineGuard:
     """The guard's verdict on `model`, as `schedule` would give it with these settings."""
-    chosen, verdict = build_guarded(
-        model, config, Prior(tuple(float(w) for w in prior), "online"), None, seed,
-        force_dynamic=force_dynamic, constraints=constraints,
-    )  # fmt: skip
-    if verdict.keep_dynamic:
-        from regmixd_cli.plan.schedule import build_static
-
-        static = build_static(model, config, Prior(tuple(prior), "online"), None, seed,
-                              constraints=constraints)
-    else:
-        static = chosen
+    plan_prior = Prior(tuple(float(w) for w in prior), "online")
+    dynamic = build_schedule(model, config, plan_prior, None, seed, constraints=constraints)
+    static = build_static(model, config, plan_prior, None, seed, constraints=constraints)
+    verdict = guard_verdict(model, dynamic, static, force_dynamic=force_dynamic)
     weights = dict(zip(static.domains, static.stages[0].weights, strict=True))
     return OnlineGuard(verdict, weights)
 

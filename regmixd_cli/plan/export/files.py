@@ -10,7 +10,13 @@ import json
 from pathlib import Path
 
 from regmixd_cli.errors import InputError, UsageError, param
-from regmixd_cli.files import atomic_dir, atomic_write_text, check_output_dir, check_output_file
+from regmixd_cli.files import (
+    atomic_dir,
+    atomic_write_text,
+    check_output_dir,
+    check_output_file,
+    read_head,
+)
 from regmixd_cli.plan.export.common import MANIFEST_FORMAT
 
 
@@ -28,24 +34,16 @@ def check_export_out(out: Path | None, schedule_file: Path, directory: bool) -> 
         check_output_dir(out)
         if out.is_dir() and any(out.iterdir()):
             marker = out / MANIFEST
-            if not (marker.is_file() and is_export_manifest(_read_text(marker))):
+            if not (marker.is_file() and is_export_manifest(_text(read_head(marker)))):
                 raise InputError(f"{out}: a directory that `regmixd export` did not write; "
                                  f"choose another {param('out')} (or an empty directory)")
         return
     check_output_file(out)
-    if out.exists() and not is_export_file(_read_text(out)):
+    if out.exists() and not is_export_file(_text(read_head(out))):
         raise InputError(
             f"{out}: exists and is not a regmixd export; choose another {param('out')}"
         )
 
-
-def _read_text(path: Path) -> str:
-    """A file's first 64 KiB as text ('' when unreadable: then it is not ours)."""
-    try:
-        with open(path, "rb") as handle:
-            return handle.read(65536).decode("utf-8", errors="replace")
-    except OSError:
-        return ""
 
 
 def write_export(out: Path, files: dict[str, str], directory: bool) -> None:
@@ -80,3 +78,7 @@ def is_export_manifest(text: str) -> bool:
     except ValueError:
         return False
     return isinstance(doc, dict) and doc.get("format") == MANIFEST_FORMAT
+
+
+def _text(head: bytes) -> str:
+    return head.decode("utf-8", errors="replace")
