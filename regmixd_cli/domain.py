@@ -86,6 +86,9 @@ class Stage:
     predicted_loss: float | None
     # (p10, p50, p90) of the model's bootstrap replicas, when the model has an ensemble.
     predicted_loss_interval: tuple[float, float, float] | None = None
+    # A model of several targets: each target's predicted loss at the stage's end, in the
+    # model's target order (predicted_loss is then the objective over them).
+    predicted_losses: tuple[tuple[str, float], ...] | None = None
 
 
 @dataclass(frozen=True, slots=True)

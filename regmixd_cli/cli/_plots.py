@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     import numpy as np
 
     from regmixd_cli.domain import Schedule
-    from regmixd_cli.fit.model import FittedModel
+    from regmixd_cli.fit.objective import AnyModel
     from regmixd_cli.plan.compare import Prediction
 
 PLOT_FORMATS = {".png": "png", ".svg": "svg"}
@@ -162,8 +162,13 @@ def comparison_figure(
 ) -> bytes:
     """Left: predicted loss at each grid point per item; right: each item's share per domain."""
     n_items = len(predictions)
-    fig = _figure(11.0, max(4.2, 1.2 + 0.45 * n_items))
-    left, right = fig.subplots(1, 2, width_ratios=[1.5, 1.0])
+    targets = [t for t, _ in predictions[0].target_losses or ()]
+    fig = _figure(11.0 + 4.0 * bool(targets),
+                  max(4.2, 1.2 + 0.45 * n_items, 1.2 + 0.3 * len(targets)))
+    if targets:
+        left, right, per_target = fig.subplots(1, 3, width_ratios=[1.5, 1.0, 1.1])
+    else:
+        left, right = fig.subplots(1, 2, width_ratios=[1.5, 1.0])
     item_colours = _item_colours(n_items)
     best = min(p.final_loss for p in predictions)
     has_paths = any(p.losses for p in predictions)
@@ -228,8 +233,26 @@ def comparison_figure(
     right.set_title("Mixture, averaged over the run", fontsize="medium")
     handles, labels = right.get_legend_handles_labels()
     _legend_right(right, handles, labels, title="domain")
+    if targets:
+        _target_dots(per_target, predictions, targets, item_colours)
     fig.suptitle(f"Candidate mixtures under the fitted model ({target})", fontsize="large")
     return _render(fig, fmt)
+
+
+def _target_dots(
+    ax: Any, predictions: Sequence[Prediction], targets: Sequence[str], colours: Sequence[Any]
+) -> None:
+    """A model of several targets: each item's predicted final loss of every target."""
+    for i, pred in enumerate(predictions):
+        losses = dict(pred.target_losses or ())
+        ax.scatter([losses[t] for t in targets], range(len(targets)), color=colours[i],
+                   s=22, label=pred.plan.name, zorder=3)
+    ax.set_yticks(range(len(targets)), targets, fontsize="small")
+    ax.invert_yaxis()
+    ax.grid(axis="y", color="0.9", linewidth=0.8)
+    ax.set_xlabel("predicted final loss")
+    ax.set_title("Each target (the objective combines them)", fontsize="medium")
+    ax.legend(fontsize="x-small", frameon=False, loc="lower right")
 
 
 def _item_colours(n: int) -> list[Any]:
@@ -255,8 +278,11 @@ def cv_figure(
     form: str | None,
     target: str,
     fmt: str,
+    targets: Sequence[tuple[str, Any, Mapping[str, np.ndarray]]] = (),
 ) -> bytes:
-    """Held-out vs out-of-fold predicted loss: one panel per transition stage, one for T_p.
+    """Held-out vs out-of-fold predicted loss: one panel per transition stage, one for T_p
+    (and, for a model of several targets, one per target at T_p: `targets` holds each one's
+    (metric, truth, predictions)).
 
     `truth` is (runs, N+1) losses at the grid; `predictions` holds `endpoint` (runs,) and, for
     a transition form, `<form>/next` (runs, N) teacher-forced and `<form>/rollout` (runs,).
@@ -273,6 +299,11 @@ def cv_figure(
     if form is not None:
         end.append((f"rollout ({form})", predictions[f"{form}/rollout"]))
     panels.append((f"final loss at T_p={grid[-1]:.5g}", truth[:, -1], end))
+    for metric, held, preds in targets:
+        series = [("endpoint model", preds["endpoint"])]
+        if form is not None:
+            series.append((f"rollout ({form})", preds[f"{form}/rollout"]))
+        panels.append((f"{metric} at T_p", held[:, -1], series))
 
     n_cols = min(3, len(panels))
     n_rows = math.ceil(len(panels) / n_cols)
@@ -341,10 +372,12 @@ def plot_schedule(schedule_file: Path, plot: Path) -> None:
     write_plot(plot, schedule_figure(read_schedule(schedule_file), fmt))
 
 
-def plot_cv(fitted: FittedModel, plot: Path, fmt: str) -> None:
+def plot_cv(fitted: AnyModel, plot: Path, fmt: str) -> None:
     """`fit --plot FILE`: held-out vs out-of-fold predicted loss, per stage and at T_p."""
 
     preds = dict(fitted.cv_predictions)
     truth = preds.pop("truth")
-    data = cv_figure(truth, preds, fitted.grid, fitted.form, fitted.target, fmt)
+    targets = [(m.target, m.cv_predictions["truth"], m.cv_predictions)
+               for m in getattr(fitted, "members", ())]
+    data = cv_figure(truth, preds, fitted.grid, fitted.form, fitted.target, fmt, targets)
     write_plot(plot, data)

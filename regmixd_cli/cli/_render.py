@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
@@ -16,7 +17,7 @@ if TYPE_CHECKING:
     from rich.console import Console
 
     from regmixd_cli.domain import Schedule, Store
-    from regmixd_cli.fit.model import FittedModel
+    from regmixd_cli.fit.objective import AnyModel
     from regmixd_cli.plan.guard import Verdict
     from regmixd_cli.store.ingest import IngestResult
 
@@ -61,6 +62,9 @@ def render_schedule(schedule: Schedule, console: Console) -> None:
     table.add_column("steps", justify="right", no_wrap=True)
     table.add_column("fraction", justify="right", no_wrap=True)
     table.add_column("pred.\nloss", justify="right", no_wrap=True)
+    targets = [t for t, _ in schedule.stages[-1].predicted_losses or ()]
+    for metric in targets:
+        table.add_column(f"pred.\n{metric}", justify="right", no_wrap=True)
     table.add_column("top weights", min_width=12)
     for i, stage in enumerate(schedule.stages):
         top = sorted(zip(schedule.domains, stage.weights, strict=True), key=lambda dw: -dw[1])
@@ -70,6 +74,7 @@ def render_schedule(schedule: Schedule, console: Console) -> None:
             f"{stage.start_step}-{stage.end_step}",
             f"{stage.start_fraction:.3f}-{stage.end_fraction:.3f}",
             loss,
+            *(f"{dict(stage.predicted_losses or ()).get(m, math.nan):.4f}" for m in targets),
             Text(", ".join(f"{d} {w:.1%}" for d, w in top[:3] if w > 0)),
         )
     console.print(table)
@@ -228,7 +233,28 @@ def report_tables(report: dict[str, Any]) -> list[Table]:
     tables.append(table)
     if report.get("evidence"):
         tables.append(_evidence_table(report["evidence"]))
+    if report.get("targets"):
+        tables.append(_targets_table(report))
     return tables
+
+
+def _targets_table(report: dict[str, Any]) -> Table:
+    """A model of several targets: each target's held-out scores at T_p, and its weight."""
+    objective = report["objective"]
+    weights = dict(zip(objective["metrics"], objective["weights"], strict=True))
+    reference = objective.get("reference") or {}
+    table = Table(title=f"Each target at T_p (objective: {objective['kind']}, weights "
+                  "normalised)")
+    for name in ("target", "weight", "endpoint rho", "endpoint MAE", "rollout rho",
+                 "rollout MAE", *(["reference"] if reference else [])):
+        table.add_column(name, justify="left" if name == "target" else "right")
+    for metric, entry in report["targets"].items():
+        rollout = entry.get("rollout") or {}
+        cells = [metric, _fmt(weights[metric], 3), _fmt(entry["endpoint"]["spearman"]),
+                 _fmt(entry["endpoint"]["mae"]), _fmt(rollout.get("spearman")),
+                 _fmt(rollout.get("mae"))]
+        table.add_row(*cells, *([_fmt(reference.get(metric))] if reference else []))
+    return table
 
 
 def _evidence_table(evidence: dict[str, Any]) -> Table:
@@ -249,8 +275,15 @@ def _evidence_table(evidence: dict[str, Any]) -> Table:
     return table
 
 
-def evaluate_tables(report: dict[str, Any]) -> Table:
-    """The evaluate report as one table."""
+def evaluate_tables(report: dict[str, Any]) -> list[Table]:
+    """The evaluate report as tables: the model's target (or objective), then each target."""
+    tables = [_evaluate_table(report)]
+    tables += [_evaluate_table(r) for r in report.get("targets", {}).values()]
+    return tables
+
+
+def _evaluate_table(report: dict[str, Any]) -> Table:
+    """One evaluate report as one table."""
     table = Table(
         title=f"{report['target']} on {report['n_runs']} runs "
         f"(top-k overlap with k = {report['top_k']})"
@@ -281,7 +314,7 @@ def show_model(path: Path) -> None:
     summary = Table(title=f"Model {path}", show_header=False)
     summary.add_column("field")
     summary.add_column("value")
-    summary.add_row("target", meta["target"])
+    summary.add_row("objective" if "objective" in meta else "target", meta["target"])
     summary.add_row("domains", f"{len(meta['domains'])}: {', '.join(meta['domains'])}")
     summary.add_row("grid (proxy steps)", ", ".join(f"{t:g}" for t in meta["grid"]))
     summary.add_row("form", meta["form"] or "endpoint only (RegMix)")
@@ -308,7 +341,7 @@ def report_ingest(result: IngestResult, store: Store, out_dir: Path) -> None:
     )
 
 
-def report_fit(fitted: FittedModel, one_grid_point: bool) -> None:
+def report_fit(fitted: AnyModel, one_grid_point: bool) -> None:
     """On stderr: runs left out of the fit, an endpoint-only fit, and where the prior came from.
 
     `one_grid_point`: the user asked for the endpoint model alone (--switch-points 0).

@@ -19,7 +19,7 @@ from regmixd_cli.errors import UsageError
 if TYPE_CHECKING:
     from rich.table import Table
 
-    from regmixd_cli.fit.model import FittedModel
+    from regmixd_cli.fit.objective import AnyModel as FittedModel
     from regmixd_cli.plan.compare import Plan, Prediction
 
 METHOD_LABELS = {
@@ -151,7 +151,17 @@ def comparison_tables(result: dict[str, Any]) -> list[Table]:
         shares.add_column(item["item"], justify="right", overflow="fold")
     for domain in result["domains"]:
         shares.add_row(domain, *(f"{item['share'][domain]:.1%}" for item in items))
-    return [losses, shares]
+    tables = [losses, shares]
+    if result.get("targets"):
+        per_target = Table(title="Predicted final loss of each target (the objective combines "
+                           "them)", show_edge=False, pad_edge=False)
+        per_target.add_column("target")
+        for item in items:
+            per_target.add_column(item["item"], justify="right", overflow="fold")
+        for metric in result["targets"]:
+            per_target.add_row(metric, *(_loss(i["target_losses"][metric]) for i in items))
+        tables.append(per_target)
+    return tables
 
 
 def _notes(predictions: list[Prediction]) -> None:
@@ -209,6 +219,8 @@ def predict(
     else:
         line += " (rollout of the transition model)"
     out.print(line, markup=False, highlight=False)
+    for metric, loss in prediction.target_losses or ():
+        out.print(f"  {metric}: {_loss(loss)}", markup=False, highlight=False)
     _notes([prediction])
 
 

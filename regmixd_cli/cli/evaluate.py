@@ -40,4 +40,5 @@ def evaluate(
     if json_output:
         print_json(report)
     else:
-        err.print(evaluate_tables(report))
+        for table in evaluate_tables(report):
+            err.print(table)

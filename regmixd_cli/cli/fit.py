@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -13,6 +13,10 @@ from regmixd_cli.cli._output import is_plot_file, print_json, progress_bar
 from regmixd_cli.cli._render import report_fit, report_tables
 from regmixd_cli.errors import UsageError
 
+if TYPE_CHECKING:
+    from regmixd_cli.domain import Store
+    from regmixd_cli.fit.objective import Objective
+
 
 @app.command()
 def fit(
@@ -21,8 +25,20 @@ def fit(
     ],
     out: Annotated[Path, typer.Option("--out", "-o", help="Model directory to write.")],
     target: Annotated[
-        str | None,
-        typer.Option(help="Metric to model; default: the store's only val*/eval* metric."),
+        list[str] | None,
+        typer.Option(metavar="METRIC[=W]", help="Metric to model; default: the store's only "
+                     "val*/eval* metric. Repeat it (a weight after '=', a glob like 'val/*') to "
+                     "fit one model per metric and optimise --objective over them."),
+    ] = None,
+    objective: Annotated[
+        str, typer.Option(help="How several targets fold into one loss: mean (weighted) or "
+                          "worst (the largest, after --reference).")
+    ] = "mean",
+    reference: Annotated[
+        Path | None,
+        typer.Option(metavar="MODEL|FILE", help="--objective worst: measure each target "
+                     "against a reference loss (DoReMi's excess loss): a model directory (its "
+                     "prediction for its prior mixture) or a JSON file {metric: loss}."),
     ] = None,
     switch_points: Annotated[
         int | None,
@@ -91,7 +107,8 @@ def fit(
     from regmixd_cli.cli._plots import check_plot
     from regmixd_cli.files import check_not_input, check_output_dir, check_output_file, input_paths
     from regmixd_cli.fit.files import check_model_out, save_model
-    from regmixd_cli.fit.model import FitConfig, XGBSettings
+    from regmixd_cli.fit.model import FitConfig, FittedModel, XGBSettings
+    from regmixd_cli.fit.objective import ObjectiveModel, fit_objective
     from regmixd_cli.fit.parallel import executor
     from regmixd_cli.fit.training import fit_model
     from regmixd_cli.fit.transitions import parse_intervals
@@ -99,10 +116,12 @@ def fit(
 
     plot_format = check_plot(plot)  # before the fit: a bad --plot must not cost a whole fit
     check_output_dir(out)
-    check_not_input(out, [*input_paths(store), *prior_input(prior)])
+    inputs = [*input_paths(store), *prior_input(prior),
+              *([] if reference is None else input_paths(reference))]
+    check_not_input(out, inputs)
     check_model_out(out, force)
     if plot is not None:
-        check_not_input(plot, [*input_paths(store), *prior_input(prior)], "--plot")
+        check_not_input(plot, inputs, "--plot")
         check_output_file(plot, "--plot", is_plot_file, "a PNG or SVG figure")
     if ensemble < 0 or ensemble == 1:
         raise UsageError(f"--ensemble {ensemble}: give 0 (none) or at least 2 replicas")
@@ -119,8 +138,14 @@ def fit(
         settings = dataclasses.replace(settings, learning_rate=learning_rate)
     if settings.max_rounds < 1 or not 0 < settings.learning_rate <= 1:
         raise UsageError("--max-rounds must be >= 1 and --learning-rate in (0, 1]")
+    loaded = read_store(store)
+    single, objective_spec = targets_objective(loaded, target or [], objective, reference,
+                                               str(store))
+    if objective_spec is not None and ensemble:
+        raise UsageError("--ensemble fits bootstrap replicas of one target's model; give one "
+                         "--target, or drop --ensemble")
     config = FitConfig(
-        target=target,
+        target=single,
         n_switch_points=5 if switch_points is None else switch_points,
         intervals=grid,
         form=model,
@@ -130,12 +155,17 @@ def fit(
         xgb=settings,
         verify_prefixes=tuple(verify_prefix or ()),
     )
-    loaded = read_store(store)
     pool = executor(use_jobs(jobs), cluster)
     replicas = None
     try:
-        with progress_bar("fitting", folds + 1) as progress:
-            fitted = fit_model(loaded, config, progress, str(store), pool)
+        n_targets = 1 if objective_spec is None else len(objective_spec.metrics)
+        with progress_bar("fitting", n_targets * (folds + 1)) as progress:
+            if objective_spec is None:
+                fitted: FittedModel | ObjectiveModel = fit_model(
+                    loaded, config, progress, str(store), pool)
+            else:
+                fitted = fit_objective(loaded, config, objective_spec, progress, str(store),
+                                       pool)
         report = fitted.report
         for message in report.get("warnings", []):
             warn(message)
@@ -143,6 +173,7 @@ def fit(
         if ensemble:
             from regmixd_cli.fit.ensemble import fit_ensemble
 
+            assert isinstance(fitted, FittedModel)
             with progress_bar(f"fitting {ensemble} bootstrap replicas", ensemble) as tick:
                 replicas = fit_ensemble(loaded, fitted, ensemble, tick, str(store), pool)
     finally:
@@ -165,3 +196,41 @@ def fit(
         info(f"model: {report['choice']['reason']}")
     info(f"wrote {out}")
 
+
+
+def targets_objective(
+    store: Store, specs: list[str], kind: str, reference: Path | None, where: str
+) -> tuple[str | None, Objective | None]:
+    """(one metric, None) where one metric is modelled as ever (no --target: the store's
+    validation metric; one --target naming one metric: its weight changes nothing), else
+    (None, the objective of the several `--target`s)."""
+    from regmixd_cli.fit.objective import make_objective, parse_targets
+
+    if kind not in ("mean", "worst"):
+        raise UsageError(f"--objective {kind!r}: choose mean or worst")
+    if not specs:
+        if reference is not None:
+            raise UsageError("--reference needs the --target metrics it refers to")
+        return None, None
+    targets = parse_targets(specs, store.metrics, where)
+    if len(targets) == 1:
+        if reference is not None:
+            raise UsageError("--reference applies to several targets (--objective worst); "
+                             "with one --target it changes nothing: drop it")
+        return targets[0][0], None
+    losses = None if reference is None else read_reference(reference)
+    return None, make_objective(targets, kind, losses,
+                                None if reference is None else str(reference))
+
+
+def read_reference(path: Path) -> dict[str, float]:
+    """`--reference MODEL|FILE`: each target's reference loss."""
+    from regmixd_cli.files import read_json
+    from regmixd_cli.fit.files import load_model
+    from regmixd_cli.fit.objective import check_reference_file, reference_losses
+
+    if path.is_dir():
+        return reference_losses(load_model(path))
+    if not path.exists():
+        raise UsageError(f"--reference {path}: no such model directory or file")
+    return check_reference_file(read_json(path, "--reference"), str(path))

@@ -23,7 +23,7 @@ from regmixd_cli.cli._options import (
 )
 from regmixd_cli.cli._output import is_schedule_file, print_json, write_stdout
 from regmixd_cli.cli._signals import EARLY_STOP
-from regmixd_cli.errors import UsageError
+from regmixd_cli.errors import InputError, UsageError
 
 if TYPE_CHECKING:
     from regmixd_cli.online.controller import OnlineController
@@ -43,7 +43,9 @@ def online(
         int | None, typer.Option("--step", help="Target step at which the loss was observed.")
     ] = None,
     loss: Annotated[
-        float | None, typer.Option("--loss", help="Observed target-metric loss at --step.")
+        list[str] | None,
+        typer.Option("--loss", metavar="L|METRIC=L", help="Observed target-metric loss at "
+                     "--step; for a model of several targets, METRIC=L once per target."),
     ] = None,
     param_ratio: Annotated[
         float, typer.Option("--param-ratio", help="Target / proxy parameter count.")
@@ -130,7 +132,8 @@ def online(
 
 
 def _online(  # noqa: PLR0913 - the options of `online`, checked and run
-    model: Path, target_steps: int, step: int | None, loss: float | None, param_ratio: float,
+    model: Path, target_steps: int, step: int | None, loss: list[str] | None,
+    param_ratio: float,
     beta: float, prior: str | None, candidates: int, top_k: int, alpha: float, seed: int,
     as_json: bool, follow: Path | None, metric: str | None, run: str | None, log_format: str,
     state: Path | None, timeout: float | None, poll: float, out_schedule: Path | None,
@@ -202,12 +205,16 @@ def _online(  # noqa: PLR0913 - the options of `online`, checked and run
     controller.constraints = load_constraints(constraint_flags, controller.model.domains)
     if follow is None:
         assert step is not None and loss is not None
-        _one_shot(controller, step, loss, as_json)
+        _one_shot(controller, step, parse_losses(loss), as_json)
         return
+    targets = controller.model.targets
+    if metric is not None and len(targets) > 1:
+        raise UsageError(f"--metric follows one metric; the model has {len(targets)} targets "
+                         f"({', '.join(targets)}), all read from the log: drop --metric")
     _follow(
         controller,
         follow,
-        metric or controller.model.target,
+        metric or targets[0] if len(targets) == 1 else list(targets),
         run,
         log_format,
         state,
@@ -236,7 +243,31 @@ def _check_follow_paths(log: Path, state: Path | None, out_schedule: Path | None
         raise UsageError(f"--state and --out-schedule are both {state}; give two different files")
 
 
-def _one_shot(controller: OnlineController, step: int, loss: float, as_json: bool) -> None:
+def parse_losses(values: list[str]) -> float | dict[str, float]:
+    """`--loss L` (one target) or `--loss METRIC=L` repeated (several)."""
+
+    def number(text: str, given: str) -> float:
+        try:
+            return float(text)  # the range is checked with the decision
+        except ValueError:
+            raise UsageError(f"--loss {given!r}: give a number, or METRIC=VALUE") from None
+
+    if len(values) == 1 and "=" not in values[0]:
+        return number(values[0], values[0])
+    losses: dict[str, float] = {}
+    for given in values:
+        metric, sep, text = given.rpartition("=")
+        if not sep or not metric:
+            raise UsageError(f"--loss {given!r}: with several --loss, give each as METRIC=VALUE")
+        if metric in losses:
+            raise UsageError(f"--loss: {metric!r} given twice")
+        losses[metric] = number(text, given)
+    return losses
+
+
+def _one_shot(
+    controller: OnlineController, step: int, loss: float | dict[str, float], as_json: bool
+) -> None:
     decision = controller.decide_once(step, loss)
     for message in decision.warnings:
         warn(message)
@@ -267,6 +298,9 @@ def _print_decision(decision: Decision, controller: OnlineController) -> None:
         f"{decision.predicted_loss:.4f} (proxy scale), {decision.predicted_target_loss:.4f} "
         "(run scale)"
     )
+    if decision.losses is not None:
+        info("observed per target: " + ", ".join(
+            f"{m} {v:.4f}" for m, v in decision.losses.items()))
 
 
 # --------------------------------------------------------------------------- follow mode
@@ -275,7 +309,7 @@ def _print_decision(decision: Decision, controller: OnlineController) -> None:
 def _follow(
     controller: OnlineController,
     log: Path,
-    metric: str,
+    metric: str | list[str],
     run: str | None,
     log_format: str,
     state_path: Path | None,
@@ -285,21 +319,24 @@ def _follow(
     stop: list[str],
 ) -> None:
     """Watch `log` and decide at every switch point; the loop and the clock live here."""
-    from regmixd_cli.online.follow import LogSource, detect_log_format
+    from regmixd_cli.online.follow import LogSource, TargetsSource, detect_log_format
     from regmixd_cli.online.state import load_state, save_state, state_settings
 
     fmt = detect_log_format(log, log_format)
-    settings = state_settings(controller, metric)
+    named = metric if isinstance(metric, str) else ",".join(metric)
+    settings = state_settings(controller, named)
     if state_path is not None:
         controller.decisions = load_state(state_path, settings, controller)
     steps = ", ".join(map(str, controller.switch_steps))
-    info(f"Following {log} ({fmt}) for {metric}; switch points at steps {steps}")
+    info(f"Following {log} ({fmt}) for {named}; switch points at steps {steps}")
     if controller.decisions:
         info(f"{len(controller.decisions)} decision(s) restored from {state_path}")
     if not log.exists():
         # Not an error: a watcher is often started before the trainer creates its log.
         warn(f"{log} does not exist yet; waiting for it to appear (check the --follow path)")
-    source = LogSource(log, fmt, metric, run)
+    source: LogSource | TargetsSource = (
+        LogSource(log, fmt, metric, run) if isinstance(metric, str)
+        else TargetsSource(log, fmt, metric, run))
     reason = "all switch points decided"
     finished = False
     idle_since = time.monotonic()
@@ -326,9 +363,11 @@ def _follow(
             # JSON Lines: one compact line per decision, flushed as it is made.
             write_stdout(json.dumps(_for_cli(decision), sort_keys=True,
                                     separators=(",", ":"), allow_nan=False) + "\n")
+            seen = (f"{metric}={obs.value:g}" if isinstance(obs.value, float) else
+                    ", ".join(f"{m}={v:g}" for m, v in obs.value.items()))
             info(
                 f"switch point {decision.switch} (step {decision.start_step}) decided from "
-                f"{metric}={obs.value:g} at {obs.where}"
+                f"{seen} at {obs.where}"
             )
             for message in decision.warnings:
                 warn(message)
@@ -351,6 +390,10 @@ def _follow(
         _sleep(poll, stop)
     if state_path is not None:
         save_state(state_path, settings, controller)
+    missing = source.missing_target() if isinstance(source, TargetsSource) else None
+    if not controller.done and missing is not None:
+        raise InputError(f"{log}: has no value of target {missing!r} (the model's targets: "
+                         f"{named}); every target must be logged at the switch points")
     if out_schedule is not None:
         from regmixd_cli.files import write_json
 

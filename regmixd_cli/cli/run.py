@@ -126,7 +126,7 @@ def _run(
     """The steps of `run`, once its arguments are checked: the library's ingest, fit and
     search, with the same reports as `ingest`, `fit` and `schedule`."""
     from regmixd_cli.fit.files import load_model, model_hash, save_model
-    from regmixd_cli.fit.model import FitConfig
+    from regmixd_cli.fit.model import FitConfig, FittedModel
     from regmixd_cli.fit.training import fit_model
     from regmixd_cli.plan.schedule import build_guarded, build_static, resolve_schedule_prior
     from regmixd_cli.plan.schedule_file import schedule_json, write_schedule
@@ -154,7 +154,9 @@ def _run(
     info(f"model: {fitted.report['choice']['reason']}")
     info(f"wrote {model_dir}")
 
-    fitted = load_model(model_dir)
+    loaded = load_model(model_dir)
+    assert isinstance(loaded, FittedModel)  # `run` fits one target
+    fitted = loaded
     sha = model_hash(model_dir)
     search = SearchConfig(candidates=candidates, threads=threads)
     resolved = resolve_schedule_prior(None, fitted)

@@ -91,6 +91,7 @@ def schedule(
     """
     from regmixd_cli.files import check_output_file
     from regmixd_cli.fit.files import load_model, model_hash
+    from regmixd_cli.fit.model import FittedModel
     from regmixd_cli.plan.schedule import build_guarded, build_static, resolve_schedule_prior
     from regmixd_cli.plan.schedule_file import schedule_json, write_schedule
     from regmixd_cli.plan.search import SearchConfig
@@ -125,10 +126,12 @@ def schedule(
     if weak is not None:
         warn(weak)
     limits = load_constraints(constraint_flags, fitted.domains)
-    ensemble = load_ensemble(model, fitted)
+    ensemble = load_ensemble(model, fitted) if isinstance(fitted, FittedModel) else None
     rank = None
     if risk is not None:
-        rank = quantile_model(fitted, require_ensemble(ensemble, model, "--risk"), risk)
+        members = require_ensemble(ensemble, model, "--risk")
+        assert isinstance(fitted, FittedModel)  # only a model of one target has an ensemble
+        rank = quantile_model(fitted, members, risk)
     resolved = resolve_schedule_prior(prior, fitted)
     if prior is None:
         info(f"prior: the model's ({resolved.source})")
@@ -150,7 +153,7 @@ def schedule(
             )  # fmt: skip
     if verdict is not None:
         report_verdict(verdict)
-    if ensemble is not None:
+    if ensemble is not None and isinstance(fitted, FittedModel):
         result = with_intervals(result, schedule_intervals(result, fitted, ensemble))
         result.provenance["ensemble"] = settings_record(ensemble, True, risk)
     report_constraints(result.provenance)

@@ -9,7 +9,8 @@ import numpy as np
 from regmixd_cli.domain import Store
 from regmixd_cli.errors import ModelError
 from regmixd_cli.fit.metrics import clean, mae, pearson, score, spearman, top_k_overlap
-from regmixd_cli.fit.model import FittedModel
+from regmixd_cli.fit.model import FitConfig
+from regmixd_cli.fit.objective import AnyModel, ObjectiveModel, loss_tables, objective_table
 from regmixd_cli.fit.transitions import build_loss_table
 
 DEFAULT_TOP_K = 10
@@ -26,9 +27,13 @@ def _scores(truth: np.ndarray, pred: np.ndarray, top_k: int) -> dict[str, float 
 
 
 def evaluate_model(
-    model: FittedModel, store: Store, *, top_k: int = DEFAULT_TOP_K, where: str = "store"
+    model: AnyModel, store: Store, *, top_k: int = DEFAULT_TOP_K, where: str = "store"
 ) -> dict[str, Any]:
-    """Predict the store's runs with the model; scores of the endpoint model and the rollout."""
+    """Predict the store's runs with the model; scores of the endpoint model and the rollout.
+
+    A model of several targets is scored on its objective (over the runs every target can
+    use), and each target on its own under `targets`.
+    """
     if set(store.domains) != set(model.domains):
         missing = sorted(set(model.domains) - set(store.domains))
         extra = sorted(set(store.domains) - set(model.domains))
@@ -36,12 +41,19 @@ def evaluate_model(
             f"{where}: domains do not match the model's (missing {', '.join(missing) or '-'}; "
             f"not in the model {', '.join(extra) or '-'}); evaluate on runs over the same domains"
         )
-    if model.target not in store.metrics:
-        raise ModelError(
-            f"{where}: has no {model.target!r} metric, the model's target; "
-            f"it logs {', '.join(store.metrics)}"
-        )
-    table = build_loss_table(store, model.target, intervals=model.grid, where=where)
+    for target in model.targets:
+        if target not in store.metrics:
+            raise ModelError(
+                f"{where}: has no {target!r} metric, the model's target; "
+                f"it logs {', '.join(store.metrics)}"
+            )
+    if isinstance(model, ObjectiveModel):
+        tables, _ = loss_tables(store, model.targets, FitConfig(intervals=model.grid), where)
+        table = objective_table(tables, model.objective)
+        states = np.stack([t.losses for t in tables], axis=-1)  # (runs, points, targets)
+    else:
+        table = build_loss_table(store, model.target, intervals=model.grid, where=where)
+        states = table.losses
     if table.n_runs == 0:
         raise ModelError(
             f"{where}: no usable run reaches step {model.proxy_steps:g}, the model's T_p; "
@@ -58,16 +70,19 @@ def evaluate_model(
         "endpoint": _scores(truth, model.predict_endpoint(mixtures), top_k),
     }
     if model.has_transitions and not table.endpoint_only:
-        path = model.rollout(mixtures, table.losses[:, 0])
+        path = model.rollout(mixtures, states[:, 0])
         report["rollout"] = _scores(truth, path[:, -1], top_k)
         report["transitions"] = [
             {
                 "stage": j,
                 **score(
                     table.losses[:, j],
-                    model.predict_transition(j, mixtures, table.losses[:, j - 1]),
+                    model.predict_transition(j, mixtures, states[:, j - 1]),
                 ),
             }
             for j in range(1, model.n_switch_points + 1)
         ]
+    if isinstance(model, ObjectiveModel):
+        report["targets"] = {m.target: evaluate_model(m, store, top_k=top_k, where=where)
+                             for m in model.members}
     return report

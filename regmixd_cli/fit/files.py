@@ -36,6 +36,7 @@ from regmixd_cli.fit.model import (
     default_threads,
     import_xgboost,
 )
+from regmixd_cli.fit.objective import Objective, ObjectiveModel, check_same_members
 
 MODEL_FILE = "model.json"
 # model.json's own integrity check (the boosters have theirs in `files`).
@@ -218,71 +219,116 @@ def model_metadata(model: FittedModel) -> dict[str, Any]:
 
 def save_model(
     path: Path,
-    model: FittedModel,
+    model: FittedModel | ObjectiveModel,
     extra: Mapping[str, Any] | None = None,
     extra_blobs: Mapping[str, bytes] | None = None,
 ) -> None:
     """Write the model directory (model.json + one .ubj per booster) atomically.
 
     `extra` adds keys to model.json and `extra_blobs` files (e.g. an ensemble's replicas).
+    A model of several targets writes the shared fields once, the objective's own
+    `target`/`loss_ranges`/`initial_loss`/`report`, and each target's under `targets`; its
+    boosters are named `t<i>_<name>.ubj`.
     """
     blobs = {f"{name}.ubj": bytes(b.save_raw("ubj")) for name, b in model.boosters.items()}
     blobs.update(extra_blobs or {})
-    write_model_dir(Path(path), model_metadata(model) | dict(extra or {}), blobs)
+    if isinstance(model, ObjectiveModel):
+        metadata = model_metadata(model.members[0]) | {
+            "target": model.target,
+            "loss_ranges": [list(r) for r in model.loss_ranges],
+            "initial_loss": clean(model.initial_loss, 12),
+            "report": model.report,
+            "objective": model.objective.record(),
+            "targets": [
+                {"metric": m.target, "loss_ranges": [list(r) for r in m.loss_ranges],
+                 "initial_loss": clean(m.initial_loss, 12), "report": m.report}
+                for m in model.members
+            ],
+        }
+    else:
+        metadata = model_metadata(model)
+    write_model_dir(Path(path), metadata | dict(extra or {}), blobs)
 
 
-def load_model(path: Path) -> FittedModel:
-    """Read and verify a model directory; any problem is a ModelError naming the file."""
+def load_model(path: Path) -> FittedModel | ObjectiveModel:
+    """Read and verify a model directory; any problem is a ModelError naming the file.
+
+    A model of one target is a FittedModel (as `fit` with one --target writes it); a model of
+    several is an ObjectiveModel holding one FittedModel per target.
+    """
     path = Path(path)
     meta, blobs = read_model_dir(path)
     xgb = import_xgboost()
     try:
-        domains = tuple(str(d) for d in meta["domains"])
-        grid = tuple(float(t) for t in meta["grid"])
-        form = meta["form"]
-        if form not in (None, *FORMS):
-            raise ValueError(f"unknown form {form!r}")
-        names = [ENDPOINT]
-        if form == POOLED:
-            names.append(POOLED)
-        elif form == PER_STAGE:
-            names += [f"stage_{j}" for j in range(1, len(grid))]
-        elif form == CURVE_SHIFT:
-            names += [f"{POINT}_{j}" for j in range(1, len(grid))]
-        elif form == PER_STAGE_HISTORY:
-            names += [f"{HISTORY}_{j}" for j in range(1, len(grid))]
-        boosters = {}
-        for name in names:
-            booster = xgb.Booster()
-            booster.load_model(bytearray(blobs[f"{name}.ubj"]))
-            widths = {len(f) for f in meta.get("features", {}).values()}
-            if widths and booster.num_features() not in widths:  # booster of another model
-                raise ValueError(f"{name}.ubj has {booster.num_features()} features, "
-                                 f"model.json lists {sorted(widths)}")
-            booster.set_param({"nthread": default_threads()})
-            boosters[name] = booster
-        initial = meta["initial_loss"]
-        return FittedModel(
-            domains=domains,
-            target=str(meta["target"]),
-            grid=grid,
-            proxy_steps=float(meta["proxy_steps"]),
-            prior={str(k): float(v) for k, v in meta["prior"].items()},
-            prior_source=str(meta["prior_source"]),
-            form=form,
-            loss_ranges=tuple((float(a), float(b)) for a, b in meta["loss_ranges"]),
-            initial_loss=math.nan if initial is None else float(initial),
+        if "objective" not in meta:
+            return _member(meta, meta, blobs, "")
+        objective = Objective.from_record(meta["objective"])
+        entries = meta["targets"]
+        if [str(e["metric"]) for e in entries] != list(objective.metrics):
+            raise ValueError("`targets` do not match the objective's metrics")
+        members = tuple(_member(meta, e | {"target": e["metric"]}, blobs, f"t{i}_")
+                        for i, e in enumerate(entries, start=1))
+        check_same_members(members, str(path / MODEL_FILE))
+        return ObjectiveModel(
+            objective=objective,
+            members=members,
             report=dict(meta["report"]),
-            boosters=boosters,
-            residual=bool(meta["residual"]),
-            store_sha256=str(meta["store_sha256"]),
-            settings=dict(meta["settings"]),
+            loss_ranges=tuple((float(a), float(b)) for a, b in meta["loss_ranges"]),
         )
     except (KeyError, TypeError, ValueError, AttributeError, xgb.core.XGBoostError) as exc:
         raise ModelError(
             f"{path / MODEL_FILE}: incomplete or unreadable model ({exc.__class__.__name__}: "
             f"{str(exc).splitlines()[0] if str(exc) else ''}); fit it again with `regmixd fit`"
         ) from None
+
+
+def _member(
+    meta: Mapping[str, Any], own: Mapping[str, Any], blobs: Mapping[str, bytes], prefix: str
+) -> FittedModel:
+    """One target's FittedModel: shared fields from `meta`, its own from `own`, its boosters
+    from the files named `prefix<name>.ubj`."""
+    xgb = import_xgboost()
+    domains = tuple(str(d) for d in meta["domains"])
+    grid = tuple(float(t) for t in meta["grid"])
+    form = meta["form"]
+    if form not in (None, *FORMS):
+        raise ValueError(f"unknown form {form!r}")
+    names = [ENDPOINT]
+    if form == POOLED:
+        names.append(POOLED)
+    elif form == PER_STAGE:
+        names += [f"stage_{j}" for j in range(1, len(grid))]
+    elif form == CURVE_SHIFT:
+        names += [f"{POINT}_{j}" for j in range(1, len(grid))]
+    elif form == PER_STAGE_HISTORY:
+        names += [f"{HISTORY}_{j}" for j in range(1, len(grid))]
+    boosters = {}
+    for name in names:
+        booster = xgb.Booster()
+        booster.load_model(bytearray(blobs[f"{prefix}{name}.ubj"]))
+        widths = {len(f) for f in meta.get("features", {}).values()}
+        if widths and booster.num_features() not in widths:  # booster of another model
+            raise ValueError(f"{prefix}{name}.ubj has {booster.num_features()} features, "
+                             f"model.json lists {sorted(widths)}")
+        booster.set_param({"nthread": default_threads()})
+        boosters[name] = booster
+    initial = own["initial_loss"]
+    return FittedModel(
+        domains=domains,
+        target=str(own["target"]),
+        grid=grid,
+        proxy_steps=float(meta["proxy_steps"]),
+        prior={str(k): float(v) for k, v in meta["prior"].items()},
+        prior_source=str(meta["prior_source"]),
+        form=form,
+        loss_ranges=tuple((float(a), float(b)) for a, b in own["loss_ranges"]),
+        initial_loss=math.nan if initial is None else float(initial),
+        report=dict(own["report"]),
+        boosters=boosters,
+        residual=bool(meta["residual"]),
+        store_sha256=str(meta["store_sha256"]),
+        settings=dict(meta["settings"]),
+    )
 
 
 def model_hash(path: Path) -> str:

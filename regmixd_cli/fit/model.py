@@ -246,6 +246,28 @@ class FittedModel:
             path[:, stage] = self.predict_transition(stage, mixtures, path[:, stage - 1])
         return path
 
+    # The state a schedule carries between switch points (fit.objective.ObjectiveModel carries
+    # one loss per target; one target's state is its loss).
+    @property
+    def targets(self) -> tuple[str, ...]:
+        """The target metrics: this one."""
+        return (self.target,)
+
+    @property
+    def initial_state(self) -> float:
+        """The state at t_1: the mean l_1 over the proxies."""
+        return self.initial_loss
+
+    def predict_state(
+        self, stage: int, mixtures: np.ndarray, state: Any, history: np.ndarray | None = None
+    ) -> np.ndarray:
+        """The state at t_{j+1}: for one target, `predict_transition`."""
+        return self.predict_transition(stage, mixtures, state, history)
+
+    def objective_of(self, state: Any) -> Any:
+        """The loss a state stands for: for one target, the state itself."""
+        return state
+
 
 def curve_shift(
     curves: np.ndarray, grid: tuple[float, ...], stage: int, loss: float | np.ndarray

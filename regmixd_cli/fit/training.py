@@ -38,7 +38,7 @@ from regmixd_cli.fit.model import (
 )
 from regmixd_cli.fit.parallel import Executor
 from regmixd_cli.fit.transitions import LossTable, build_loss_table, resolve_target
-from regmixd_cli.weights import resolve_prior
+from regmixd_cli.weights import Prior, resolve_prior
 
 
 def cv_forms(table: LossTable, requested: str) -> tuple[str, ...]:
@@ -65,8 +65,7 @@ def fit_model(
     trainings (CV folds x boosters, then the refits) run on `pool` (default: serially); every
     booster trains single-threaded, so the model's bytes do not depend on the pool.
     """
-    if config.form not in (AUTO, *FORMS):
-        raise UsageError(f"--model {config.form!r}: choose auto, {', '.join(FORMS)}")
+    check_form(config)
     target = resolve_target(store, config.target, where)
     table = build_loss_table(
         store,
@@ -82,21 +81,7 @@ def fit_model(
     evidence = phased_evidence(table, forms, preds, config.verify_prefixes)
     chosen, reason, blind = choose_form_by_evidence(config.form, forms, table, preds, evidence)
 
-    # Refit on every usable run, for the median round count CV's early stopping found.
-    settings = config.xgb
-    everyone = np.arange(table.n_runs)
-    boosters: dict[str, Any] = {}
-    final_rounds: dict[str, int] = {}
-    kinds = booster_kinds(table, (chosen,) if chosen else ())
-    for name, _, _ in kinds:
-        final_rounds[name] = int(math.ceil(float(np.median(rounds[name]))))
-    tasks = [
-        booster_task(table, everyone, kind, stage, settings, config.seed, final_rounds[name])
-        for name, kind, stage in kinds
-    ]
-    for (name, _, _), (booster, _) in zip(kinds, train_all(tasks, pool), strict=True):
-        booster.set_param({"nthread": default_threads()})  # prediction is row-parallel
-        boosters[name] = booster
+    boosters, final_rounds = refit_boosters(table, config, chosen, rounds, pool)
     if progress is not None:
         progress(config.folds + 1, config.folds + 1)
 
@@ -108,13 +93,60 @@ def fit_model(
         report["verification"] = observed
     if blind:
         report["warnings"] = [BLIND_WARNING]
+    return fitted_from(store, table, config, prior, chosen, report, boosters,
+                       {"truth": table.losses, **preds})
+
+
+def check_form(config: FitConfig) -> None:
+    """`--model` names a form, or auto."""
+    if config.form not in (AUTO, *FORMS):
+        raise UsageError(f"--model {config.form!r}: choose auto, {', '.join(FORMS)}")
+
+
+def refit_boosters(
+    table: LossTable,
+    config: FitConfig,
+    chosen: str | None,
+    rounds: dict[str, list[int]],
+    pool: Executor | None = None,
+) -> tuple[dict[str, Any], dict[str, int]]:
+    """The boosters of `chosen` (and the endpoint) refitted on every usable run, each for the
+    median round count CV's early stopping found; and those round counts."""
+    everyone = np.arange(table.n_runs)
+    boosters: dict[str, Any] = {}
+    final_rounds: dict[str, int] = {}
+    kinds = booster_kinds(table, (chosen,) if chosen else ())
+    for name, _, _ in kinds:
+        final_rounds[name] = int(math.ceil(float(np.median(rounds[name]))))
+    tasks = [
+        booster_task(table, everyone, kind, stage, config.xgb, config.seed, final_rounds[name])
+        for name, kind, stage in kinds
+    ]
+    for (name, _, _), (booster, _) in zip(kinds, train_all(tasks, pool), strict=True):
+        booster.set_param({"nthread": default_threads()})  # prediction is row-parallel
+        boosters[name] = booster
+    return boosters, final_rounds
+
+
+def fitted_from(
+    store: Store,
+    table: LossTable,
+    config: FitConfig,
+    prior: Prior,
+    chosen: str | None,
+    report: dict[str, Any],
+    boosters: dict[str, Any],
+    cv_predictions: dict[str, Any],
+) -> FittedModel:
+    """The FittedModel of one target's table, report and refitted boosters."""
+    settings = config.xgb
     ranges = tuple(
         (float(table.losses[:, j].min()), float(table.losses[:, j].max()))
         for j in range(table.losses.shape[1])
     )
     return FittedModel(
         domains=table.domains,
-        target=target,
+        target=table.target,
         grid=table.grid,
         proxy_steps=table.proxy_steps,
         prior=prior.as_dict(table.domains),
@@ -135,5 +167,5 @@ def fit_model(
             "intervals": list(config.intervals) if config.intervals else None,
             "model": config.form,
         },
-        cv_predictions={"truth": table.losses, **preds},
+        cv_predictions=cv_predictions,
     )

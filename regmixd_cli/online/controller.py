@@ -27,7 +27,9 @@ from regmixd_cli.plan.search import SearchConfig, search_mixture
 from regmixd_cli.weights import round_weights
 
 if TYPE_CHECKING:
-    from regmixd_cli.fit.model import FittedModel
+    import numpy as np
+
+    from regmixd_cli.fit.objective import AnyModel
 
 DEFAULT_PARAM_RATIO = 1000.0  # the paper: 1B target / 1M proxy
 DEFAULT_BETA = 0.05
@@ -51,7 +53,7 @@ def correct_loss(loss: float, param_ratio: float, beta: float) -> float:
     return float(loss) * math.pow(float(param_ratio), float(beta))
 
 
-def check_online_model(model: FittedModel) -> None:
+def check_online_model(model: AnyModel) -> None:
     """Raise ModelError unless the model has a transition regressor to steer with."""
     if model.form is None or not model.has_transitions or model.n_switch_points < 1:
         raise ModelError(
@@ -85,10 +87,38 @@ def _fmt(value: float) -> str:
     return f"{value:.4g}"
 
 
+def observed_losses(model: AnyModel, loss: float | Mapping[str, float]) -> float | np.ndarray:
+    """The run's observed loss as the model's state: one number for a model of one target,
+    else one per target, in the model's order, from {metric: loss} naming every target."""
+    import numpy as np
+
+    targets = model.targets
+    if len(targets) < 2:
+        if isinstance(loss, Mapping):
+            if set(loss) != {targets[0]}:
+                raise UsageError(f"{param('loss')} {', '.join(map(str, loss))}: the model has "
+                                 f"one target, {targets[0]!r}; give its loss")
+            return float(loss[targets[0]])
+        return float(loss)
+    listed = ", ".join(targets)
+    if not isinstance(loss, Mapping):
+        raise UsageError(f"the model has {len(targets)} targets ({listed}): give each "
+                         f"target's loss as {param('loss')} METRIC=VALUE")
+    unknown = [m for m in loss if m not in targets]
+    if unknown:
+        raise UsageError(f"{param('loss')} {unknown[0]}: not a target of the model; its "
+                         f"targets are {listed}")
+    missing = [t for t in targets if t not in loss]
+    if missing:
+        raise UsageError(f"{param('loss')}: no loss for target {missing[0]!r}; the decision "
+                         f"needs every target's observed loss ({listed})")
+    return np.asarray([float(loss[t]) for t in targets], dtype=np.float64)
+
+
 def decide_online(
-    model: FittedModel,
+    model: AnyModel,
     step: int,
-    loss: float,
+    loss: float | Mapping[str, float],
     target_steps: int,
     *,
     param_ratio: float = DEFAULT_PARAM_RATIO,
@@ -115,7 +145,9 @@ def decide_online(
 
 
     check_online_model(model)
-    _check_numbers(step, loss, param_ratio, beta)
+    observed = observed_losses(model, loss)
+    for value in np.asarray(observed, dtype=np.float64).reshape(-1):
+        _check_numbers(step, float(value), param_ratio, beta)
     steps = target_switch_steps(model.grid, model.n_switch_points, target_steps)
     warnings: list[str] = []
     if switch is None:
@@ -138,15 +170,22 @@ def decide_online(
     elif not 1 <= switch <= len(steps):
         raise UsageError(f"switch {switch} is not in 1..{len(steps)}")
 
-    corrected = correct_loss(loss, param_ratio, beta)
-    low, high = model.loss_ranges[switch - 1]
-    if not low <= corrected <= high:
-        warnings.append(
-            f"corrected loss {_fmt(corrected)} (observed {_fmt(loss)} x {_fmt(param_ratio)}^"
-            f"{_fmt(beta)}) is outside the range the model saw at switch point {switch} "
-            f"({_fmt(low)}..{_fmt(high)}): the prediction is an extrapolation; check "
-            "``param_ratio``/``beta`` and that ``metric`` is the model's target"
-        )
+    factor = math.pow(float(param_ratio), float(beta))
+    corrected = observed * factor
+    members = getattr(model, "members", (model,))
+    values = np.asarray(observed, dtype=np.float64).reshape(-1)
+    for member, seen in zip(members, values, strict=True):
+        fixed = correct_loss(float(seen), param_ratio, beta)
+        low, high = member.loss_ranges[switch - 1]
+        if not low <= fixed <= high:
+            which = f" of {member.target}" if len(members) > 1 else ""
+            warnings.append(
+                f"corrected loss{which} {_fmt(fixed)} (observed {_fmt(float(seen))} x "
+                f"{_fmt(param_ratio)}^{_fmt(beta)}) is outside the range the model saw at "
+                f"switch point {switch} ({_fmt(low)}..{_fmt(high)}): the prediction is an "
+                "extrapolation; check ``param_ratio``/``beta`` and that ``metric`` is the "
+                "model's target"
+            )
 
     config = search_config if search_config is not None else SearchConfig()
     if prior is None:
@@ -191,12 +230,14 @@ def decide_online(
         end_step=end,
         step=step,
         proxy_step=step * float(model.proxy_steps) / target_steps,
-        loss=float(loss),
-        corrected_loss=corrected,
+        loss=float(model.objective_of(observed)),
+        corrected_loss=float(model.objective_of(corrected)),
         weights={d: float(w) for d, w in zip(model.domains, weights, strict=True)},
         predicted_loss=predicted,
         predicted_target_loss=predicted / ratio,
         warnings=tuple(warnings),
+        losses=None if len(members) < 2 else model.target_losses(observed),  # type: ignore[union-attr]
+        corrected_losses=None if len(members) < 2 else model.target_losses(corrected),  # type: ignore[union-attr]
     )
 
 
@@ -212,7 +253,7 @@ class OnlineController:
 
     def __init__(
         self,
-        model: str | Path | FittedModel,
+        model: str | Path | AnyModel,
         target_steps: int,
         *,
         param_ratio: float = DEFAULT_PARAM_RATIO,
@@ -229,7 +270,7 @@ class OnlineController:
 
         if isinstance(model, str | Path):
 
-            self.model: FittedModel = load_model(Path(model))
+            self.model: AnyModel = load_model(Path(model))
             self.model_hash: str | None = model_hash(Path(model))
         else:
             self.model = model
@@ -292,7 +333,7 @@ class OnlineController:
     def decide_once(
         self,
         step: int,
-        loss: float,
+        loss: float | Mapping[str, float],
         switch: int | None = None,
         history: Sequence[tuple[int, Sequence[float]]] | None = None,
     ) -> Decision:
@@ -305,7 +346,7 @@ class OnlineController:
         decision = decide_online(
             self.model,
             int(step),
-            float(loss),
+            loss,
             self.target_steps,
             param_ratio=self.param_ratio,
             beta=self.beta,
@@ -318,7 +359,7 @@ class OnlineController:
         )
         return guarded(decision, self.guard(), self.model)
 
-    def decide(self, step: int, loss: float) -> Decision | None:
+    def decide(self, step: int, loss: float | Mapping[str, float]) -> Decision | None:
         """The Decision an evaluation (`step`, `loss`) triggers, or None; remembered."""
         switch = self.pending_switch(int(step))
         if switch is None:
@@ -337,7 +378,9 @@ class OnlineController:
         self.decisions.append(decision)
         return decision
 
-    def mixture_for(self, step: int, loss: float) -> dict[str, float] | None:
+    def mixture_for(
+        self, step: int, loss: float | Mapping[str, float]
+    ) -> dict[str, float] | None:
         """The new mixture {domain: weight} at a switch point (`step`, `loss`), else None."""
         decision = self.decide(step, loss)
         return dict(decision.weights) if decision is not None else None

@@ -28,10 +28,16 @@ class Decision:
     predicted_loss: float
     predicted_target_loss: float
     warnings: tuple[str, ...] = ()
+    # A model of several targets: each target's observed and corrected loss (`loss` and
+    # `corrected_loss` are then the objective over them); None for one target.
+    losses: Mapping[str, float] | None = None
+    corrected_losses: Mapping[str, float] | None = None
 
     def to_json(self) -> dict[str, Any]:
         """The decision as a JSON-ready dict (the line `--follow` writes, and `--json`)."""
-        return {
+        targets = {} if self.losses is None or self.corrected_losses is None else {
+            "losses": dict(self.losses), "corrected_losses": dict(self.corrected_losses)}
+        return targets | {
             "switch": self.switch,
             "start_step": self.start_step,
             "end_step": self.end_step,
@@ -60,4 +66,10 @@ class Decision:
             predicted_loss=float(data["predicted_loss"]),
             predicted_target_loss=float(data["predicted_target_loss"]),
             warnings=tuple(str(w) for w in data.get("warnings", ())),
+            losses=_losses(data.get("losses")),
+            corrected_losses=_losses(data.get("corrected_losses")),
         )
+
+
+def _losses(data: Any) -> dict[str, float] | None:
+    return None if data is None else {str(k): float(v) for k, v in dict(data).items()}

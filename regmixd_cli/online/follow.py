@@ -8,6 +8,7 @@ the clock and the signals live in the CLI.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 from regmixd_cli.errors import InputError
@@ -205,3 +206,70 @@ class LogSource:
             return hint + " (still watching)"
         hint = f"{self.path}: no value of metric {self.metric!r} was read; metrics seen: {seen}"
         return hint + (f"; did you mean ``metric`` {near[0]}?" if near else "")
+
+
+@dataclass(frozen=True, slots=True)
+class TargetsObservation:
+    """Every target's value at one step (a model of several targets decides on all of them)."""
+
+    step: int
+    value: dict[str, float]
+    where: str
+
+
+class TargetsSource:
+    """Several metrics of one log, each tailed by its own LogSource: an observation is a step
+    at which every metric has a value (they may come on one line or on several).
+
+    Reads like a LogSource for the watcher (`read`, `warnings`, `metric_suspect`, ...).
+    """
+
+    def __init__(self, path: Path, fmt: str, metrics: list[str], run: str | None) -> None:
+        self.path, self.metrics = path, list(metrics)
+        self.sources = [LogSource(path, fmt, m, run) for m in self.metrics]
+        self.pending: dict[int, dict[str, tuple[float, str]]] = {}
+        self.warnings: list[str] = []
+
+    def read(self) -> tuple[tuple[TargetsObservation, ...], bool]:
+        grew = False
+        for metric, source in zip(self.metrics, self.sources, strict=True):
+            observations, changed = source.read()
+            grew = grew or changed
+            for obs in observations:
+                self.pending.setdefault(obs.step, {})[metric] = (obs.value, obs.where)
+            for message in source.warnings:
+                if message not in self.warnings:
+                    self.warnings.append(message)
+            source.warnings.clear()
+        complete = sorted(s for s, seen in self.pending.items() if len(seen) == len(self.metrics))
+        out = []
+        for step in complete:
+            seen = self.pending.pop(step)
+            out.append(TargetsObservation(step, {m: seen[m][0] for m in self.metrics},
+                                          seen[self.metrics[-1]][1]))
+        return tuple(out), grew
+
+    @property
+    def seen_metric(self) -> bool:
+        return all(s.seen_metric for s in self.sources)
+
+    @property
+    def metric_warned(self) -> bool:
+        return any(s.metric_warned for s in self.sources)
+
+    def metric_suspect(self) -> bool:
+        return any(s.metric_suspect() for s in self.sources)
+
+    def metric_hint(self, early: bool = False) -> str:
+        missing = [s for s in self.sources if not s.seen_metric] or self.sources
+        return missing[0].metric_hint(early)
+
+    def partial_line(self) -> int | None:
+        return self.sources[0].partial_line()
+
+    def missing_target(self) -> str | None:
+        """A target the log never gave while it gave others (the log lacks it), or None."""
+        seen = [s.seen_metric for s in self.sources]
+        if any(seen) and not all(seen):
+            return self.metrics[seen.index(False)]
+        return None

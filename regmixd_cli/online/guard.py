@@ -23,7 +23,7 @@ from regmixd_cli.weights import Prior
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
 
-    from regmixd_cli.fit.model import FittedModel
+    from regmixd_cli.fit.objective import AnyModel as FittedModel
     from regmixd_cli.online.decision import Decision
     from regmixd_cli.plan.constraints import Constraints
 
@@ -67,9 +67,9 @@ def guarded(decision: Decision, guard: OnlineGuard, model: FittedModel) -> Decis
         return decision
     weights = [guard.static_weights[d] for d in model.domains]
     mixture = np.asarray([weights], dtype=np.float32)
-    predicted = float(
-        np.asarray(model.predict_transition(decision.switch, mixture, decision.corrected_loss))[0]
-    )
+    state = (decision.corrected_loss if decision.corrected_losses is None else np.asarray(
+        [decision.corrected_losses[t] for t in model.targets], dtype=np.float64))
+    predicted = float(np.asarray(model.predict_transition(decision.switch, mixture, state))[0])
     ratio = decision.predicted_loss / decision.predicted_target_loss
     note = (f"guard: steering with the static RegMix mixture: {guard.verdict.reason} "
             "(--force-dynamic overrides)")

@@ -81,6 +81,8 @@ class Prediction:
     final_from: str  # "endpoint" or "rollout"
     endpoint_loss: float | None  # endpoint model (RegMix), static plans only
     share: tuple[float, ...]  # step-weighted share of each domain over the whole run
+    # A model of several targets: each target's final loss (same source as final_loss).
+    target_losses: tuple[tuple[str, float], ...] | None = None
 
 
 def plan_from_mixture(
@@ -175,17 +177,21 @@ def _ensemble_members(model: Any) -> tuple[Any, ...]:
         return ()
 
 
-def _rollout(model: Any, mixtures: np.ndarray, initial: float) -> np.ndarray:
-    """(C, N+1) losses: l_1 = initial, then transition j with mixtures[:, j] (C, N+1, K)."""
+def _rollout(model: Any, mixtures: np.ndarray, initial: Any) -> tuple[np.ndarray, np.ndarray]:
+    """(C, N+1) losses from the state `initial` at t_1, then transition j with mixtures[:, j]
+    (C, N+1, K); and the last state of each plan (C,) or (C, T) (one loss per target)."""
     import numpy as np
 
     n_plans, n_points, _ = mixtures.shape
     path = np.empty((n_plans, n_points), dtype=np.float64)
-    path[:, 0] = initial
+    state = np.broadcast_to(np.asarray(initial, dtype=np.float64),
+                            (n_plans, *np.shape(initial))).copy()
+    path[:, 0] = model.objective_of(state)
     for j in range(1, n_points):
         step = np.ascontiguousarray(mixtures[:, j, :], dtype=np.float32)
-        path[:, j] = np.asarray(model.predict_transition(j, step, path[:, j - 1])).reshape(-1)
-    return path
+        state = np.asarray(model.predict_state(j, step, state), dtype=np.float64)
+        path[:, j] = np.asarray(model.objective_of(state)).reshape(-1)
+    return path, state
 
 
 def predict_plans(model: ScheduleModel, plans: Sequence[Plan]) -> list[Prediction]:
@@ -200,9 +206,9 @@ def predict_plans(model: ScheduleModel, plans: Sequence[Plan]) -> list[Predictio
         first = np.asarray([p.segments[0][2] for p in plans], dtype=np.float32)
         endpoint = np.asarray(model.predict_endpoint(first), dtype=np.float64).reshape(-1)
     if model.has_transitions:
-        paths = _rollout(model, weights, float(model.initial_loss))
+        paths, last = _rollout(model, weights, model.initial_state)
         members = _ensemble_members(model)
-        stacked = [_rollout(m, weights, float(model.initial_loss)) for m in members]
+        stacked = [_rollout(m, weights, model.initial_state)[0] for m in members]
         low = np.min(stacked, axis=0) if stacked else None
         high = np.max(stacked, axis=0) if stacked else None
     else:
@@ -212,7 +218,8 @@ def predict_plans(model: ScheduleModel, plans: Sequence[Plan]) -> list[Predictio
                 f"{dynamic[0]}: the model was fitted on endpoint losses only and cannot predict a "
                 "schedule that changes mixture; compare static mixtures, or fit on trajectories"
             )
-        paths, low, high = None, None, None
+        paths, low, high, last = None, None, None, None
+    per_target = _target_finals(model, plans, last)
     ranges = list(getattr(model, "loss_ranges", ()) or ())
     result = []
     for i, plan in enumerate(plans):
@@ -238,9 +245,29 @@ def predict_plans(model: ScheduleModel, plans: Sequence[Plan]) -> list[Predictio
                 endpoint_loss=end,
                 # Millionths summing to exactly 1, like every mixture regmixd writes.
                 share=round_weights(token_share(plan)),
+                target_losses=None if per_target is None else per_target[i],
             )
         )
     return result
+
+
+def _target_finals(
+    model: Any, plans: Sequence[Plan], last: np.ndarray | None
+) -> list[tuple[tuple[str, float], ...]] | None:
+    """A model of several targets: each plan's final loss per target, from where its
+    `final_loss` comes (the endpoint model for static plans, else the rollout's last state)."""
+    import numpy as np
+
+    targets = tuple(getattr(model, "targets", ()))
+    if len(targets) < 2:
+        return None
+    first = np.asarray([p.segments[0][2] for p in plans], dtype=np.float32)
+    ends = model.predict_endpoint_targets(first)
+    return [
+        tuple((t, _round(v)) for t, v in zip(
+            targets, ends[i] if plan.static or last is None else last[i], strict=True))
+        for i, plan in enumerate(plans)
+    ]
 
 
 def _round(value: float, digits: int = LOSS_DECIMALS) -> float:
@@ -286,6 +313,8 @@ def prediction_to_dict(
         "endpoint_loss": prediction.endpoint_loss,
         "share": dict(zip(domains, prediction.share, strict=True)),
     }
+    if prediction.target_losses is not None:
+        result["target_losses"] = dict(prediction.target_losses)
     if best is not None:
         result["delta_to_best"] = _round(prediction.final_loss - best)
     return result
@@ -298,6 +327,7 @@ def comparison_to_dict(
     best = min(p.final_loss for p in predictions)
     return {
         "target": model.target,
+        **({"targets": list(model.targets)} if len(getattr(model, "targets", ())) > 1 else {}),
         "domains": list(model.domains),
         "target_steps": steps,
         "switch_steps": axis_steps(model.grid, model.proxy_steps, steps)[:-1],

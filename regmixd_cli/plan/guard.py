@@ -44,11 +44,13 @@ class RolloutModel(Protocol):
     """What the guard needs from a model (plan.schedule.ScheduleModel has it)."""
 
     @property
-    def initial_loss(self) -> float: ...
+    def initial_state(self) -> Any: ...
     @property
     def n_switch_points(self) -> int: ...
 
-    def predict_transition(self, stage: int, mixtures: Any, loss: Any) -> Any: ...
+    def predict_state(self, stage: int, mixtures: Any, state: Any) -> Any: ...
+
+    def objective_of(self, state: Any) -> Any: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -186,10 +188,10 @@ def static_rollout(model: RolloutModel, weights: Sequence[float]) -> float:
     import numpy as np
 
     mixture = np.asarray([weights], dtype=np.float32)
-    loss: Any = float(model.initial_loss)
+    state: Any = model.initial_state  # one loss, or one per target (fit.objective)
     for stage in range(1, model.n_switch_points + 1):
-        loss = np.asarray(model.predict_transition(stage, mixture, loss)).reshape(-1)[0]
-    return float(loss)
+        state = np.asarray(model.predict_state(stage, mixture, state))[0]
+    return float(model.objective_of(state))
 
 
 def _get(data: Any, *keys: str) -> Any:

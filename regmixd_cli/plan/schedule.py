@@ -54,6 +54,8 @@ class ScheduleModel(Protocol):
     @property
     def target(self) -> str: ...
     @property
+    def targets(self) -> tuple[str, ...]: ...
+    @property
     def grid(self) -> tuple[float, ...]: ...
     @property
     def proxy_steps(self) -> float: ...
@@ -66,11 +68,17 @@ class ScheduleModel(Protocol):
     @property
     def initial_loss(self) -> float: ...
     @property
+    def initial_state(self) -> Any: ...
+    @property
     def n_switch_points(self) -> int: ...
     @property
     def has_transitions(self) -> bool: ...
 
     def predict_transition(self, stage: int, mixtures: np.ndarray, loss: Any) -> np.ndarray: ...
+
+    def predict_state(self, stage: int, mixtures: np.ndarray, state: Any) -> np.ndarray: ...
+
+    def objective_of(self, state: Any) -> Any: ...
 
     def predict_endpoint(self, mixtures: np.ndarray) -> np.ndarray: ...
 
@@ -130,7 +138,9 @@ def build_schedule(
     bounds = stage_boundaries(model.grid, model.proxy_steps, steps)
     n = model.n_switch_points
     children = np.random.SeedSequence(seed).spawn(n)
-    loss = float(model.initial_loss)
+    # The state: the loss (one per target for a model of several; `fit.objective`). The
+    # search ranks candidates by the objective of the next state.
+    state = model.initial_state
     runner = None
     if constraints is not None:
         runner = ConstrainedSearch(constraints, bounds, prior.weights)
@@ -144,16 +154,16 @@ def build_schedule(
     pool = None
     if runner is None and not uses_history and hasattr(ranker, "prepare_transitions"):
         pool = CandidatePool(prior.weights, config, children[0], ranker.prepare_transitions)
-    stages = [_stage(bounds, 0, steps, first, loss)]
+    stages = [_stage(bounds, 0, steps, first, float(model.initial_loss), _targets(model, state))]
     history_model: Any = model  # a FittedModel: its predict_transition takes `history`
     spans = np.diff([0.0, *model.grid])
     trained = spans[0] * np.asarray(first, dtype=np.float64)
     for j in range(1, n + 1):
         rng = np.random.default_rng(children[j - 1])
-        at_loss = loss  # bound now: the lambda must not see the loss updated below
+        at_loss = state  # bound now: the closures must not see the state updated below
         history = (trained / spans[:j].sum()).astype(np.float32) if uses_history else None
 
-        def score(candidates: np.ndarray, j: int = j, at_loss: float = at_loss,
+        def score(candidates: np.ndarray, j: int = j, at_loss: Any = at_loss,
                   history: np.ndarray | None = history) -> np.ndarray:
             if history is not None:
                 pred: np.ndarray = history_model.predict_transition(
@@ -162,7 +172,7 @@ def build_schedule(
             plain: np.ndarray = ranker.predict_transition(j, candidates, at_loss)
             return plain
 
-        def pooled(prepared: Any, c: np.ndarray, j: int = j, at_loss: float = at_loss) -> Any:
+        def pooled(prepared: Any, c: np.ndarray, j: int = j, at_loss: Any = at_loss) -> Any:
             out: np.ndarray = ranker.predict_prepared(prepared, j, c, at_loss)
             return out
 
@@ -176,12 +186,13 @@ def build_schedule(
             result, weights = runner.search(j, score, config, rng)
         mixture = np.asarray([weights], dtype=np.float32)
         if history is not None:
-            loss = float(history_model.predict_transition(j, mixture, at_loss,
-                                                          history=history)[0])
+            state = history_model.predict_state(j, mixture, at_loss, history=history)[0]
         else:
-            loss = float(np.asarray(model.predict_transition(j, mixture, at_loss)).reshape(-1)[0])
+            state = np.asarray(model.predict_state(j, mixture, at_loss))[0]
+        state = float(state) if np.ndim(state) == 0 else state
         trained = trained + spans[j] * np.asarray(weights, dtype=np.float64)
-        stages.append(_stage(bounds, j, steps, weights, loss))
+        stages.append(_stage(bounds, j, steps, weights, float(model.objective_of(state)),
+                             _targets(model, state)))
         if progress is not None:
             progress(j, n)
     return Schedule(
@@ -223,7 +234,10 @@ def build_static(
     loss = float(np.asarray(model.predict_endpoint(mixture)).reshape(-1)[0])
     if progress is not None:
         progress(1, 1)
-    stage = _stage([0, steps], 0, steps, weights, loss)
+    per_target = None
+    if hasattr(model, "predict_endpoint_targets"):
+        per_target = _targets(model, model.predict_endpoint_targets(mixture)[0])
+    stage = _stage([0, steps], 0, steps, weights, loss, per_target)
     return Schedule(
         METHOD_STATIC,
         tuple(model.domains),
@@ -290,8 +304,25 @@ def _target_steps(model: ScheduleModel, target_steps: int | None) -> int:
     return int(target_steps)
 
 
+def _targets(model: ScheduleModel, state: Any) -> tuple[tuple[str, float], ...] | None:
+    """A state's per-target losses, for a model of several targets (else None)."""
+    import numpy as np
+
+    targets = getattr(model, "targets", ())
+    if len(targets) < 2:
+        return None
+    values = np.asarray(state, dtype=np.float64).reshape(-1)
+    return tuple((t, round(float(v), LOSS_DECIMALS)) for t, v in zip(targets, values,
+                                                                      strict=True))
+
+
 def _stage(
-    bounds: Sequence[int], i: int, steps: int, weights: tuple[float, ...], loss: float | None
+    bounds: Sequence[int],
+    i: int,
+    steps: int,
+    weights: tuple[float, ...],
+    loss: float | None,
+    targets: tuple[tuple[str, float], ...] | None = None,
 ) -> Stage:
     start, end = bounds[i], bounds[i + 1]
     return Stage(
@@ -300,7 +331,8 @@ def _stage(
         start_fraction=round(start / steps, FRACTION_DECIMALS),
         end_fraction=round(end / steps, FRACTION_DECIMALS),
         weights=weights,
-        predicted_loss=None if loss is None else round(loss, LOSS_DECIMALS),
+        predicted_loss=None if loss is None or math.isnan(loss) else round(loss, LOSS_DECIMALS),
+        predicted_losses=targets,
     )
 
 
@@ -317,6 +349,7 @@ def _provenance(
         "model": model_sha256,
         "model_form": model.form,
         "target": model.target,
+        **_objective_record(model),
         "proxy_steps": float(model.proxy_steps),
         "interval_ends": [float(t) for t in model.grid],
         "prior": dict(zip(model.domains, round_weights(prior.weights), strict=True)),
@@ -327,6 +360,12 @@ def _provenance(
         "seed": seed,
         "regmixd_version": __version__,
     }
+
+
+def _objective_record(model: ScheduleModel) -> dict[str, Any]:
+    """A model of several targets: its objective, for the provenance (else nothing)."""
+    objective = getattr(model, "objective", None)
+    return {} if objective is None else {"objective": objective.record()}
 
 
 # ---------------------------------------------------------------- schedule JSON v1

@@ -65,6 +65,7 @@ def schedule_to_dict(schedule: Schedule) -> dict[str, Any]:
                 if s.predicted_loss_interval is None
                 else {"predicted_loss_interval": list(s.predicted_loss_interval)}
             )
+            | ({} if s.predicted_losses is None else {"predicted_losses": dict(s.predicted_losses)})
             for s in schedule.stages
         ],
         "provenance": dict(schedule.provenance),
@@ -153,7 +154,16 @@ def _stage_from_dict(raw: Any, domains: Sequence[str], where: str) -> Stage:
         weights=tuple(float(w) for w in values),
         predicted_loss=None if loss is None else float(loss),
         predicted_loss_interval=_interval_from(raw.get("predicted_loss_interval"), where),
+        predicted_losses=_losses_from(raw.get("predicted_losses"), where),
     )
+
+
+def _losses_from(raw: Any, where: str) -> tuple[tuple[str, float], ...] | None:
+    if raw is None:
+        return None
+    if not isinstance(raw, Mapping) or not raw or not all(_is_number(v) for v in raw.values()):
+        raise InputError(f"{where}: `predicted_losses` must be an object {{metric: loss}}")
+    return tuple((str(k), float(v)) for k, v in raw.items())
 
 
 def _interval_from(raw: Any, where: str) -> tuple[float, float, float] | None:

@@ -24,7 +24,7 @@ from regmixd_cli.weights import round_weights
 if TYPE_CHECKING:
     import numpy as np
 
-    from regmixd_cli.fit.model import FittedModel
+    from regmixd_cli.fit.objective import AnyModel
 
 # How close a neighbour stays to its plan: each stage's weights are a Dirichlet draw with
 # concentration NEIGHBOUR_CONCENTRATION x the plan's weights (+ a floor, so a zero weight can
@@ -48,7 +48,7 @@ class Refinement:
 
 
 def design_refinement(
-    model: FittedModel,
+    model: AnyModel,
     n_runs: int,
     proxy_steps: int,
     prefix: str,

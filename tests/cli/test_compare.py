@@ -231,7 +231,7 @@ class _Linear:
     grid = (1.0, 2.0, 3.0)
     proxy_steps = 3.0
     has_transitions = True
-    initial_loss = 5.0
+    initial_loss = initial_state = 5.0
     loss_ranges = ((4.0, 6.0), (4.0, 6.0), (4.2, 6.0))
 
     def __init__(self, rate: float, members: tuple = ()) -> None:
@@ -243,6 +243,11 @@ class _Linear:
         import numpy as np
 
         return np.asarray(loss) - self.rate * mixtures[:, 0]
+
+    predict_state = predict_transition
+
+    def objective_of(self, state):
+        return state
 
     def predict_endpoint(self, mixtures):
         return 5.0 - mixtures[:, 0]

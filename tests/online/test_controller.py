@@ -18,13 +18,14 @@ from regmixd_cli.online.controller import (
 )
 from regmixd_cli.online.decision import Decision
 from regmixd_cli.plan.search import SearchConfig
+from tests.helpers.fakes import OneTarget
 from tests.helpers.online_world import build_store
 
 SMALL = SearchConfig(candidates=2000, top_k=32)
 
 
 @dataclass(frozen=True)
-class FakeModel:
+class FakeModel(OneTarget):
     """Quadratic bowls whose centre moves with the loss: the correction visibly matters."""
 
     domains: tuple[str, ...] = ("a", "b", "c")

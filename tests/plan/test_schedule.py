@@ -30,6 +30,7 @@ from regmixd_cli.plan.schedule_file import (
 )
 from regmixd_cli.plan.search import SearchConfig
 from regmixd_cli.weights import Prior, round_weights
+from tests.helpers.fakes import OneTarget
 
 DOMAINS = ("code", "prose", "web")
 # The best mixture moves during training: code first, then prose, then web.
@@ -40,7 +41,7 @@ ENDPOINT_OPTIMUM = np.array([0.3, 0.4, 0.3])
 
 
 @dataclass(frozen=True)
-class FakeModel:
+class FakeModel(OneTarget):
     """The FittedModel interface with known answers: stage j's best mixture is STAGE_OPTIMA[j-1]."""
 
     domains: tuple[str, ...] = DOMAINS
