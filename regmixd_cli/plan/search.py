@@ -15,7 +15,8 @@ are piecewise constant, go to the earlier candidate. So the same seed gives the 
 ANY chunk size and number of threads.
 
 Workers and clusters. Because the result does not depend on how the candidates are cut, a
-search can score batches of candidates elsewhere (`search_on`, `CandidatePool(executor=...)`:
+search can score batches of candidates elsewhere (`search_mixture(..., executor=...)`,
+`CandidatePool(..., executor=...)`:
 `--jobs` processes or a Dask cluster, `fit.parallel`): this process draws the candidates (1-2 %
 of the work) and sends each batch to a worker, which predicts it and returns its own top k (or,
 for a pool, the model's prepared per-candidate work); the merge keeps the k smallest by (loss,
@@ -111,6 +112,8 @@ def search_mixture(
     rng: np.random.Generator,
     feasible: FeasibleFn | None = None,
     transform: TransformFn | None = None,
+    *,
+    executor: Executor | None = None,
 ) -> SearchResult:
     """Draw `config.candidates` Dirichlet(alpha * prior) mixtures, return the mean of the k best.
 
@@ -120,34 +123,36 @@ def search_mixture(
     The chunk is a column-major view (each domain's column is contiguous); copy it to keep it.
     `transform`, if given, rewrites each chunk of candidates in place before scoring (the
     constraints use it to map candidates into a small feasible region).
+
+    With an `executor` (`fit.parallel`: `--jobs` processes or a Dask cluster) the scoring runs
+    on its workers, with the same result to the bit: candidates are drawn, transformed and
+    checked by `feasible` here, cut into batches (`batch_size`) and sent in waves of two
+    batches per worker, so memory stays bounded at 10^7 candidates; every worker returns its
+    batch's top k, merged here by (loss, candidate index). `score` must then be picklable by
+    the executor: Dask (cloudpickle) takes closures, local processes need a module-level
+    function, a bound method of a picklable object (a FittedModel) or a `functools.partial`.
     """
     top = _TopK(config.top_k)
+    if executor is not None:
+        return _search_batches(executor, top, score, prior, config, rng, feasible, transform)
     for start, candidates, ok in _candidate_chunks(prior, config, rng, transform):
         top.add(start, candidates, ok, score(candidates), feasible)
     return top.result(config.candidates)
 
 
-def search_on(
+def _search_batches(
     executor: Executor,
+    top: _TopK,
     score: ScoreFn,
     prior: Sequence[float] | np.ndarray,
     config: SearchConfig,
     rng: np.random.Generator,
-    feasible: FeasibleFn | None = None,
-    transform: TransformFn | None = None,
+    feasible: FeasibleFn | None,
+    transform: TransformFn | None,
 ) -> SearchResult:
-    """`search_mixture` with the scoring on `executor`'s workers; the same result, to the bit.
-
-    Candidates are drawn here (and `transform`ed and checked by `feasible` here), cut into
-    batches (`batch_size`), and sent in waves of two batches per worker, so memory stays
-    bounded at 10^7 candidates; every worker returns its batch's top k, merged here by (loss,
-    candidate index). `score` must be picklable by the executor: Dask (cloudpickle) takes
-    closures, local processes need a module-level function, a bound method of a picklable
-    object (a FittedModel) or a `functools.partial` of one.
-    """
+    """`search_mixture` on an executor's workers (see there)."""
     import numpy as np
 
-    top = _TopK(config.top_k)
     local = dataclasses.replace(config, chunk_size=batch_size(config, executor.workers))
     wave: list[tuple[ScoreFn, int, int, np.ndarray, np.ndarray]] = []
 

@@ -1,6 +1,6 @@
-"""Search batches on workers (`search_on`, `CandidatePool(executor=...)`): local processes and a
-real Dask cluster (scheduler + two worker processes on 127.0.0.1, stopped by the test) give
-exactly the result of the local search."""
+"""Search batches on workers (`search_mixture(executor=...)`, `CandidatePool(executor=...)`):
+local processes and a real Dask cluster (scheduler + two worker processes on 127.0.0.1,
+stopped by the test) give exactly the result of the local search."""
 
 from __future__ import annotations
 
@@ -20,8 +20,8 @@ from regmixd_cli.plan.search import (
     SearchResult,
     batch_size,
     search_mixture,
-    search_on,
 )
+from tests.helpers.dask_cluster import local_cluster
 
 
 def _same(a: SearchResult, b: SearchResult) -> None:
@@ -51,7 +51,8 @@ def test_batches_on_workers_give_the_local_result_for_any_worker_count():
         for workers in (1, 2, 3, 8):
             executor = Serial()
             executor.workers = workers  # batches and waves follow the worker count
-            _same(search_on(executor, fn, prior, config, np.random.default_rng(11)), local)
+            remote = search_mixture(fn, prior, config, np.random.default_rng(11), executor=executor)
+            _same(remote, local)
     assert batch_size(config, 2) == 1024 and batch_size(config, 8) == 313
 
 
@@ -68,13 +69,13 @@ def test_feasible_and_transform_stay_local_and_give_the_local_result():
     local = search_mixture(score, prior, config, np.random.default_rng(2), feasible, transform)
     executor = Serial()
     executor.workers = 3
-    remote = search_on(executor, score, prior, config, np.random.default_rng(2), feasible,
-                       transform)
+    remote = search_mixture(score, prior, config, np.random.default_rng(2), feasible, transform,
+                            executor=executor)
     _same(remote, local)
     assert remote.n_feasible < config.candidates
     with pytest.raises(InfeasibleError):
-        search_on(executor, score, prior, config, np.random.default_rng(2),
-                  functools.partial(_only_first_below, -1.0))
+        search_mixture(score, prior, config, np.random.default_rng(2),
+                       functools.partial(_only_first_below, -1.0), executor=executor)
 
 
 def test_processes_score_a_model_exactly_as_this_process(tiny_model):
@@ -85,7 +86,7 @@ def test_processes_score_a_model_exactly_as_this_process(tiny_model):
     local = search_mixture(score, prior, config, np.random.default_rng(4))
     pool = Processes(2)
     try:
-        _same(search_on(pool, score, prior, config, np.random.default_rng(4)), local)
+        _same(search_mixture(score, prior, config, np.random.default_rng(4), executor=pool), local)
         seed = np.random.SeedSequence(9)
         here = CandidatePool(prior, config, seed, model.prepare_transitions)
         there = CandidatePool(prior, config, seed, model.prepare_transitions, executor=pool)
@@ -102,18 +103,8 @@ def _at_stage(model, stage, loss, prepared, candidates):  # type: ignore[no-unty
 
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[str]:
-    distributed = pytest.importorskip(
-        "dask.distributed", reason="dask[distributed] not installed (pip install 'regmixd[dask]')"
-    )
-    with distributed.LocalCluster(
-        n_workers=2,
-        threads_per_worker=1,
-        processes=True,
-        host="127.0.0.1",
-        dashboard_address=None,
-        scheduler_port=0,
-    ) as local:
-        yield str(local.scheduler_address)
+    with local_cluster() as address:
+        yield address
 
 
 @pytest.mark.slow
@@ -133,10 +124,11 @@ def test_a_dask_cluster_searches_exactly_as_this_process(tiny_model, cluster):
         # A closure is fine for Dask (cloudpickle).
         score = lambda c: model.predict_transition(1, c, loss)  # noqa: E731
         local = search_mixture(score, prior, config, np.random.default_rng(0))
-        _same(search_on(remote, score, prior, config, np.random.default_rng(0)), local)
+        _same(search_mixture(score, prior, config, np.random.default_rng(0), executor=remote),
+              local)
         endpoint = search_mixture(model.predict_endpoint, prior, config, np.random.default_rng(1))
-        _same(search_on(remote, model.predict_endpoint, prior, config,
-                        np.random.default_rng(1)), endpoint)
+        _same(search_mixture(model.predict_endpoint, prior, config, np.random.default_rng(1),
+                             executor=remote), endpoint)
         seed = np.random.SeedSequence(3)
         here = CandidatePool(prior, config, seed, model.prepare_transitions)
         there = CandidatePool(prior, config, seed, model.prepare_transitions, executor=remote,
