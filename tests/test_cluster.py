@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from tests.helpers.cli import SAMPLE_FIT, Invoker, fails
+from tests.helpers.dask_cluster import local_cluster
 from tests.helpers.paths import PROXY_LOGS
 
 distributed = pytest.importorskip(
@@ -28,15 +29,8 @@ pytestmark = [
 
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[str]:
-    with distributed.LocalCluster(
-        n_workers=2,
-        threads_per_worker=1,
-        processes=True,
-        host="127.0.0.1",
-        dashboard_address=None,
-        scheduler_port=0,
-    ) as local:
-        yield str(local.scheduler_address)
+    with local_cluster() as address:
+        yield address
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,4 @@
-"""Training one XGBoost booster of a kind (endpoint, per-stage, pooled, curve point).
+"""Training one XGBoost booster of a kind (endpoint, per-stage, pooled, curve, curve point).
 
 Both cross-validation (`crossval`) and the final refit (`training`) build their work with
 `booster_task`, so the two can never build their design matrices differently. A task carries
@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from regmixd_cli.fit.model import (
+    CURVE,
     CURVE_SHIFT,
     ENDPOINT,
     HISTORY,
@@ -43,6 +44,8 @@ def _train(
     """Train one booster; with `early`, stop on that split and return the best round count."""
     xgb = import_xgboost()
     params = settings.params(seed)
+    if y.ndim == 2:  # a whole curve: one tree per round with vector leaves
+        params["multi_strategy"] = "multi_output_tree"
     train = xgb.DMatrix(x.astype(np.float32), label=y, nthread=settings.nthread)
     if early is None:
         return xgb.train(params, train, num_boost_round=rounds, verbose_eval=False), rounds
@@ -72,6 +75,10 @@ def _design(
         return history_at(table, runs, len(table.grid)), table.losses[runs, -1]
     if kind == POINT:
         return history_at(table, runs, stage), table.losses[runs, stage - 1]
+    if kind == CURVE:  # static runs: the offsets of l_1..l_N from l_{N+1}, then l_{N+1}
+        curve = table.losses[runs].copy()
+        curve[:, :-1] -= curve[:, -1:]
+        return table.mixtures[runs], curve
     if kind == PER_STAGE:
         loss = table.losses[runs, stage - 1]
         return np.column_stack([in_force_at(table, runs, stage), loss]), table.losses[runs, stage]
@@ -111,7 +118,9 @@ def booster_kinds(table: LossTable, forms: tuple[str, ...]) -> list[tuple[str, s
         kinds += [(f"stage_{j}", PER_STAGE, j) for j in range(1, n_stages + 1)]
     if n_stages and POOLED in forms:
         kinds.append((POOLED, POOLED, 0))
-    if n_stages and CURVE_SHIFT in forms:
+    if n_stages and CURVE_SHIFT in forms and table.in_force is None:
+        kinds.append((CURVE, CURVE, 0))  # a static run's mixture is its history at every point
+    elif n_stages and CURVE_SHIFT in forms:
         kinds += [(f"{POINT}_{j}", POINT, j) for j in range(1, n_stages + 1)]
     if n_stages and PER_STAGE_HISTORY in forms:
         kinds += [(f"{HISTORY}_{j}", PER_STAGE_HISTORY, j) for j in range(1, n_stages + 1)]

@@ -24,6 +24,7 @@ from regmixd_cli.errors import InputError, ModelError, UsageError
 from regmixd_cli.files import atomic_dir, dumps_json, sha256_file, write_json
 from regmixd_cli.fit.metrics import clean
 from regmixd_cli.fit.model import (
+    CURVE,
     CURVE_SHIFT,
     ENDPOINT,
     FORMS,
@@ -298,7 +299,9 @@ def _member(
         names.append(POOLED)
     elif form == PER_STAGE:
         names += [f"stage_{j}" for j in range(1, len(grid))]
-    elif form == CURVE_SHIFT:
+    elif form == CURVE_SHIFT and f"{prefix}{CURVE}.ubj" in blobs:
+        names.append(CURVE)
+    elif form == CURVE_SHIFT:  # phased store, or fitted before the `curve` booster
         names += [f"{POINT}_{j}" for j in range(1, len(grid))]
     elif form == PER_STAGE_HISTORY:
         names += [f"{HISTORY}_{j}" for j in range(1, len(grid))]

@@ -6,8 +6,11 @@ holds:
 - the endpoint booster (mixture -> loss at T_p, plain RegMix), always;
 - the transition booster(s) of the chosen form: one per stage (`per-stage`, features m..., loss)
   or one over all stages (`pooled`, features t, m..., loss), predicting the loss at the next
-  grid point; or, for `curve-shift`, one booster per grid point t_1..t_N (mixture -> loss at
-  t_l; the endpoint booster is t_{N+1}) from which transitions are derived (`curve_shift`).
+  grid point; or, for `curve-shift`, the mixture's static loss curve at t_1..t_{N+1}, from which
+  transitions are derived (`curve_shift`): on a store of static runs ONE multi-output booster
+  (`curve`, vector leaves: the offsets of t_1..t_N from the loss at T_p, and that loss), on a phased
+  store (and in models fitted before the `curve` booster) one booster per grid point t_1..t_N
+  (`point_l`, mixture so far -> loss at t_l; the endpoint booster is t_{N+1}).
   Endpoint-only stores (one observation per run) have no transition boosters.
 """
 
@@ -38,6 +41,7 @@ RESIDUAL_FORMS = (PER_STAGE, POOLED, PER_STAGE_HISTORY)  # boosters whose last f
 HISTORY = "history"  # per-stage-history booster names: history_1..history_N
 ENDPOINT = "endpoint"
 POINT = "point"  # curve-shift: mixture -> loss at one grid point
+CURVE = "curve"  # curve-shift on static runs: mixture -> the whole curve, one multi-output booster
 
 Progress = Callable[[int, int], None]
 
@@ -161,6 +165,11 @@ class FittedModel:
     def predict_curves(self, mixtures: np.ndarray) -> np.ndarray:
         """Curve-shift form: each mixture's predicted static loss at t_1..t_{N+1}, (C, N+1)."""
         m = np.asarray(mixtures, dtype=np.float32)
+        if CURVE in self.boosters:  # one pass: offsets of t_1..t_N from the loss at T_p, then it
+            curves = np.asarray(self.boosters[CURVE].inplace_predict(m), dtype=np.float64)
+            curves = curves.reshape(m.shape[0], -1)
+            curves[:, :-1] += curves[:, -1:]
+            return curves
         names = [f"{POINT}_{j}" for j in range(1, self.n_switch_points + 1)] + [ENDPOINT]
         curves = np.empty((m.shape[0], len(names)), dtype=np.float64)
         for column, name in enumerate(names):

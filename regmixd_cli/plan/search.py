@@ -14,6 +14,14 @@ are the k smallest by (loss, candidate index) -- ties, common with tree models w
 are piecewise constant, go to the earlier candidate. So the same seed gives the same result for
 ANY chunk size and number of threads.
 
+Workers and clusters. Because the result does not depend on how the candidates are cut, a
+search can score batches of candidates elsewhere (`search_mixture(..., executor=...)`,
+`CandidatePool(..., executor=...)`:
+`--jobs` processes or a Dask cluster, `fit.parallel`): this process draws the candidates (1-2 %
+of the work) and sends each batch to a worker, which predicts it and returns its own top k (or,
+for a pool, the model's prepared per-candidate work); the merge keeps the k smallest by (loss,
+candidate index), exactly as one local pass does, so the result is byte-identical.
+
 Zero prior weights. Dirichlet parameters must be positive, and a domain the prior excludes is a
 domain the user does not want: domains with m0 = 0 (or so small that alpha * m0 is 0 in float32)
 are held at weight 0 in every candidate and the Dirichlet is drawn over the remaining domains.
@@ -23,6 +31,8 @@ See docs/explanation/method.md.
 
 from __future__ import annotations
 
+import dataclasses
+import math
 import os
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -33,6 +43,8 @@ from regmixd_cli.errors import InfeasibleError, UsageError
 
 if TYPE_CHECKING:
     import numpy as np
+
+    from regmixd_cli.fit.parallel import Executor
 
     ScoreFn = Callable[[np.ndarray], np.ndarray]
     FeasibleFn = Callable[[np.ndarray], np.ndarray]
@@ -100,6 +112,8 @@ def search_mixture(
     rng: np.random.Generator,
     feasible: FeasibleFn | None = None,
     transform: TransformFn | None = None,
+    *,
+    executor: Executor | None = None,
 ) -> SearchResult:
     """Draw `config.candidates` Dirichlet(alpha * prior) mixtures, return the mean of the k best.
 
@@ -109,11 +123,70 @@ def search_mixture(
     The chunk is a column-major view (each domain's column is contiguous); copy it to keep it.
     `transform`, if given, rewrites each chunk of candidates in place before scoring (the
     constraints use it to map candidates into a small feasible region).
+
+    With an `executor` (`fit.parallel`: `--jobs` processes or a Dask cluster) the scoring runs
+    on its workers, with the same result to the bit: candidates are drawn, transformed and
+    checked by `feasible` here, cut into batches (`batch_size`) and sent in waves of two
+    batches per worker, so memory stays bounded at 10^7 candidates; every worker returns its
+    batch's top k, merged here by (loss, candidate index). `score` must then be picklable by
+    the executor: Dask (cloudpickle) takes closures, local processes need a module-level
+    function, a bound method of a picklable object (a FittedModel) or a `functools.partial`.
     """
     top = _TopK(config.top_k)
+    if executor is not None:
+        return _search_batches(executor, top, score, prior, config, rng, feasible, transform)
     for start, candidates, ok in _candidate_chunks(prior, config, rng, transform):
         top.add(start, candidates, ok, score(candidates), feasible)
     return top.result(config.candidates)
+
+
+def _search_batches(
+    executor: Executor,
+    top: _TopK,
+    score: ScoreFn,
+    prior: Sequence[float] | np.ndarray,
+    config: SearchConfig,
+    rng: np.random.Generator,
+    feasible: FeasibleFn | None,
+    transform: TransformFn | None,
+) -> SearchResult:
+    """`search_mixture` on an executor's workers (see there)."""
+    import numpy as np
+
+    local = dataclasses.replace(config, chunk_size=batch_size(config, executor.workers))
+    wave: list[tuple[ScoreFn, int, int, np.ndarray, np.ndarray]] = []
+
+    def flush() -> None:
+        for loss, index, weights, n_feasible in executor.map(_score_batch, wave):
+            top.merge(loss, index, weights, n_feasible)
+        wave.clear()
+
+    for start, candidates, ok in _candidate_chunks(prior, local, rng, transform):
+        keep = ok.copy()
+        if feasible is not None:
+            keep &= np.asarray(feasible(candidates), dtype=bool).reshape(-1)
+        wave.append((score, config.top_k, start, np.ascontiguousarray(candidates), keep))
+        if len(wave) >= 2 * executor.workers:
+            flush()
+    flush()
+    return top.result(config.candidates)
+
+
+def batch_size(config: SearchConfig, workers: int) -> int:
+    """Candidates per batch sent to a worker: about two batches per worker, at most a chunk."""
+    return max(1, min(config.chunk_size, math.ceil(config.candidates / (2 * max(1, workers)))))
+
+
+def _score_batch(
+    task: tuple[ScoreFn, int, int, np.ndarray, np.ndarray],
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+    """On a worker: one batch's top k (losses, candidate indices, weights) and its feasible
+    count. Module-level, so any executor can run it."""
+    score, k, start, candidates, ok = task
+    top = _TopK(k)
+    top.add(start, candidates, ok, score(candidates))
+    weights = candidates[:0] if top.weights is None else top.weights
+    return top.loss, top.index, weights, top.n_feasible
 
 
 # A pool kept in memory between the searches of one schedule stays below this many bytes
@@ -131,6 +204,9 @@ class CandidatePool:
     curves). While the pool fits in POOL_BYTES, candidates and prepared work are kept; above,
     every search draws the pool again from the same seed and prepares it chunk by chunk, so
     memory stays flat and the results are the same either way.
+    With an `executor` (`fit.parallel`), `prepare` runs on its workers, one batch of candidates
+    per task (the same results: prepared work is per candidate); it must be picklable there
+    (a bound method of a FittedModel is).
     """
 
     def __init__(
@@ -140,14 +216,16 @@ class CandidatePool:
         seed: np.random.SeedSequence,
         prepare: Callable[[np.ndarray], object],
         max_bytes: int = POOL_BYTES,
+        *,
+        executor: Executor | None = None,
     ) -> None:
         self.prior, self.config, self.seed, self.prepare = prior, config, seed, prepare
         self.max_bytes = max_bytes
+        self.executor = executor
         self._kept: list[tuple[int, np.ndarray, np.ndarray, object]] | None = None
 
     def search(self, score: Callable[[object, np.ndarray], np.ndarray]) -> SearchResult:
         """The top-k mean of the pool under `score(prepared, candidates) -> losses`."""
-        import numpy as np
 
         top = _TopK(self.config.top_k)
         if self._kept is not None:
@@ -155,9 +233,7 @@ class CandidatePool:
                 top.add(start, candidates, ok, score(prepared, candidates))
             return top.result(self.config.candidates)
         kept: list[tuple[int, np.ndarray, np.ndarray, object]] | None = []
-        rng = np.random.default_rng(self.seed)
-        for start, candidates, ok in _candidate_chunks(self.prior, self.config, rng, None):
-            prepared = self.prepare(candidates)
+        for start, candidates, ok, prepared in self._prepared():
             if kept is not None:
                 if not kept and _bytes(candidates, prepared) * (
                     self.config.candidates / max(1, candidates.shape[0])
@@ -168,6 +244,33 @@ class CandidatePool:
             top.add(start, candidates, ok, score(prepared, candidates))
         self._kept = kept
         return top.result(self.config.candidates)
+
+    def _prepared(self) -> Iterator[tuple[int, np.ndarray, np.ndarray, object]]:
+        """(start, candidates, usable, prepared) per chunk of the pool, in candidate order;
+        with an executor, `prepare` runs on its workers (batches of `batch_size`, in waves of
+        two per worker)."""
+        import numpy as np
+
+        rng = np.random.default_rng(self.seed)
+        if self.executor is None:
+            for start, candidates, ok in _candidate_chunks(self.prior, self.config, rng, None):
+                yield start, candidates, ok, self.prepare(candidates)
+            return
+        workers = self.executor.workers
+        config = dataclasses.replace(self.config, chunk_size=batch_size(self.config, workers))
+        wave: list[tuple[int, np.ndarray, np.ndarray]] = []
+        chunks = _candidate_chunks(self.prior, config, rng, None)
+        while True:
+            for start, candidates, ok in chunks:
+                wave.append((start, np.ascontiguousarray(candidates), ok.copy()))
+                if len(wave) >= 2 * workers:
+                    break
+            if not wave:
+                return
+            prepared = self.executor.map(self.prepare, [c for _, c, _ in wave])
+            for (start, candidates, ok), work in zip(wave, prepared, strict=True):
+                yield start, candidates, ok, work
+            wave = []
 
 
 def _bytes(candidates: np.ndarray, prepared: object) -> int:
@@ -215,6 +318,15 @@ class _TopK:
             self.weights = np.empty((0, candidates.shape[1]), dtype=np.float32)
         self.loss, self.index, self.weights = _merge_top_k(
             self.loss, self.index, self.weights, losses, index, candidates, rows, self.k
+        )
+
+    def merge(self, loss: np.ndarray, index: np.ndarray, weights: np.ndarray, n: int) -> None:
+        """Merge another top k (of candidates this one has not seen) that counted n feasible."""
+        self.n_feasible += n
+        if self.weights is None:
+            self.weights = weights[:0]
+        self.loss, self.index, self.weights = _merge_top_k(
+            self.loss, self.index, self.weights, loss, index, weights, None, self.k
         )
 
     def result(self, n_candidates: int) -> SearchResult:

@@ -150,7 +150,7 @@ def test_cross_validation_is_grouped_and_early_stopping_never_sees_held_out_runs
     monkeypatch.setattr(training, "booster_task", spy)
     fit_model(smooth, FitConfig(n_switch_points=1, folds=4, xgb=FAST))
     cv_calls = [c for c in calls if c[1] is not None]
-    assert len(cv_calls) == 4 * 4  # endpoint, one stage, pooled, one curve point per fold
+    assert len(cv_calls) == 4 * 4  # endpoint, one stage, pooled, the curve booster per fold
     held_out_sets = []
     for fit_runs, early_runs in cv_calls:
         assert not fit_runs & early_runs
@@ -185,12 +185,11 @@ def test_predict_transition_builds_the_recorded_feature_order(fitted, smooth):
     got = fitted.predict_transition(2, mixtures, loss)
     assert got.shape == (len(mixtures),)
     if fitted.form == "curve-shift":
-        curves = np.column_stack(
-            [
-                fitted.boosters[n].inplace_predict(mixtures)
-                for n in ("point_1", "point_2", "endpoint")
-            ]
-        )
+        # One multi-output booster: offsets of l_1, l_2 from the loss at T_p, then that loss.
+        assert set(fitted.boosters) == {"endpoint", "curve"}
+        raw = fitted.boosters["curve"].inplace_predict(mixtures).astype(np.float64)
+        assert raw.shape == (len(mixtures), 3)
+        curves = np.column_stack([raw[:, :2] + raw[:, 2:], raw[:, 2]])
         assert got == pytest.approx(curve_shift(curves, fitted.grid, 2, loss))
         assert fitted.features(fitted.form) == [f"m:{d}" for d in smooth.domains]
         assert fitted.predict_transition(1, mixtures[:3], 5.0).shape == (3,)
@@ -225,6 +224,35 @@ def test_save_load_round_trip(fitted, smooth, tmp_path):
     assert meta["features"]["endpoint"] == [f"m:{d}" for d in smooth.domains]
     assert set(meta["files"]) == {f"{name}.ubj" for name in fitted.boosters}
     assert len(model_hash(tmp_path / "m")) == 64
+
+
+def test_curve_shift_models_with_one_booster_per_point_still_load_and_predict(smooth, tmp_path):
+    """Curve-shift models fitted before the multi-output `curve` booster (and on phased stores)
+    hold point_1..point_N + endpoint; they load and predict from those."""
+    import dataclasses
+
+    from regmixd_cli.fit.boosters import fit_booster
+    from regmixd_cli.fit.model import POINT
+    from regmixd_cli.fit.transitions import build_loss_table
+
+    model = fit_model(smooth, FitConfig(n_switch_points=2, form="curve-shift", xgb=FAST))
+    table = build_loss_table(smooth, "val/loss", n_switch_points=2)
+    everyone = np.arange(table.n_runs)
+    points = {
+        f"point_{j}": fit_booster(table, everyone, POINT, j, FAST, 0, 40)[0] for j in (1, 2)
+    }
+    old = dataclasses.replace(model, boosters={"endpoint": model.boosters["endpoint"], **points})
+    save_model(tmp_path / "old", old)
+    loaded = load_model(tmp_path / "old")
+    assert set(loaded.boosters) == {"endpoint", "point_1", "point_2"}
+    mixtures = table.mixtures.astype(np.float32)
+    curves = np.column_stack(
+        [old.boosters[n].inplace_predict(mixtures) for n in ("point_1", "point_2", "endpoint")]
+    )
+    assert loaded.predict_curves(mixtures) == pytest.approx(curves)
+    assert loaded.predict_transition(2, mixtures, 4.5) == pytest.approx(
+        curve_shift(curves, model.grid, 2, 4.5)
+    )
 
 
 def test_same_seed_same_bytes(smooth, tmp_path):
