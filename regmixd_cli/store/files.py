@@ -91,7 +91,12 @@ def trajectory_schema() -> pa.Schema:
 
 
 class TrajectoryWriter:
-    """Writes `trajectories.parquet` from chunks already in (run, metric, step) order."""
+    """Writes `trajectories.parquet` from chunks already in (run, metric, step) order.
+
+    `write` and `close` do everything in the caller's thread; `StoreDraft.write_trajectories`
+    instead cuts the row groups (`RowGroups`) in the thread that builds the chunks and only
+    encodes them (`write_group`) in a second thread.
+    """
 
     def __init__(self, path: Path) -> None:
         import pyarrow.parquet as pq
@@ -107,33 +112,56 @@ class TrajectoryWriter:
             column_encoding={VALUE: "BYTE_STREAM_SPLIT"},
             write_statistics=[RUN, STEP, TOKENS, VALUE],
         )
-        self._buffer: list[pa.Table] = []
-        self._buffered = 0
+        self._groups = RowGroups(self.schema)
 
     def write(self, chunk: Any) -> None:
         """Add a chunk (a pyarrow Table or a polars DataFrame with the trajectory columns)."""
-        table = _as_arrow(chunk, self.schema)
-        if table.num_rows == 0:
-            return
-        self._buffer.append(table)
-        self._buffered += table.num_rows
-        while self._buffered >= ROW_GROUP_ROWS:
-            self._write_group(ROW_GROUP_ROWS)
+        for group in self._groups.add(chunk):
+            self.write_group(group)
+
+    def write_group(self, group: pa.Table) -> None:
+        """Encode one row group cut by `RowGroups` (thread-safe to call from one other thread)."""
+        self._writer.write_table(group, row_group_size=group.num_rows)
 
     def close(self) -> None:
         """Write the last, partial row group and the footer."""
-        if self._buffered:
-            self._write_group(self._buffered)
+        for group in self._groups.finish():
+            self.write_group(group)
         self._writer.close()
 
-    def _write_group(self, n_rows: int) -> None:
+
+class RowGroups:
+    """Cuts chunks into the file's row groups: `ROW_GROUP_ROWS` rows each, in canonical form."""
+
+    def __init__(self, schema: pa.Schema) -> None:
+        self.schema = schema
+        self._buffer: list[pa.Table] = []
+        self._buffered = 0
+
+    def add(self, chunk: Any) -> list[pa.Table]:
+        """Take a chunk; return the row groups it completes."""
+        table = _as_arrow(chunk, self.schema)
+        if table.num_rows == 0:
+            return []
+        self._buffer.append(table)
+        self._buffered += table.num_rows
+        groups = []
+        while self._buffered >= ROW_GROUP_ROWS:
+            groups.append(self._cut(ROW_GROUP_ROWS))
+        return groups
+
+    def finish(self) -> list[pa.Table]:
+        """The last, partial row group (if any rows are left)."""
+        return [self._cut(self._buffered)] if self._buffered else []
+
+    def _cut(self, n_rows: int) -> pa.Table:
         import pyarrow as pa
 
         table = pa.concat_tables(self._buffer)
         group, rest = table.slice(0, n_rows), table.slice(n_rows)
         self._buffer = [rest] if rest.num_rows else []
         self._buffered = rest.num_rows
-        self._writer.write_table(_canonical(group, self.schema), row_group_size=n_rows)
+        return _canonical(group, self.schema)
 
 
 def _as_arrow(chunk: Any, schema: pa.Schema) -> pa.Table:
@@ -170,10 +198,13 @@ def _canonical(table: pa.Table, schema: pa.Schema) -> pa.Table:
             indices = pa.chunked_array([c.indices for c in column.chunks], pa.int32())
             indices = indices.combine_chunks()
             used = pc.unique(indices).to_numpy()  # in order of first appearance
-            remap = np.zeros(len(dictionary), dtype=np.int32)
-            remap[used] = np.arange(used.size, dtype=np.int32)
-            column = pa.DictionaryArray.from_arrays(
-                pa.array(remap[indices.to_numpy()], pa.int32()), dictionary.take(used))
+            if used.size == len(dictionary) and np.array_equal(used, np.arange(used.size)):
+                column = pa.DictionaryArray.from_arrays(indices, dictionary)  # canonical already
+            else:
+                remap = np.zeros(len(dictionary), dtype=np.int32)
+                remap[used] = np.arange(used.size, dtype=np.int32)
+                column = pa.DictionaryArray.from_arrays(
+                    pa.array(remap[indices.to_numpy()], pa.int32()), dictionary.take(used))
         else:
             column = column.combine_chunks()
         columns.append(column)
@@ -191,18 +222,20 @@ class StoreDraft:
     def write_trajectories(self, chunks: Iterable[Any]) -> None:
         """Write `trajectories.parquet` from chunks in (run, metric, step) order.
 
-        Parquet encoding runs in a thread (pyarrow releases the GIL) while the caller's
-        iterator builds the next chunk; at most two chunks wait in between.
+        The caller's thread builds the chunks and cuts them into row groups; a second thread
+        encodes the row groups (pyarrow releases the GIL), so both cores work. At most two
+        row groups wait in between.
         """
         writer = TrajectoryWriter(self.directory / TRAJECTORIES_FILE)
+        groups = RowGroups(writer.schema)
         queue: Queue[Any] = Queue(maxsize=2)
         failed: list[BaseException] = []
 
         def drain() -> None:
-            while (chunk := queue.get()) is not _DONE:
+            while (group := queue.get()) is not _DONE:
                 if not failed:
                     try:
-                        writer.write(chunk)
+                        writer.write_group(group)
                     except BaseException as exc:  # handed to the caller's thread below
                         failed.append(exc)
 
@@ -212,7 +245,11 @@ class StoreDraft:
             for chunk in chunks:
                 if failed:
                     break
-                queue.put(chunk)
+                for group in groups.add(chunk):
+                    queue.put(group)
+            else:
+                for group in groups.finish():
+                    queue.put(group)
         finally:
             queue.put(_DONE)
             thread.join()

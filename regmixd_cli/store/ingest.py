@@ -279,18 +279,31 @@ class _Stats:
                 self.last_step[run] = max(step, self.last_step.get(run, step))
         metric = table.column(METRIC)
         if pa.types.is_dictionary(metric.type):
+            import numpy as np
+
             for chunk in metric.chunks:
-                used = pc.unique(chunk.indices).to_numpy()
-                self.metrics.update(chunk.dictionary.take(used).to_pylist())
+                counts = np.bincount(chunk.indices.to_numpy(zero_copy_only=False),
+                                     minlength=len(chunk.dictionary))
+                self.metrics.update(chunk.dictionary.take(np.flatnonzero(counts)).to_pylist())
         else:
             self.metrics.update(pc.unique(metric).to_pylist())
         values = table.column(VALUE)
         # A loss beyond HUGE_LOSS is a diverged run too (and would overflow the regressors'
-        # 32-bit floats in fit).
+        # 32-bit floats in fit). Two reductions rule it out for most chunks (NaN fails both).
+        if all(_within(chunk, HUGE_LOSS) for chunk in values.chunks):
+            return table
         bad = pc.or_(pc.invert(pc.is_finite(values)), pc.greater(pc.abs(values), HUGE_LOSS))
         if pc.any(bad).as_py():
             self.nonfinite.append(_to_polars(table.filter(bad)))
         return table
+
+
+def _within(chunk: pa.Array, bound: float) -> bool:
+    """Whether every value of a float chunk is finite and within ±`bound` (no nulls)."""
+    if chunk.null_count or len(chunk) == 0:
+        return len(chunk) == 0
+    values = chunk.to_numpy()
+    return bool(values.min() >= -bound and values.max() <= bound)
 
 
 def _domains(
