@@ -204,21 +204,25 @@ def _canonical(table: pa.Table, schema: pa.Schema) -> pa.Table:
             indices = pa.chunked_array([c.indices for c in column.chunks], pa.int32())
             indices = indices.combine_chunks()
             codes = indices.to_numpy()
-            used = _first_appearance(codes)
-            if used.size == len(dictionary) and np.array_equal(used, np.arange(used.size)):
-                column = pa.DictionaryArray.from_arrays(indices, dictionary)  # canonical already
+            used = first_appearance(codes)
+            # Indices are in range by construction: skip Arrow's bounds check (safe=False).
+            if used.size and np.array_equal(used, np.arange(used[0], used[0] + used.size)):
+                # Used entries in dictionary order (always so for runs): shift, no gather.
+                shifted = pa.array(codes - used[0] if used[0] else codes, pa.int32())
+                column = pa.DictionaryArray.from_arrays(
+                    shifted, dictionary.slice(int(used[0]), used.size), safe=False)
             else:
                 remap = np.zeros(len(dictionary), dtype=np.int32)
                 remap[used] = np.arange(used.size, dtype=np.int32)
                 column = pa.DictionaryArray.from_arrays(
-                    pa.array(remap[codes], pa.int32()), dictionary.take(used))
+                    pa.array(remap[codes], pa.int32()), dictionary.take(used), safe=False)
         else:
             column = column.combine_chunks()
         columns.append(column)
     return pa.table(columns, schema=schema)
 
 
-def _first_appearance(codes: Any) -> Any:
+def first_appearance(codes: Any) -> Any:
     """The distinct values of an int array in order of first appearance.
 
     Sorted store rows hold each run and metric in long stretches, so only the first value of

@@ -31,7 +31,14 @@ from regmixd_cli.domain import (
 )
 from regmixd_cli.errors import InputError
 from regmixd_cli.files import check_not_input
-from regmixd_cli.store.files import MANIFEST_FILE, lock_store, manifest_of, open_store, read_store
+from regmixd_cli.store.files import (
+    MANIFEST_FILE,
+    first_appearance,
+    lock_store,
+    manifest_of,
+    open_store,
+    read_store,
+)
 from regmixd_cli.store.observations import empty_observations
 from regmixd_cli.store.phases import check_phase_reach, collect_phases, phase_frame
 from regmixd_cli.store.readers import read_inputs
@@ -279,12 +286,9 @@ class _Stats:
                 self.last_step[run] = max(step, self.last_step.get(run, step))
         metric = table.column(METRIC)
         if pa.types.is_dictionary(metric.type):
-            import numpy as np
-
             for chunk in metric.chunks:
-                counts = np.bincount(chunk.indices.to_numpy(zero_copy_only=False),
-                                     minlength=len(chunk.dictionary))
-                self.metrics.update(chunk.dictionary.take(np.flatnonzero(counts)).to_pylist())
+                used = first_appearance(chunk.indices.to_numpy(zero_copy_only=False))
+                self.metrics.update(chunk.dictionary.take(used).to_pylist())
         else:
             self.metrics.update(pc.unique(metric).to_pylist())
         values = table.column(VALUE)

@@ -130,11 +130,11 @@ def wide_to_long(wide: pl.DataFrame) -> pa.Table | None:
     token_values: Any = tokens.fill_null(0).to_numpy()[row]
     token_mask = tokens.is_null().to_numpy()[row] if tokens.null_count() else None
     return pa.table({
-        RUN: pa.DictionaryArray.from_arrays(run_code, run_names),
+        RUN: pa.DictionaryArray.from_arrays(run_code, run_names, safe=False),
         STEP: pa.array(steps[row], pa.int64()),
         TOKENS: pa.array(token_values, pa.int64(), mask=token_mask),
         METRIC: pa.DictionaryArray.from_arrays(metric_code.astype(np.int32),
-                                               pa.array(metrics, pa.string())),
+                                               pa.array(metrics, pa.string()), safe=False),
         VALUE: pa.array(values[flat], pa.float64()),
     })
 
@@ -164,10 +164,10 @@ def _equal_runs_to_long(
     metric_code = np.broadcast_to(np.arange(k, dtype=np.int32)[None, :, None], shape)
     return pa.table({
         RUN: pa.DictionaryArray.from_arrays(
-            np.repeat(np.arange(n_runs, dtype=np.int32), n // n_runs * k), run_names),
+            np.repeat(np.arange(n_runs, dtype=np.int32), n // n_runs * k), run_names, safe=False),
         STEP: pa.array(spread(steps), pa.int64()),
         TOKENS: pa.array(spread(tokens.fill_null(0).to_numpy()), pa.int64(), mask=token_mask),
         METRIC: pa.DictionaryArray.from_arrays(metric_code.reshape(-1),
-                                               pa.array(metrics, pa.string())),
+                                               pa.array(metrics, pa.string()), safe=False),
         VALUE: pa.array(values.reshape(-1), pa.float64()),
     })
