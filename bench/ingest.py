@@ -14,8 +14,9 @@ interleaved, each measurement in a fresh child process (so its peak RSS is its o
   cli           `regmixd ingest f --out store`, timed from outside (start-up in)
 
 The floor is the faster bare variant; `ingest` is compared with it and `cli` with
-`bare-process`. Peak RSS is the child's ru_maxrss. Medians over --repeats; the load average
-of the (shared) machine is recorded before and after.
+`bare-process`. Peak RSS is the child's ru_maxrss, CPU its user + system time over the same
+span (all threads). Medians over --repeats; the load average of the (shared) machine is
+recorded before and after.
 """
 
 from __future__ import annotations
@@ -82,11 +83,20 @@ def make_log(path: Path, size_bytes: int) -> int:
 # Children: each measurement runs in a fresh process and prints {"seconds", "rss_mb"}.
 
 
+def cpu_seconds(who: int) -> float:
+    """User + system CPU time of this process (RUSAGE_SELF) or its waited-for children."""
+    usage = resource.getrusage(who)
+    return usage.ru_utime + usage.ru_stime
+
+
 def child(mode: str, src: str, dst: str, bare: str) -> None:
-    """Run one measurement in this (fresh) process and print its time and peak RSS."""
+    """Run one measurement in this (fresh) process; print its time, CPU time and peak RSS."""
+    who = resource.RUSAGE_SELF if mode in BARE or mode == "ingest" else resource.RUSAGE_CHILDREN
+    cpu = cpu_seconds(who)
     if mode in BARE:
         import polars as pl
 
+        cpu = cpu_seconds(who)
         start = time.perf_counter()
         eval(BARE[mode], {"pl": pl, "src": src, "dst": dst})  # noqa: S307 - fixed text above
         seconds = time.perf_counter() - start
@@ -97,6 +107,7 @@ def child(mode: str, src: str, dst: str, bare: str) -> None:
         from regmixd_cli.store.readers import read_inputs
         from regmixd_cli.store.spill import Spill
 
+        cpu = cpu_seconds(who)
         start = time.perf_counter()
         with open_store(Path(dst)) as draft:  # the same calls as `regmixd ingest`
             inputs = read_inputs([src], spill=Spill(draft.spill_dir))
@@ -110,7 +121,7 @@ def child(mode: str, src: str, dst: str, bare: str) -> None:
                        stderr=subprocess.DEVNULL)
         seconds = time.perf_counter() - start
         rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    print(json.dumps({"seconds": seconds, "rss_mb": rss / 1024}))
+    print(json.dumps({"seconds": seconds, "cpu_s": cpu_seconds(who) - cpu, "rss_mb": rss / 1024}))
 
 
 def command(mode: str, src: str, dst: str, bare: str) -> list[str]:
@@ -170,6 +181,7 @@ def main() -> None:
         shutil.rmtree(work, ignore_errors=True)
 
     seconds = {m: median([r["seconds"] for r in rs]) for m, rs in runs.items()}
+    cpu = {m: median([r["cpu_s"] for r in rs]) for m, rs in runs.items()}
     floor = min(BARE, key=lambda m: seconds[m])
     base = {"bare-read": floor, "bare-scan": floor, "ingest": floor,
             "bare-process": "bare-process", "cli": "bare-process"}
@@ -180,13 +192,15 @@ def main() -> None:
         "max_s": max(r["seconds"] for r in rs),
         "vs": base[m],
         "ratio": seconds[m] / seconds[base[m]],
+        "cpu_s": cpu[m],
+        "cpu_ratio": cpu[m] / cpu[base[m]],
         "peak_rss_mb": median([r["rss_mb"] for r in rs]),
         "rss_vs_file": median([r["rss_mb"] for r in rs]) / size_mb,
     } for m, rs in runs.items()]
     print(f"\nfile {size_mb:.0f} MB, {n_runs} runs, median of {args.repeats}; load average "
           f"{load_before[0]:.1f} before, {load_after[0]:.1f} after ({os.cpu_count()} CPUs)\n")
-    report("ingest", rows, ["measurement", "median_s", "min_s", "max_s", "vs", "ratio",
-                            "peak_rss_mb", "rss_vs_file"])
+    report("ingest", rows, ["measurement", "median_s", "min_s", "max_s", "vs", "ratio", "cpu_s",
+                            "cpu_ratio", "peak_rss_mb", "rss_vs_file"])
     path = RESULTS / "ingest.json"
     payload = json.loads(path.read_text())
     payload.update({

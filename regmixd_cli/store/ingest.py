@@ -246,9 +246,7 @@ def _chunks(sources: list[_Source], weights: dict[str, int], bucket_rows: int
                 wides.extend(source.wide.take(first, last))
         wide = None
         if wides:
-            wide = pl.concat(wides, how="diagonal") if len(wides) > 1 else wides[0]
-            if len(wides) > 1:
-                wide = wide.sort([RUN, STEP], maintain_order=True)
+            wide = _concat_sorted(wides)
             if not longs:
                 table = wide_to_long(wide)
                 if table is not None:
@@ -261,6 +259,23 @@ def _chunks(sources: list[_Source], weights: dict[str, int], bucket_rows: int
             long = pl.concat([f.select(TRAJECTORY_COLUMNS) for f in frames], how="vertical")
             long = long.sort([RUN, METRIC, STEP], maintain_order=True)
         yield _collapse_duplicates(long, sources).to_arrow()
+
+
+def _concat_sorted(frames: list[pl.DataFrame]) -> pl.DataFrame:
+    """Wide frames, each sorted by (run, step), as one sorted frame.
+
+    Frames whose runs do not overlap (a run's rows all in one part, the usual case) are only
+    put in order; otherwise the stable sort keeps repeats in part order.
+    """
+    import polars as pl
+
+    if len(frames) == 1:
+        return frames[0]
+    spans = sorted((f.get_column(RUN)[0], f.get_column(RUN)[-1], i)
+                   for i, f in enumerate(frames) if f.height)
+    if all(prev[1] < nxt[0] for prev, nxt in zip(spans, spans[1:], strict=False)):
+        return pl.concat([frames[i] for _, _, i in spans], how="diagonal")
+    return pl.concat(frames, how="diagonal").sort([RUN, STEP], maintain_order=True)
 
 
 class _Stats:

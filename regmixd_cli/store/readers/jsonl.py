@@ -276,7 +276,9 @@ def _split_batch(
     wide: pl.DataFrame, first_line: int, shown: str, mixtures: dict[str, MixtureRecord],
     data: bytes,
 ) -> pl.DataFrame | None:
-    """Record a batch's mixtures; return its observation rows (run, step, tokens, metrics).
+    """Record a batch's mixtures; return its rows as (run, step, tokens, metrics).
+
+    The mixture lines' rows are among them, with no step (`_PartBuilder` drops them).
 
     None if a row breaks the format (the line scan then names it).
     """
@@ -300,7 +302,8 @@ def _split_batch(
         return None
     metrics = [c for c in wide.columns if c not in _RESERVED]
     if MIXTURE in wide.columns and wide.get_column(MIXTURE).null_count() < wide.height:
-        rows = wide.with_row_index("_line", offset=first_line).filter(has_mix)
+        rows = wide.select(RUN, MIXTURE).with_row_index("_line", offset=first_line).filter(
+            has_mix)
         if b"\\" in data and len(_MIXTURE_OBJECT.findall(data)) != rows.height:
             return None  # a mixture given as a string holding JSON, which polars reads alike
         for run, line, text in rows.select(RUN, "_line", MIXTURE).iter_rows():
@@ -308,8 +311,8 @@ def _split_batch(
             if given is None or (run in mixtures and mixtures[run].weights != given):
                 return None  # the line scan reports the two disagreeing lines
             mixtures.setdefault(run, MixtureRecord(given, f"{shown}:{line}"))
-        wide = wide.filter(~has_mix)
-    # Metrics absent from the whole batch would only add null cells.
+    # Metrics absent from the whole batch would only add null cells. The mixture lines' rows
+    # (no step) stay until the part is sorted, which drops them without another copy.
     present = [m for m in metrics if wide.get_column(m).null_count() < wide.height]
     return wide.select(RUN, step.alias(STEP), tokens.alias(TOKENS), *present)
 
@@ -358,7 +361,13 @@ class _PartBuilder:
             return
         rows = pl.concat(self.pending, how="diagonal") if len(self.pending) > 1 else self.pending[0]
         self.pending, self.pending_bytes = [], 0
-        rows = rows.sort([RUN, STEP], maintain_order=True)
+        # One gather both sorts and drops the mixture lines' rows (those without a step).
+        obs = pl.col(STEP).is_not_null()
+        order = rows.select(pl.int_range(pl.len(), dtype=pl.UInt32).filter(obs).sort_by(
+            pl.col(RUN).filter(obs), pl.col(STEP).filter(obs), maintain_order=True))
+        rows = rows[order.to_series()]
+        if rows.height == 0:
+            return
         runs = rows.get_column(RUN)
         starts = np.flatnonzero(runs.ne_missing(runs.shift()).to_numpy())
         self.n_metrics = max(self.n_metrics, rows.width - 3)
