@@ -1,6 +1,6 @@
 """Ingest vs a bare polars read + Parquet write of the same native JSONL.
 
-    python bench/ingest.py [--size-mb 1000] [--repeats 5] [--dir DIR]
+    python bench/ingest.py [--size-mb 1000] [--repeats 5] [--dir DIR] [--before DIR]
 
 Generates a deterministic native JSONL of about --size-mb MB in a temporary directory (runs of
 1000 steps x 18 metrics; blocks of 8 runs interleaved line by line, as when proxies share one
@@ -12,6 +12,10 @@ interleaved, each measurement in a fresh child process (so its peak RSS is its o
   ingest        what `regmixd ingest f --out store` does, in process (imports not timed)
   bare-process  the faster bare variant as `python -c ...`, timed from outside (start-up in)
   cli           `regmixd ingest f --out store`, timed from outside (start-up in)
+
+With --before DIR (a checkout of another regmixd version, e.g. `git worktree add DIR REV`),
+`ingest-before` runs the `ingest` measurement with that version's code, interleaved with
+the others, so a change is measured under the same machine load.
 
 The floor is the faster bare variant; `ingest` is compared with it and `cli` with
 `bare-process`. Peak RSS is the child's ru_maxrss, CPU its user + system time over the same
@@ -132,11 +136,16 @@ def command(mode: str, src: str, dst: str, bare: str) -> list[str]:
     return [sys.executable, "-c", code]
 
 
-def measure(mode: str, src: Path, work: Path, bare: str) -> dict[str, float]:
-    """One measurement in a fresh child process: {"seconds", "rss_mb"}."""
+def measure(mode: str, src: Path, work: Path, bare: str, before: str | None = None
+            ) -> dict[str, float]:
+    """One measurement in a fresh child process: {"seconds", "cpu_s", "rss_mb"}."""
     dst = work / mode.replace("-", "_")
+    env = None
+    if mode == "ingest-before":
+        env = {**os.environ, "PYTHONPATH": str(Path(str(before)).resolve())}
+        mode = "ingest"
     argv = [sys.executable, __file__, "--child", mode, str(src), str(dst), "--bare", bare]
-    done = subprocess.run(argv, check=True, capture_output=True, text=True)
+    done = subprocess.run(argv, check=True, capture_output=True, text=True, env=env)
     result = json.loads(done.stdout.strip().splitlines()[-1])
     shutil.rmtree(dst, ignore_errors=True)
     if dst.is_file():
@@ -149,6 +158,7 @@ def main() -> None:
     parser.add_argument("--size-mb", type=float, default=1000.0)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--dir", help="where to put the temporary file (default: system temp)")
+    parser.add_argument("--before", help="another checkout whose ingest runs as ingest-before")
     parser.add_argument("--child", nargs=3, metavar=("MODE", "SRC", "DST"), help=argparse.SUPPRESS)
     parser.add_argument("--bare", default="bare-read", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -169,8 +179,10 @@ def main() -> None:
         # Warm the page cache so no measurement pays for the first read from disk.
         measure("bare-read", log, work, "bare-read")
         for i in range(args.repeats):
-            for mode in ("bare-read", "bare-scan", "ingest"):
-                runs.setdefault(mode, []).append(measure(mode, log, work, "bare-read"))
+            for mode in ("bare-read", "bare-scan", "ingest",
+                         *(("ingest-before",) if args.before else ())):
+                runs.setdefault(mode, []).append(
+                    measure(mode, log, work, "bare-read", args.before))
             floor = min(BARE, key=lambda m: median([r["seconds"] for r in runs[m]]))
             for mode in ("bare-process", "cli"):
                 runs.setdefault(mode, []).append(measure(mode, log, work, floor))
@@ -183,7 +195,7 @@ def main() -> None:
     seconds = {m: median([r["seconds"] for r in rs]) for m, rs in runs.items()}
     cpu = {m: median([r["cpu_s"] for r in rs]) for m, rs in runs.items()}
     floor = min(BARE, key=lambda m: seconds[m])
-    base = {"bare-read": floor, "bare-scan": floor, "ingest": floor,
+    base = {"bare-read": floor, "bare-scan": floor, "ingest": floor, "ingest-before": floor,
             "bare-process": "bare-process", "cli": "bare-process"}
     rows = [{
         "measurement": m,
@@ -207,6 +219,7 @@ def main() -> None:
         "command": "python bench/ingest.py " + " ".join(sys.argv[1:]),
         "file_mb": round(size_mb, 1), "n_runs": n_runs, "steps": STEPS,
         "metrics": len(METRICS), "repeats": args.repeats, "floor": floor,
+        "before": args.before,
         "loadavg_before": load_before, "loadavg_after": load_after, "cpus": os.cpu_count(),
         "samples": runs,
     })
