@@ -27,7 +27,7 @@ import re
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from regmixd_cli.domain import METRIC, RUN, STEP, TOKENS, VALUE
 from regmixd_cli.errors import InputError
@@ -179,7 +179,7 @@ def _byte_batches(path: Path, batch_bytes: int) -> Iterator[tuple[Any, Any, int]
     yield None, digest.hexdigest(), 0
 
 
-def _line_end(handle: Any, start: int, stop: int, size: int) -> int:
+def _line_end(handle: BinaryIO, start: int, stop: int, size: int) -> int:
     """The offset just after the last newline in [start, stop), else after the first one
     from `stop` on (a line longer than a batch), else `size`."""
     if stop >= size:
