@@ -312,7 +312,7 @@ def _split_batch(
                 return None  # the line scan reports the two disagreeing lines
             mixtures.setdefault(run, MixtureRecord(given, f"{shown}:{line}"))
     # Metrics absent from the whole batch would only add null cells. The mixture lines' rows
-    # (no step) stay until the part is sorted, which drops them without another copy.
+    # (no step) stay until the part is sorted: one filter per part, not one per batch.
     present = [m for m in metrics if wide.get_column(m).null_count() < wide.height]
     return wide.select(RUN, step.alias(STEP), tokens.alias(TOKENS), *present)
 
@@ -361,13 +361,11 @@ class _PartBuilder:
             return
         rows = pl.concat(self.pending, how="diagonal") if len(self.pending) > 1 else self.pending[0]
         self.pending, self.pending_bytes = [], 0
-        # One gather both sorts and drops the mixture lines' rows (those without a step).
-        obs = pl.col(STEP).is_not_null()
-        order = rows.select(pl.int_range(pl.len(), dtype=pl.UInt32).filter(obs).sort_by(
-            pl.col(RUN).filter(obs), pl.col(STEP).filter(obs), maintain_order=True))
-        rows = rows[order.to_series()]
-        if rows.height == 0:
-            return
+        if rows.get_column(STEP).null_count():
+            rows = rows.filter(pl.col(STEP).is_not_null())  # the mixture lines' rows
+            if rows.height == 0:
+                return
+        rows = rows.sort([RUN, STEP], maintain_order=True)
         runs = rows.get_column(RUN)
         starts = np.flatnonzero(runs.ne_missing(runs.shift()).to_numpy())
         self.n_metrics = max(self.n_metrics, rows.width - 3)
