@@ -24,6 +24,7 @@ import json
 import math
 import os
 import re
+import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -94,6 +95,8 @@ def _read_fast(
         return None
     if schema is None:
         return None
+    # Turning the parts into the store needs pyarrow: import it while polars parses, not after.
+    threading.Thread(target=_import_arrow, name="regmixd-import-arrow").start()
     mixtures: dict[str, MixtureRecord] = {}
     parts = _PartBuilder(spill, part_bytes)
     first_line = 1
@@ -128,6 +131,11 @@ def _read_fast(
     if wide_obs is None:
         return Parsed(shown, JSONL, mixtures, empty_observations(), sha)
     return Parsed(shown, JSONL, mixtures, None, sha, wide=wide_obs)
+
+
+def _import_arrow() -> None:
+    import pyarrow.compute  # noqa: F401
+    import pyarrow.parquet  # noqa: F401
 
 
 def _byte_batches(path: Path, batch_bytes: int) -> Iterator[tuple[Any, Any, int]]:
