@@ -1,6 +1,6 @@
 """Ingest vs a bare polars read + Parquet write of the same native JSONL.
 
-    python bench/ingest.py [--size-mb 1000] [--repeats 5] [--dir DIR]
+    python bench/ingest.py [--size-mb 1000] [--repeats 5] [--dir DIR] [--before DIR]
 
 Generates a deterministic native JSONL of about --size-mb MB in a temporary directory (runs of
 1000 steps x 18 metrics; blocks of 8 runs interleaved line by line, as when proxies share one
@@ -13,9 +13,14 @@ interleaved, each measurement in a fresh child process (so its peak RSS is its o
   bare-process  the faster bare variant as `python -c ...`, timed from outside (start-up in)
   cli           `regmixd ingest f --out store`, timed from outside (start-up in)
 
+With --before DIR (a checkout of another regmixd version, e.g. `git worktree add DIR REV`),
+`ingest-before` runs the `ingest` measurement with that version's code, interleaved with
+the others, so a change is measured under the same machine load.
+
 The floor is the faster bare variant; `ingest` is compared with it and `cli` with
-`bare-process`. Peak RSS is the child's ru_maxrss. Medians over --repeats; the load average
-of the (shared) machine is recorded before and after.
+`bare-process`. Peak RSS is the child's ru_maxrss, CPU its user + system time over the same
+span (all threads). Medians over --repeats; the load average of the (shared) machine is
+recorded before and after.
 """
 
 from __future__ import annotations
@@ -82,11 +87,20 @@ def make_log(path: Path, size_bytes: int) -> int:
 # Children: each measurement runs in a fresh process and prints {"seconds", "rss_mb"}.
 
 
+def cpu_seconds(who: int) -> float:
+    """User + system CPU time of this process (RUSAGE_SELF) or its waited-for children."""
+    usage = resource.getrusage(who)
+    return usage.ru_utime + usage.ru_stime
+
+
 def child(mode: str, src: str, dst: str, bare: str) -> None:
-    """Run one measurement in this (fresh) process and print its time and peak RSS."""
+    """Run one measurement in this (fresh) process; print its time, CPU time and peak RSS."""
+    who = resource.RUSAGE_SELF if mode in BARE or mode == "ingest" else resource.RUSAGE_CHILDREN
+    cpu = cpu_seconds(who)
     if mode in BARE:
         import polars as pl
 
+        cpu = cpu_seconds(who)
         start = time.perf_counter()
         eval(BARE[mode], {"pl": pl, "src": src, "dst": dst})  # noqa: S307 - fixed text above
         seconds = time.perf_counter() - start
@@ -97,6 +111,7 @@ def child(mode: str, src: str, dst: str, bare: str) -> None:
         from regmixd_cli.store.readers import read_inputs
         from regmixd_cli.store.spill import Spill
 
+        cpu = cpu_seconds(who)
         start = time.perf_counter()
         with open_store(Path(dst)) as draft:  # the same calls as `regmixd ingest`
             inputs = read_inputs([src], spill=Spill(draft.spill_dir))
@@ -110,7 +125,7 @@ def child(mode: str, src: str, dst: str, bare: str) -> None:
                        stderr=subprocess.DEVNULL)
         seconds = time.perf_counter() - start
         rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    print(json.dumps({"seconds": seconds, "rss_mb": rss / 1024}))
+    print(json.dumps({"seconds": seconds, "cpu_s": cpu_seconds(who) - cpu, "rss_mb": rss / 1024}))
 
 
 def command(mode: str, src: str, dst: str, bare: str) -> list[str]:
@@ -121,11 +136,16 @@ def command(mode: str, src: str, dst: str, bare: str) -> list[str]:
     return [sys.executable, "-c", code]
 
 
-def measure(mode: str, src: Path, work: Path, bare: str) -> dict[str, float]:
-    """One measurement in a fresh child process: {"seconds", "rss_mb"}."""
+def measure(mode: str, src: Path, work: Path, bare: str, before: str | None = None
+            ) -> dict[str, float]:
+    """One measurement in a fresh child process: {"seconds", "cpu_s", "rss_mb"}."""
     dst = work / mode.replace("-", "_")
+    env = None
+    if mode == "ingest-before":
+        env = {**os.environ, "PYTHONPATH": str(Path(str(before)).resolve())}
+        mode = "ingest"
     argv = [sys.executable, __file__, "--child", mode, str(src), str(dst), "--bare", bare]
-    done = subprocess.run(argv, check=True, capture_output=True, text=True)
+    done = subprocess.run(argv, check=True, capture_output=True, text=True, env=env)
     result = json.loads(done.stdout.strip().splitlines()[-1])
     shutil.rmtree(dst, ignore_errors=True)
     if dst.is_file():
@@ -138,6 +158,7 @@ def main() -> None:
     parser.add_argument("--size-mb", type=float, default=1000.0)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--dir", help="where to put the temporary file (default: system temp)")
+    parser.add_argument("--before", help="another checkout whose ingest runs as ingest-before")
     parser.add_argument("--child", nargs=3, metavar=("MODE", "SRC", "DST"), help=argparse.SUPPRESS)
     parser.add_argument("--bare", default="bare-read", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -158,8 +179,10 @@ def main() -> None:
         # Warm the page cache so no measurement pays for the first read from disk.
         measure("bare-read", log, work, "bare-read")
         for i in range(args.repeats):
-            for mode in ("bare-read", "bare-scan", "ingest"):
-                runs.setdefault(mode, []).append(measure(mode, log, work, "bare-read"))
+            for mode in ("bare-read", "bare-scan", "ingest",
+                         *(("ingest-before",) if args.before else ())):
+                runs.setdefault(mode, []).append(
+                    measure(mode, log, work, "bare-read", args.before))
             floor = min(BARE, key=lambda m: median([r["seconds"] for r in runs[m]]))
             for mode in ("bare-process", "cli"):
                 runs.setdefault(mode, []).append(measure(mode, log, work, floor))
@@ -170,8 +193,9 @@ def main() -> None:
         shutil.rmtree(work, ignore_errors=True)
 
     seconds = {m: median([r["seconds"] for r in rs]) for m, rs in runs.items()}
+    cpu = {m: median([r["cpu_s"] for r in rs]) for m, rs in runs.items()}
     floor = min(BARE, key=lambda m: seconds[m])
-    base = {"bare-read": floor, "bare-scan": floor, "ingest": floor,
+    base = {"bare-read": floor, "bare-scan": floor, "ingest": floor, "ingest-before": floor,
             "bare-process": "bare-process", "cli": "bare-process"}
     rows = [{
         "measurement": m,
@@ -180,19 +204,22 @@ def main() -> None:
         "max_s": max(r["seconds"] for r in rs),
         "vs": base[m],
         "ratio": seconds[m] / seconds[base[m]],
+        "cpu_s": cpu[m],
+        "cpu_ratio": cpu[m] / cpu[base[m]],
         "peak_rss_mb": median([r["rss_mb"] for r in rs]),
         "rss_vs_file": median([r["rss_mb"] for r in rs]) / size_mb,
     } for m, rs in runs.items()]
     print(f"\nfile {size_mb:.0f} MB, {n_runs} runs, median of {args.repeats}; load average "
           f"{load_before[0]:.1f} before, {load_after[0]:.1f} after ({os.cpu_count()} CPUs)\n")
-    report("ingest", rows, ["measurement", "median_s", "min_s", "max_s", "vs", "ratio",
-                            "peak_rss_mb", "rss_vs_file"])
+    report("ingest", rows, ["measurement", "median_s", "min_s", "max_s", "vs", "ratio", "cpu_s",
+                            "cpu_ratio", "peak_rss_mb", "rss_vs_file"])
     path = RESULTS / "ingest.json"
     payload = json.loads(path.read_text())
     payload.update({
         "command": "python bench/ingest.py " + " ".join(sys.argv[1:]),
         "file_mb": round(size_mb, 1), "n_runs": n_runs, "steps": STEPS,
         "metrics": len(METRICS), "repeats": args.repeats, "floor": floor,
+        "before": args.before,
         "loadavg_before": load_before, "loadavg_after": load_after, "cpus": os.cpu_count(),
         "samples": runs,
     })

@@ -31,7 +31,14 @@ from regmixd_cli.domain import (
 )
 from regmixd_cli.errors import InputError
 from regmixd_cli.files import check_not_input
-from regmixd_cli.store.files import MANIFEST_FILE, lock_store, manifest_of, open_store, read_store
+from regmixd_cli.store.files import (
+    MANIFEST_FILE,
+    first_appearance,
+    lock_store,
+    manifest_of,
+    open_store,
+    read_store,
+)
 from regmixd_cli.store.observations import empty_observations
 from regmixd_cli.store.phases import check_phase_reach, collect_phases, phase_frame
 from regmixd_cli.store.readers import read_inputs
@@ -239,9 +246,7 @@ def _chunks(sources: list[_Source], weights: dict[str, int], bucket_rows: int
                 wides.extend(source.wide.take(first, last))
         wide = None
         if wides:
-            wide = pl.concat(wides, how="diagonal") if len(wides) > 1 else wides[0]
-            if len(wides) > 1:
-                wide = wide.sort([RUN, STEP], maintain_order=True)
+            wide = _concat_sorted(wides)
             if not longs:
                 table = wide_to_long(wide)
                 if table is not None:
@@ -254,6 +259,23 @@ def _chunks(sources: list[_Source], weights: dict[str, int], bucket_rows: int
             long = pl.concat([f.select(TRAJECTORY_COLUMNS) for f in frames], how="vertical")
             long = long.sort([RUN, METRIC, STEP], maintain_order=True)
         yield _collapse_duplicates(long, sources).to_arrow()
+
+
+def _concat_sorted(frames: list[pl.DataFrame]) -> pl.DataFrame:
+    """Wide frames, each sorted by (run, step), as one sorted frame.
+
+    Frames whose runs do not overlap (a run's rows all in one part, the usual case) are only
+    put in order; otherwise the stable sort keeps repeats in part order.
+    """
+    import polars as pl
+
+    if len(frames) == 1:
+        return frames[0]
+    spans = sorted((f.get_column(RUN)[0], f.get_column(RUN)[-1], i)
+                   for i, f in enumerate(frames) if f.height)
+    if all(prev[1] < nxt[0] for prev, nxt in zip(spans, spans[1:], strict=False)):
+        return pl.concat([frames[i] for _, _, i in spans], how="diagonal")
+    return pl.concat(frames, how="diagonal").sort([RUN, STEP], maintain_order=True)
 
 
 class _Stats:
@@ -280,17 +302,27 @@ class _Stats:
         metric = table.column(METRIC)
         if pa.types.is_dictionary(metric.type):
             for chunk in metric.chunks:
-                used = pc.unique(chunk.indices).to_numpy()
+                used = first_appearance(chunk.indices.to_numpy(zero_copy_only=False))
                 self.metrics.update(chunk.dictionary.take(used).to_pylist())
         else:
             self.metrics.update(pc.unique(metric).to_pylist())
         values = table.column(VALUE)
         # A loss beyond HUGE_LOSS is a diverged run too (and would overflow the regressors'
-        # 32-bit floats in fit).
+        # 32-bit floats in fit). Two reductions rule it out for most chunks (NaN fails both).
+        if all(_within(chunk, HUGE_LOSS) for chunk in values.chunks):
+            return table
         bad = pc.or_(pc.invert(pc.is_finite(values)), pc.greater(pc.abs(values), HUGE_LOSS))
         if pc.any(bad).as_py():
             self.nonfinite.append(_to_polars(table.filter(bad)))
         return table
+
+
+def _within(chunk: pa.Array, bound: float) -> bool:
+    """Whether every value of a float chunk is finite and within ±`bound` (no nulls)."""
+    if chunk.null_count or len(chunk) == 0:
+        return len(chunk) == 0
+    values = chunk.to_numpy()
+    return bool(values.min() >= -bound and values.max() <= bound)
 
 
 def _domains(

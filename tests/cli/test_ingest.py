@@ -294,6 +294,41 @@ def test_trajectory_bytes_do_not_depend_on_chunking(tmp_path, monkeypatch):
     assert written["whole"] == written["ones"] == written["threes"]
 
 
+def test_trajectory_columns_are_required_but_tokens(tmp_path):
+    import pyarrow.parquet as pq
+
+    from regmixd_cli.store import files as store_io
+
+    frame = pl.DataFrame({"run": ["a", "a"], "step": [1, 2], "tokens": [None, 8],
+                          "metric": ["m", "m"], "value": [1.0, 2.0]})
+    writer = store_io.TrajectoryWriter(tmp_path / "t.parquet")
+    writer.write(frame)
+    writer.close()
+    schema = pq.ParquetFile(tmp_path / "t.parquet").schema
+    assert {c.name: c.max_definition_level for c in schema} == {
+        "run": 0, "step": 0, "tokens": 1, "metric": 0, "value": 0}
+    assert pl.read_parquet(tmp_path / "t.parquet").equals(frame)
+    with pytest.raises(ValueError, match="'value' has nulls"):
+        store_io.TrajectoryWriter(tmp_path / "u.parquet").write(
+            frame.with_columns(pl.Series("value", [1.0, None])))
+
+
+def test_parts_in_run_blocks_are_concatenated_in_order_not_sorted(tmp_path):
+    # Runs in blocks (as when each proxy logs in turn), so parts hold disjoint runs, listed
+    # here out of order; and parts that share a run, whose repeated step keeps part order.
+    from regmixd_cli.store.ingest import _concat_sorted
+
+    def part(run: str, steps: list[int], value: float) -> pl.DataFrame:
+        return pl.DataFrame({"run": run, "step": steps, "tokens": None, "v": value},
+                            schema_overrides={"tokens": pl.Int64})
+
+    disjoint = _concat_sorted([part("c", [1, 2], 0.0), part("a", [1], 1.0), part("b", [5], 2.0)])
+    assert disjoint.get_column("run").to_list() == ["a", "b", "c", "c"]
+    shared = _concat_sorted([part("b", [3], 0.0), part("a", [1, 3], 1.0), part("b", [3, 4], 2.0)])
+    assert shared.select("run", "step", "v").rows() == [
+        ("a", 1, 1.0), ("a", 3, 1.0), ("b", 3, 0.0), ("b", 3, 2.0), ("b", 4, 2.0)]
+
+
 # ---------------------------------------------------------------------------------------------
 # Bad inputs: exit code 3, one `Error:` line naming the file, no store left, old store intact.
 

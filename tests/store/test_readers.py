@@ -309,3 +309,76 @@ def test_jsonl_bad_line_in_a_later_batch_is_named(tmp_path):
     path = write(tmp_path / "bad.jsonl", good + '{"run": "a", "step": 99, "v": "oops"}\n')
     with pytest.raises(InputError, match=r"bad\.jsonl:52: value of 'v' is not a number"):
         read_jsonl(path, batch_bytes=256)
+
+
+def test_jsonl_a_batch_ends_at_a_line_end_whatever_the_line_length(tmp_path):
+    # Lines longer than a batch and than the window searched for a batch's last newline.
+    from regmixd_cli.store.readers import jsonl as module
+
+    lines = [{"run": "a", "mixture": {"x": 1.0}}]
+    lines += [{"run": "a", "step": s, **{f"m{i:03d}": s + i for i in range(s % 3 * 40)}, "v": 1.0}
+              for s in range(30)]
+    path = write(tmp_path / "log.jsonl", jsonl(*lines))
+    whole = read_jsonl(path)
+    for window in (1, 7, 1 << 16):
+        module._WINDOW_BYTES, saved = window, module._WINDOW_BYTES
+        try:
+            split = read_jsonl(path, batch_bytes=200)
+        finally:
+            module._WINDOW_BYTES = saved
+        assert split.engine == "polars"
+        assert split.long_observations().equals(whole.long_observations())
+        assert split.sha256 == whole.sha256
+
+
+@pytest.mark.parametrize(
+    ("mixture", "message"),
+    [
+        ('"{\\"x\\": 1.0}"', "'mixture' must be a non-empty object"),  # JSON text in a string
+        ("{}", "'mixture' must be a non-empty object"),
+        ('{"x": "1"}', "weight of 'x' is not a finite number"),
+    ],
+)
+def test_jsonl_bad_mixture_after_the_schema_window_is_named(tmp_path, mixture, message):
+    # Past the lines polars infers its schema from, the fast path reads a mixture as JSON text;
+    # what is not an object of numbers still goes to the line scan, which names the line.
+    body = jsonl({"run": "a", "mixture": {"x": 1.0}},
+                 *({"run": "a", "step": s, "v": 1.0} for s in range(150)))
+    path = write(tmp_path / "bad.jsonl", body + f'{{"run": "b", "mixture": {mixture}}}\n'
+                 + jsonl({"run": "b", "step": 1, "v": 1.0}))
+    with pytest.raises(InputError) as info:
+        read_jsonl(path)
+    assert str(info.value).startswith(f"{path}:152: {message}")
+
+
+def test_jsonl_mixture_objects_pass_the_escape_guard(tmp_path):
+    # A batch with escapes is checked for string-held mixtures; real objects pass. (A domain
+    # name with a quote comes back unescaped from polars, so that file takes the line scan.)
+    body = jsonl({"run": "a\\b", "mixture": {"x": 0.25, "z": 0.75}},
+                 *({"run": "a\\b", "step": s, "v": 1.0} for s in range(5)))
+    parsed = read_jsonl(write(tmp_path / "log.jsonl", body))
+    assert parsed.engine == "polars"
+    assert parsed.mixtures["a\\b"].weights == {"x": 0.25, "z": 0.75}
+    quoted = read_jsonl(write(tmp_path / "q.jsonl", body.replace('"x"', '"x\\"y"')))
+    assert quoted.engine == "line-scan"
+    assert quoted.mixtures["a\\b"].weights == {'x"y': 0.25, "z": 0.75}
+
+
+@pytest.mark.parametrize("lengths", [(3, 3, 3), (2, 3, 1)])
+@pytest.mark.parametrize("null_tokens", [False, True])
+def test_wide_to_long_equal_runs_and_general_paths_agree(lengths, null_tokens):
+    # Equal-length runs without gaps take strided copies, others index arithmetic; both give
+    # what the general unpivot gives.
+    from regmixd_cli.store.readers.wide import wide_to_long, wide_to_long_frame
+
+    runs = [r for r, n in zip("abc", lengths, strict=True) for _ in range(n)]
+    steps = [10 * s for n in lengths for s in range(1, n + 1)]
+    wide = pl.DataFrame({"run": runs, "step": steps,
+                         "tokens": [None if null_tokens and i % 2 else i for i in range(len(runs))],
+                         "z/m": [float(i) for i in range(len(runs))],
+                         "a/m": [i / 7 for i in range(len(runs))]},
+                        schema_overrides={"tokens": pl.Int64})
+    table = wide_to_long(wide)
+    assert table is not None
+    got = pl.from_arrow(table).with_columns(pl.col("run", "metric").cast(pl.String))
+    assert got.select(COLUMNS).equals(wide_to_long_frame(wide).select(COLUMNS))

@@ -22,10 +22,13 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import os
+import re
+import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from regmixd_cli.domain import METRIC, RUN, STEP, TOKENS, VALUE
 from regmixd_cli.errors import InputError
@@ -48,11 +51,16 @@ if TYPE_CHECKING:
 MIXTURE = "mixture"
 START_STEP = "start_step"  # on a mixture line: the step its phase starts at (absent: 0)
 _RESERVED = (RUN, STEP, TOKENS, MIXTURE, START_STEP)
+# A mixture key followed by an object: counted only in batches with escapes, where a string
+# value could hold JSON text that polars would hand over just like an object's.
+_MIXTURE_OBJECT = re.compile(rb'"mixture"\s*:\s*\{')
 # Bytes handed to polars at a time: big enough for its threads, small enough that the buffers
 # are reused by the allocator (64 MiB batches cost ~1 s/GB more system time in page faults).
 BATCH_BYTES = 16 << 20
 # Raw bytes whose observation rows make one sorted part (kept in memory or spilled).
 PART_BYTES = 64 << 20
+_COUNT_BYTES = 1 << 18  # bytes compared at a time when counting colons and newlines (in cache)
+_WINDOW_BYTES = 1 << 16  # bytes read at a time when looking for a batch's last newline
 
 
 def read_jsonl(
@@ -87,6 +95,8 @@ def _read_fast(
         return None
     if schema is None:
         return None
+    # Turning the parts into the store needs pyarrow: import it while polars parses, not after.
+    threading.Thread(target=_import_arrow, name="regmixd-import-arrow").start()
     mixtures: dict[str, MixtureRecord] = {}
     parts = _PartBuilder(spill, part_bytes)
     first_line = 1
@@ -106,13 +116,13 @@ def _read_fast(
             pending = pool.submit(next, batches)
             n_bytes = len(data)
             read = _parse_batch(data, schema, n_colons)
-            del data
             if read is None:
                 return None
             wide, schema = read
             if wide.height != n_lines:
                 return None  # blank lines: row numbers would not be line numbers
-            obs = _split_batch(wide, first_line, shown, mixtures)
+            obs = _split_batch(wide, first_line, shown, mixtures, data)
+            del data
             if obs is None:
                 return None
             parts.add(obs, n_bytes)
@@ -123,21 +133,46 @@ def _read_fast(
     return Parsed(shown, JSONL, mixtures, None, sha, wide=wide_obs)
 
 
+def _import_arrow() -> None:
+    import pyarrow.compute  # noqa: F401
+    import pyarrow.parquet  # noqa: F401
+
+
 def _byte_batches(path: Path, batch_bytes: int) -> Iterator[tuple[Any, Any, int]]:
     """(bytes, colons, lines) per batch of whole lines; finally (None, sha256 hex, 0).
 
-    One pass serves the dropped-key check and the manifest's hash.
+    One pass serves the dropped-key check and the manifest's hash. Each batch is read into a
+    bytes object of exactly its size (its end found first by a small read of the window
+    before it), so no batch is sliced or joined, i.e. copied, on its way to polars.
     """
     import numpy as np
 
+    scratch = np.empty(_COUNT_BYTES, dtype=bool)  # reused: no fresh pages per batch
+
     def counted(data: bytes) -> tuple[bytes, int, int]:
         raw = np.frombuffer(data, np.uint8)
-        n_lines = int(np.count_nonzero(raw == 10)) + (not data.endswith(b"\n"))
-        return data, int(np.count_nonzero(raw == 58)), n_lines
+        n_lines = n_colons = 0
+        for i in range(0, raw.size, _COUNT_BYTES):
+            part = raw[i:i + _COUNT_BYTES]
+            hits = scratch[:part.size]
+            n_lines += int(np.count_nonzero(np.equal(part, 10, out=hits)))
+            n_colons += int(np.count_nonzero(np.equal(part, 58, out=hits)))
+        return data, n_colons, n_lines + (not data.endswith(b"\n"))
 
     digest = hashlib.sha256()
-    carry = b""
     with open(path, "rb") as handle:
+        size = os.fstat(handle.fileno()).st_size
+        start = 0
+        while start < size:
+            stop = _line_end(handle, start, min(start + batch_bytes, size), size)
+            handle.seek(start)
+            data = handle.read(stop - start)
+            if not data:
+                break  # the file shrank while being read
+            digest.update(data)
+            start += len(data)
+            yield counted(data)
+        carry = b""  # what fstat did not count (a pipe, a growing file): split as it comes
         while block := handle.read(batch_bytes):
             digest.update(block)
             cut = block.rfind(b"\n") + 1
@@ -147,9 +182,31 @@ def _byte_batches(path: Path, batch_bytes: int) -> Iterator[tuple[Any, Any, int]
             data = carry + block[:cut] if carry else block[:cut]
             carry = block[cut:]
             yield counted(data)
-    if carry:
-        yield counted(carry)
+        if carry:
+            yield counted(carry)
     yield None, digest.hexdigest(), 0
+
+
+def _line_end(handle: BinaryIO, start: int, stop: int, size: int) -> int:
+    """The offset just after the last newline in [start, stop), else after the first one
+    from `stop` on (a line longer than a batch), else `size`."""
+    if stop >= size:
+        return size
+    right = stop
+    while right > start:  # backwards, one window at a time
+        left = max(start, right - _WINDOW_BYTES)
+        handle.seek(left)
+        found = handle.read(right - left).rfind(b"\n")
+        if found >= 0:
+            return left + found + 1
+        right = left
+    handle.seek(stop)
+    while window := handle.read(_WINDOW_BYTES):  # forwards
+        found = window.find(b"\n")
+        if found >= 0:
+            return stop + found + 1
+        stop += len(window)
+    return size
 
 
 def _parse_batch(
@@ -177,22 +234,16 @@ def _parse_batch(
 
 
 def _merge_schema(known: dict[str, Any], found: dict[str, Any]) -> dict[str, Any]:
-    """`known` plus the columns (and mixture fields) only `found` has, in a stable order."""
-    import polars as pl
-
-    merged = dict(known)
-    for name, dtype in found.items():
-        if name not in merged:
-            merged[name] = dtype
-        elif name == MIXTURE:
-            fields = {f.name: f for f in merged[name].fields}
-            fields.update({f.name: f for f in dtype.fields if f.name not in fields})
-            merged[name] = pl.Struct(list(fields.values()))
-    return merged
+    """`known` plus the columns only `found` has, in a stable order."""
+    return {**known, **{name: dtype for name, dtype in found.items() if name not in known}}
 
 
 def _wanted_schema(inferred: Any) -> dict[str, Any] | None:
-    """The schema to read with: run as text, step/tokens Int64, every metric Float64."""
+    """The schema to read with: run as text, step/tokens Int64, every metric Float64.
+
+    A mixture object is read as its JSON text (polars writes it back out), parsed in Python
+    only for the few mixture lines: ~15% less parsing than building a struct column.
+    """
     import polars as pl
 
     numeric = (pl.Int64, pl.Float64, pl.Null, pl.UInt64)
@@ -211,12 +262,9 @@ def _wanted_schema(inferred: Any) -> dict[str, Any] | None:
         elif name == MIXTURE:
             if not isinstance(dtype, pl.Struct):
                 return None
-            fields = []
-            for fld in dtype.fields:
-                if fld.dtype not in numeric:
-                    return None
-                fields.append(pl.Field(fld.name, pl.Float64))
-            schema[name] = pl.Struct(fields)
+            if any(fld.dtype not in numeric for fld in dtype.fields):
+                return None
+            schema[name] = pl.String
         else:
             if dtype not in numeric:
                 return None  # strings, lists, objects: the line scan names the line
@@ -225,20 +273,20 @@ def _wanted_schema(inferred: Any) -> dict[str, Any] | None:
 
 
 def _n_values(wide: pl.DataFrame) -> int:
-    """Non-null values read, counting each non-null mixture field as one (keys in the text)."""
-    import polars as pl
-
+    """Non-null values read, plus the colons inside each mixture's text (its keys)."""
     total: int = wide.height * wide.width - sum(wide.null_count().row(0))
-    if MIXTURE in wide.columns:
-        fields = wide.filter(pl.col(MIXTURE).is_not_null()).get_column(MIXTURE).struct.unnest()
-        total += fields.height * fields.width - sum(fields.null_count().row(0))
+    if MIXTURE in wide.columns and wide.get_column(MIXTURE).null_count() < wide.height:
+        total += int(wide.get_column(MIXTURE).str.count_matches(":", literal=True).sum())
     return total
 
 
 def _split_batch(
-    wide: pl.DataFrame, first_line: int, shown: str, mixtures: dict[str, MixtureRecord]
+    wide: pl.DataFrame, first_line: int, shown: str, mixtures: dict[str, MixtureRecord],
+    data: bytes,
 ) -> pl.DataFrame | None:
-    """Record a batch's mixtures; return its observation rows (run, step, tokens, metrics).
+    """Record a batch's mixtures; return its rows as (run, step, tokens, metrics).
+
+    The mixture lines' rows are among them, with no step (`_PartBuilder` drops them).
 
     None if a row breaks the format (the line scan then names it).
     """
@@ -262,16 +310,37 @@ def _split_batch(
         return None
     metrics = [c for c in wide.columns if c not in _RESERVED]
     if MIXTURE in wide.columns and wide.get_column(MIXTURE).null_count() < wide.height:
-        rows = wide.with_row_index("_line", offset=first_line).filter(has_mix)
-        for run, line, weights in rows.select(RUN, "_line", MIXTURE).iter_rows():
-            given = {d: w for d, w in weights.items() if w is not None}
-            if run in mixtures and mixtures[run].weights != given:
+        rows = wide.select(RUN, MIXTURE).with_row_index("_line", offset=first_line).filter(
+            has_mix)
+        if b"\\" in data and len(_MIXTURE_OBJECT.findall(data)) != rows.height:
+            return None  # a mixture given as a string holding JSON, which polars reads alike
+        for run, line, text in rows.select(RUN, "_line", MIXTURE).iter_rows():
+            given = _weights(text)
+            if given is None or (run in mixtures and mixtures[run].weights != given):
                 return None  # the line scan reports the two disagreeing lines
             mixtures.setdefault(run, MixtureRecord(given, f"{shown}:{line}"))
-        wide = wide.filter(~has_mix)
-    # Metrics absent from the whole batch would only add null cells.
+    # Metrics absent from the whole batch would only add null cells. The mixture lines' rows
+    # (no step) stay until the part is sorted: one filter per part, not one per batch.
     present = [m for m in metrics if wide.get_column(m).null_count() < wide.height]
     return wide.select(RUN, step.alias(STEP), tokens.alias(TOKENS), *present)
+
+
+def _weights(text: str) -> dict[str, float] | None:
+    """A mixture's JSON text (as polars gives it) -> {domain: weight}; None if not numbers."""
+    try:
+        weights = json.loads(text)
+    except ValueError:
+        return None
+    if not isinstance(weights, dict) or not weights:
+        return None
+    given = {}
+    for domain, weight in weights.items():
+        if weight is None:
+            continue  # as if absent
+        if isinstance(weight, bool) or not isinstance(weight, int | float):
+            return None
+        given[domain] = float(weight)
+    return given
 
 
 class _PartBuilder:
@@ -300,6 +369,10 @@ class _PartBuilder:
             return
         rows = pl.concat(self.pending, how="diagonal") if len(self.pending) > 1 else self.pending[0]
         self.pending, self.pending_bytes = [], 0
+        if rows.get_column(STEP).null_count():
+            rows = rows.filter(pl.col(STEP).is_not_null())  # the mixture lines' rows
+            if rows.height == 0:
+                return
         rows = rows.sort([RUN, STEP], maintain_order=True)
         runs = rows.get_column(RUN)
         starts = np.flatnonzero(runs.ne_missing(runs.shift()).to_numpy())

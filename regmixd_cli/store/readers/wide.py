@@ -107,6 +107,10 @@ def wide_to_long(wide: pl.DataFrame) -> pa.Table | None:
         return None
     bounds = np.append(np.flatnonzero(new_run), n)
     lengths = np.diff(bounds)
+    run_names = pa.array(runs.gather(bounds[:-1]).to_list(), pa.string())
+    if lengths.min() == lengths.max() and not any(wide.get_column(m).null_count()
+                                                  for m in metrics):
+        return _equal_runs_to_long(wide, metrics, run_names, steps, lengths.size)
     # Long row p of run g, metric j, i-th step sits at flat index j*n + bounds[g] + i of the
     # metric-major value matrix; build those indices run by run, metric by metric.
     seg_len = np.repeat(lengths, k)
@@ -126,11 +130,44 @@ def wide_to_long(wide: pl.DataFrame) -> pa.Table | None:
     token_values: Any = tokens.fill_null(0).to_numpy()[row]
     token_mask = tokens.is_null().to_numpy()[row] if tokens.null_count() else None
     return pa.table({
-        RUN: pa.DictionaryArray.from_arrays(
-            run_code, pa.array(runs.gather(bounds[:-1]).to_list(), pa.string())),
+        RUN: pa.DictionaryArray.from_arrays(run_code, run_names, safe=False),
         STEP: pa.array(steps[row], pa.int64()),
         TOKENS: pa.array(token_values, pa.int64(), mask=token_mask),
         METRIC: pa.DictionaryArray.from_arrays(metric_code.astype(np.int32),
-                                               pa.array(metrics, pa.string())),
+                                               pa.array(metrics, pa.string()), safe=False),
         VALUE: pa.array(values[flat], pa.float64()),
+    })
+
+
+def _equal_runs_to_long(
+    wide: pl.DataFrame, metrics: list[str], run_names: pa.Array, steps: Any, n_runs: int
+) -> pa.Table:
+    """`wide_to_long` when every run has the same number of rows and no value is missing.
+
+    The long rows of run g are then block g of a (run, metric, step) array, so each column
+    is a strided copy (a broadcast or a transpose) with no index arithmetic.
+    """
+    import numpy as np
+    import pyarrow as pa
+
+    k, n = len(metrics), wide.height
+    shape = (n_runs, k, n // n_runs)
+
+    def spread(column: Any) -> Any:  # one value per wide row -> the same for each metric
+        return np.broadcast_to(column.reshape(shape[0], 1, shape[2]), shape).reshape(-1)
+
+    values = np.empty(shape)
+    for j, metric in enumerate(metrics):
+        values[:, j, :] = wide.get_column(metric).to_numpy().reshape(shape[0], shape[2])
+    tokens = wide.get_column(TOKENS)
+    token_mask = spread(tokens.is_null().to_numpy()) if tokens.null_count() else None
+    metric_code = np.broadcast_to(np.arange(k, dtype=np.int32)[None, :, None], shape)
+    return pa.table({
+        RUN: pa.DictionaryArray.from_arrays(
+            np.repeat(np.arange(n_runs, dtype=np.int32), n // n_runs * k), run_names, safe=False),
+        STEP: pa.array(spread(steps), pa.int64()),
+        TOKENS: pa.array(spread(tokens.fill_null(0).to_numpy()), pa.int64(), mask=token_mask),
+        METRIC: pa.DictionaryArray.from_arrays(metric_code.reshape(-1),
+                                               pa.array(metrics, pa.string()), safe=False),
+        VALUE: pa.array(values.reshape(-1), pa.float64()),
     })
