@@ -63,3 +63,32 @@ def test_unreachable_scheduler_is_a_usage_error(cli, store, tmp_path):
     result = cli("fit", store, "--out", tmp_path / "m", "--cluster", f"tcp://127.0.0.1:{port}")
     fails(result, 2, "--cluster", f"127.0.0.1:{port}")
     assert not (tmp_path / "m").exists()
+
+
+@pytest.fixture(scope="module")
+def model(store: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("cluster-model") / "model"
+    result = Invoker()("fit", store, "--out", path, "--switch-points", "2", *SAMPLE_FIT)
+    assert result.exit_code == 0, result.output
+    return path
+
+
+def test_searches_on_the_cluster_give_the_same_outputs(cli, model, cluster, tmp_path):
+    """schedule, compare, online and design --refine score their candidate batches on the
+    cluster; every output is byte-identical to the local run's."""
+    search = ("--candidates", "3000")
+    runs = {
+        "schedule": ("schedule", model, "--out", "-", *search, "--seed", "4"),
+        "static": ("schedule", model, "--static", "--out", "-", *search),
+        "compare": ("compare", model, "static", "offline", *search, "--json"),
+        "online": ("online", model, "--step", "400", "--loss", "6.1", "--target-steps", "1000",
+                   *search, "--json"),
+        "refine": ("design", "--refine", model, "--runs", "8", "--proxy-steps", "1000",
+                   "--prefix", "v", "--out", "-"),
+    }
+    for name, args in runs.items():
+        local = cli(*args, "--jobs", "1")
+        assert local.exit_code == 0, (name, local.output)
+        remote = cli(*args, "--cluster", cluster)
+        assert remote.exit_code == 0, (name, remote.output)
+        assert local.stdout == remote.stdout and local.stdout.strip(), name

@@ -19,6 +19,7 @@ from regmixd_cli.cli._app import info
 from regmixd_cli.errors import UsageError
 
 if TYPE_CHECKING:
+    from regmixd_cli.fit.parallel import Executor
     from regmixd_cli.plan.constraints import Constraints
 
 ConstraintsFile = Annotated[
@@ -216,10 +217,26 @@ ClusterAddress = Annotated[
     typer.Option(
         "--cluster",
         metavar="ADDRESS",
-        help="Send the independent fits to a running Dask scheduler (tcp://HOST:PORT); "
-        "needs regmixd[dask]. Same results as local.",
+        help="Send the independent work (fits, candidate batches of a search) to a running "
+        "Dask scheduler (tcp://HOST:PORT); needs regmixd[dask]. Same results as local.",
     ),
 ]
+
+
+def search_executor(cluster: str | None) -> Executor | None:
+    """`--cluster` for the candidate searches of a command (None: search here). The caller
+    closes it with `close_executor` when its searches are done."""
+    if not cluster:
+        return None
+    from regmixd_cli.fit.parallel import executor
+
+    return executor(None, cluster)
+
+
+def close_executor(remote: Executor | None) -> None:
+    """Close what `search_executor` opened (nothing for None)."""
+    if remote is not None:
+        remote.close()
 
 
 def use_jobs(jobs: int) -> int:

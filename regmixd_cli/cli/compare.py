@@ -5,13 +5,21 @@ The two share how a plan is loaded (a schedule file, a mixture file, or a built-
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from regmixd_cli.cli._app import app, out, warn
-from regmixd_cli.cli._options import SEED_MAX
+from regmixd_cli.cli._options import (
+    SEED_MAX,
+    ClusterAddress,
+    Jobs,
+    close_executor,
+    search_executor,
+    use_jobs,
+)
 from regmixd_cli.cli._output import print_json, progress_bar
 from regmixd_cli.cli._plots import check_plot, check_plot_replaceable, write_plot
 from regmixd_cli.errors import UsageError
@@ -251,6 +259,8 @@ def compare(
     ] = False,
     plot: Annotated[Path | None, typer.Option("--plot", metavar="FILE", help=PLOT_HELP)] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the comparison as JSON.")] = False,
+    jobs: Jobs = 0,
+    cluster: ClusterAddress = None,
 ) -> None:
     """Compare schedules and mixtures under one fitted model: predicted final loss, loss at each
     switch point, each item's share of every domain, and the gap to the best.
@@ -272,13 +282,19 @@ def compare(
 
         check_not_input(plot, [*input_paths(model), *items], "--plot")
         check_plot_replaceable(plot)
+    threads = use_jobs(jobs)  # before load_model: its boosters predict on this many threads
+    config = SearchConfig(candidates=candidates, threads=threads)
     fitted = load_model(model)
-    builtin = (SearchConfig(candidates=candidates), seed, model_hash(model))
+    remote = search_executor(cluster)
+    builtin = (dataclasses.replace(config, executor=remote), seed, model_hash(model))
     loaded = []
-    with progress_bar("loading and searching", len(items)) as progress:
-        for i, item in enumerate(items):
-            loaded.append(_load_plan(item, fitted, allow_missing, builtin))
-            progress(i + 1, len(items))
+    try:
+        with progress_bar("loading and searching", len(items)) as progress:
+            for i, item in enumerate(items):
+                loaded.append(_load_plan(item, fitted, allow_missing, builtin))
+                progress(i + 1, len(items))
+    finally:
+        close_executor(remote)
     steps = _axis(target_steps, [c for _, c in loaded], fitted)
     predictions = predict_plans(fitted, [p for p, _ in loaded])
     result = comparison_to_dict(predictions, fitted, steps)

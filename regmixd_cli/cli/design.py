@@ -8,7 +8,14 @@ from typing import Annotated
 import typer
 
 from regmixd_cli.cli._app import app, info, out
-from regmixd_cli.cli._options import SEED_MAX
+from regmixd_cli.cli._options import (
+    SEED_MAX,
+    ClusterAddress,
+    Jobs,
+    close_executor,
+    search_executor,
+    use_jobs,
+)
 from regmixd_cli.cli._output import STDOUT, is_design_file
 from regmixd_cli.errors import InputError, UsageError
 
@@ -78,6 +85,8 @@ def design(
         typer.Option("--refine", metavar="MODEL", help="Plan the verification round for this "
                      "fitted model instead: its schedule, static RegMix and their neighbours."),
     ] = None,
+    jobs: Jobs = 0,
+    cluster: ClusterAddress = None,
 ) -> None:
     """Design proxy mixtures as RegMix did: Dirichlet draws around the prior.
 
@@ -120,7 +129,8 @@ def design(
     from regmixd_cli.weights import PROXY_MEAN, UNIFORM, check_mixture
 
     if refine is not None:
-        _refine(refine, runs, proxy_steps, prefix, seed, out_path, prior, static, switch_share)
+        _refine(refine, runs, proxy_steps, prefix, seed, out_path, prior, static, switch_share,
+                jobs, cluster)
         return
     if prior is None:
         raise UsageError("give --prior FILE (or --refine MODEL for a verification round)")
@@ -231,6 +241,7 @@ def _read_available(path: Path, domains: tuple[str, ...]) -> list[float | None]:
 def _refine(
     model_dir: Path, runs: int, proxy_steps: int | None, prefix: str | None, seed: int,
     out_path: str, prior: Path | None, static: bool, switch_share: float | None,
+    jobs: int = 0, cluster: str | None = None,
 ) -> None:
     """`design --refine MODEL`: the verification round (sim.refine)."""
     from regmixd_cli.cli._output import STDOUT, progress_bar
@@ -257,10 +268,15 @@ def _refine(
     if out_path != STDOUT:
         check_not_input(out_path, input_paths(model_dir))
         check_output_file(Path(out_path), "--out", is_design_file, "a design file")
+    use_jobs(jobs)  # before load_model: its boosters predict on this many threads
     model = load_model(model_dir)
-    with progress_bar("searching the plans to verify", 1) as progress:
-        plan = design_refinement(model, runs, proxy_steps, prefix, seed)
-        progress(1, 1)
+    remote = search_executor(cluster)
+    try:
+        with progress_bar("searching the plans to verify", 1) as progress:
+            plan = design_refinement(model, runs, proxy_steps, prefix, seed, executor=remote)
+            progress(1, 1)
+    finally:
+        close_executor(remote)
     text = phased_text(out_path, plan.runs, model.domains, plan.first, plan.phases)
     if out_path == STDOUT:
         out.print(text, end="", markup=False, highlight=False)

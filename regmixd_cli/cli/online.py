@@ -5,6 +5,7 @@ The method: docs/explanation/method.md; steering a trainer: docs/how-to/online.m
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import signal
 import time
@@ -17,8 +18,13 @@ from regmixd_cli.cli._app import app, err, in_flags, info, warn
 from regmixd_cli.cli._options import (
     NO_CONSTRAINTS,
     SEED_MAX,
+    ClusterAddress,
     ConstraintFlags,
+    Jobs,
+    close_executor,
     prior_input,
+    search_executor,
+    use_jobs,
     with_constraint_options,
 )
 from regmixd_cli.cli._output import is_schedule_file, print_json, write_stdout
@@ -100,6 +106,8 @@ def online(
                      "schedule not credible against static RegMix (recorded in the decision)."),
     ] = False,
     constraint_flags: ConstraintFlags = NO_CONSTRAINTS,
+    jobs: Jobs = 0,
+    cluster: ClusterAddress = None,
 ) -> None:
     """Choose the mixture for the next segment of a live run from its observed loss.
 
@@ -137,7 +145,8 @@ def _online(  # noqa: PLR0913 - the options of `online`, checked and run
     beta: float, prior: str | None, candidates: int, top_k: int, alpha: float, seed: int,
     as_json: bool, follow: Path | None, metric: str | None, run: str | None, log_format: str,
     state: Path | None, timeout: float | None, poll: float, out_schedule: Path | None,
-    constraint_flags: ConstraintFlags, force_dynamic: bool, stop: list[str], **_ignored: Any,
+    constraint_flags: ConstraintFlags, force_dynamic: bool, stop: list[str], jobs: int,
+    cluster: str | None, **_ignored: Any,
 ) -> None:
     """The body of `online` (its signal handlers already in place in follow mode)."""
     from regmixd_cli.online.controller import OnlineController
@@ -185,6 +194,7 @@ def _online(  # noqa: PLR0913 - the options of `online`, checked and run
 
     from regmixd_cli.plan.schedule import resolve_schedule_prior
 
+    use_jobs(jobs)  # before the model loads: its boosters predict on this many threads
     controller = OnlineController(
         model,
         target_steps,
@@ -203,26 +213,21 @@ def _online(  # noqa: PLR0913 - the options of `online`, checked and run
     from regmixd_cli.cli._options import load_constraints
 
     controller.constraints = load_constraints(constraint_flags, controller.model.domains)
-    if follow is None:
-        assert step is not None and loss is not None
-        _one_shot(controller, step, parse_losses(loss), as_json)
-        return
     targets = controller.model.targets
     if metric is not None and len(targets) > 1:
         raise UsageError(f"--metric follows one metric; the model has {len(targets)} targets "
                          f"({', '.join(targets)}), all read from the log: drop --metric")
-    _follow(
-        controller,
-        follow,
-        metric or targets[0] if len(targets) == 1 else list(targets),
-        run,
-        log_format,
-        state,
-        timeout,
-        poll,
-        out_schedule,
-        stop,
-    )
+    remote = search_executor(cluster)
+    controller.search_config = dataclasses.replace(controller.search_config, executor=remote)
+    try:
+        if follow is None:
+            assert step is not None and loss is not None
+            _one_shot(controller, step, parse_losses(loss), as_json)
+            return
+        _follow(controller, follow, metric or targets[0] if len(targets) == 1 else list(targets),
+                run, log_format, state, timeout, poll, out_schedule, stop)
+    finally:
+        close_executor(remote)
 
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Annotated
 
@@ -11,6 +12,7 @@ from regmixd_cli.cli._app import app, err, info, warn
 from regmixd_cli.cli._options import (
     NO_CONSTRAINTS,
     SEED_MAX,
+    ClusterAddress,
     ConstraintFlags,
     Jobs,
     prior_input,
@@ -72,6 +74,7 @@ def schedule(
         ),
     ] = False,
     jobs: Jobs = 0,
+    cluster: ClusterAddress = None,
     force: Annotated[
         bool, typer.Option("--force", help="Replace an --out file that is not a schedule JSON.")
     ] = False,
@@ -105,7 +108,13 @@ def schedule(
         prior_file = prior_input(prior)
         check_not_input(out_path, [*input_paths(model), *prior_file, constraint_flags.path])
         check_output_file(out_path, "--out", is_schedule_file, "a schedule JSON", force)
-    from regmixd_cli.cli._options import load_constraints, report_constraints, use_jobs
+    from regmixd_cli.cli._options import (
+        close_executor,
+        load_constraints,
+        report_constraints,
+        search_executor,
+        use_jobs,
+    )
     from regmixd_cli.fit.ensemble import (
         load_ensemble,
         quantile_model,
@@ -138,19 +147,24 @@ def schedule(
     if static and force_dynamic:
         raise UsageError("--static and --force-dynamic contradict each other; pick one")
     total = 1 if static else fitted.n_switch_points
+    remote = search_executor(cluster)
+    config = dataclasses.replace(config, executor=remote)
     verdict = None
-    with progress_bar("searching mixtures", total) as progress:
-        if static:
-            result = build_static(
-                fitted, config, resolved, target_steps, seed, progress,
-                model_sha256=model_hash(model), constraints=limits, rank=rank,
-            )  # fmt: skip
-        else:
-            result, verdict = build_guarded(
-                fitted, config, resolved, target_steps, seed, progress,
-                model_sha256=model_hash(model), constraints=limits, rank=rank,
-                force_dynamic=force_dynamic,
-            )  # fmt: skip
+    try:
+        with progress_bar("searching mixtures", total) as progress:
+            if static:
+                result = build_static(
+                    fitted, config, resolved, target_steps, seed, progress,
+                    model_sha256=model_hash(model), constraints=limits, rank=rank,
+                )  # fmt: skip
+            else:
+                result, verdict = build_guarded(
+                    fitted, config, resolved, target_steps, seed, progress,
+                    model_sha256=model_hash(model), constraints=limits, rank=rank,
+                    force_dynamic=force_dynamic,
+                )  # fmt: skip
+    finally:
+        close_executor(remote)
     if verdict is not None:
         report_verdict(verdict)
     if ensemble is not None and isinstance(fitted, FittedModel):

@@ -36,7 +36,7 @@ import math
 import os
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from regmixd_cli.errors import InfeasibleError, UsageError
@@ -69,6 +69,9 @@ class SearchConfig:
     alpha: float = DEFAULT_ALPHA
     chunk_size: int = DEFAULT_CHUNK_SIZE
     threads: int = 0  # sampling threads; 0 = every core. Results do not depend on it.
+    # Where candidate batches are scored (`--cluster`: a Dask cluster; fit.parallel); None:
+    # here. Every search with this config uses it; results do not depend on it.
+    executor: Executor | None = field(default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         if self.candidates < 1:
@@ -133,6 +136,7 @@ def search_mixture(
     function, a bound method of a picklable object (a FittedModel) or a `functools.partial`.
     """
     top = _TopK(config.top_k)
+    executor = executor if executor is not None else config.executor
     if executor is not None:
         return _search_batches(executor, top, score, prior, config, rng, feasible, transform)
     for start, candidates, ok in _candidate_chunks(prior, config, rng, transform):
@@ -221,7 +225,7 @@ class CandidatePool:
     ) -> None:
         self.prior, self.config, self.seed, self.prepare = prior, config, seed, prepare
         self.max_bytes = max_bytes
-        self.executor = executor
+        self.executor = executor if executor is not None else config.executor
         self._kept: list[tuple[int, np.ndarray, np.ndarray, object]] | None = None
 
     def search(self, score: Callable[[object, np.ndarray], np.ndarray]) -> SearchResult:

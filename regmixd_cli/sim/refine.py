@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     import numpy as np
 
     from regmixd_cli.fit.objective import AnyModel
+    from regmixd_cli.fit.parallel import Executor
 
 # How close a neighbour stays to its plan: each stage's weights are a Dirichlet draw with
 # concentration NEIGHBOUR_CONCENTRATION x the plan's weights (+ a floor, so a zero weight can
@@ -54,6 +55,7 @@ def design_refinement(
     prefix: str,
     seed: int,
     candidates: int = 100_000,
+    executor: Executor | None = None,
 ) -> Refinement:
     """Half the runs follow the recommended schedule (the first exactly, the rest neighbours),
     half the static RegMix mixture (likewise); both plans are searched as `schedule` does."""
@@ -67,7 +69,7 @@ def design_refinement(
     if n_runs < 2:
         raise UsageError(f"``runs`` {n_runs}: a verification round needs at least 2 runs "
                          "(the schedule and static RegMix)")
-    config = SearchConfig(candidates=candidates)
+    config = SearchConfig(candidates=candidates, executor=executor)
     prior = resolve_schedule_prior(None, model)
     dynamic = build_schedule(model, config, prior, proxy_steps, seed)
     static = build_static(model, config, prior, proxy_steps, seed)
