@@ -112,6 +112,11 @@ def observed_losses(model: AnyModel, loss: float | Mapping[str, float]) -> float
     if missing:
         raise UsageError(f"{param('loss')}: no loss for target {missing[0]!r}; the decision "
                          f"needs every target's observed loss ({listed})")
+    for target in targets:
+        value = float(loss[target])
+        if not (math.isfinite(value) and value > 0):
+            raise UsageError(f"{param('loss')} {target}={value!r}: a loss must be a positive "
+                             "finite number")
     return np.asarray([float(loss[t]) for t in targets], dtype=np.float64)
 
 
