@@ -188,8 +188,9 @@ def decide_online(
                 f"corrected loss{which} {_fmt(fixed)} (observed {_fmt(float(seen))} x "
                 f"{_fmt(param_ratio)}^{_fmt(beta)}) is outside the range the model saw at "
                 f"switch point {switch} ({_fmt(low)}..{_fmt(high)}): the prediction is an "
-                "extrapolation; check ``param_ratio``/``beta`` and that ``metric`` is the "
-                "model's target"
+                "extrapolation; check ``param_ratio``/``beta`` and that "
+                + ("``metric`` is the model's target" if len(members) == 1 else
+                   f"the value logged as {member.target} is that target's loss")
             )
 
     config = search_config if search_config is not None else SearchConfig()

@@ -259,3 +259,26 @@ def test_extreme_weights(cli, edge, tmp_path, weights, code, named):
         assert result.exit_code == 0, result.output
         assert _objective(out)["weights"] == [0.5, 0.5]
         assert cli("show", out).exit_code == 0
+
+
+def test_commands_of_one_target_refuse_several_plainly(cli, edge, tmp_path):
+    """`run --target A --target B` fitted B alone, silently; `schedule --risk` on a model of
+    several targets advised `fit --ensemble`, which such a model refuses."""
+    root, _, model = edge
+    out = tmp_path / "run"
+    fails(cli("run", root / "logs.jsonl", "--out", out, "--target", "val/a", "--target",
+              "val/b"), 2, "--target", "regmixd fit")
+    assert not out.exists()
+    result = cli("schedule", model, "--risk", "0.8", "--out", "-")
+    fails(result, 2, "--risk", "several targets")
+    assert "--ensemble 20" not in result.stderr
+
+
+def test_an_out_of_range_loss_of_several_targets_does_not_blame_metric(cli, edge):
+    _, _, model = edge
+    result = cli("online", model, "--step", "200", "--target-steps", "600", "--candidates",
+                 "300", "--loss", "val/a=3.9", "--loss", "val/b=4.1", "--json")
+    assert result.exit_code == 0, result.output
+    warnings = json.loads(result.stdout)["warnings"]
+    assert any("outside the range" in w and "val/b" in w for w in warnings)
+    assert not any("--metric" in w for w in warnings)
