@@ -55,7 +55,7 @@ def evaluate_model(
             )
     if isinstance(model, ObjectiveModel):
         tables, lacking = loss_tables(store, model.targets, FitConfig(intervals=model.grid),
-                                      where)
+                                      where, ModelError)
         check_common_runs(tables, lacking, model.targets, 0, where, ModelError)
         table = objective_table(tables, model.objective)
         states = np.stack([t.losses for t in tables], axis=-1)  # (runs, points, targets)

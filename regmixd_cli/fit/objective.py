@@ -373,10 +373,14 @@ def _restrict(table: LossTable, runs: Sequence[str]) -> LossTable:
 
 
 def loss_tables(
-    store: Store, metrics: Sequence[str], config: FitConfig, where: str
+    store: Store, metrics: Sequence[str], config: FitConfig, where: str,
+    error: type[RegmixdError] = UsageError,
 ) -> tuple[list[LossTable], list[str]]:
     """One LossTable per target on ONE grid (the first target's) and ONE set of runs (those
-    usable for every target), and the runs left out because some target cannot use them."""
+    usable for every target), and the runs left out because some target cannot use them.
+
+    A target logged once per run (endpoint only) next to one with a loss curve is an `error`
+    unless one grid point was asked for (`--switch-points 0`): the targets share one grid."""
     first = build_loss_table(store, metrics[0], n_switch_points=config.n_switch_points,
                              intervals=config.intervals, where=where)
     grid = config.intervals if config.intervals is not None else first.grid
@@ -385,6 +389,15 @@ def loss_tables(
                          where=where)
         for m in metrics[1:]
     ]
+    one_point = (len(config.intervals) == 1 if config.intervals is not None
+                 else config.n_switch_points == 0)
+    logs = {t.endpoint_logs for t in tables}
+    if len(logs) > 1 and not one_point:
+        point = next(t.target for t in tables if t.endpoint_logs)
+        curve = next(t.target for t in tables if not t.endpoint_logs)
+        raise error(f"{where}: target {point!r} is logged once per run (endpoint only) but "
+                    f"{curve!r} along the run; the targets of one model share one grid: give "
+                    f"--switch-points 0 (the endpoint model for every target) or drop {point}")
     common = set(first.runs)
     for table in tables[1:]:
         common &= set(table.runs)

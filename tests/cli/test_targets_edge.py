@@ -282,3 +282,23 @@ def test_an_out_of_range_loss_of_several_targets_does_not_blame_metric(cli, edge
     warnings = json.loads(result.stdout)["warnings"]
     assert any("outside the range" in w and "val/b" in w for w in warnings)
     assert not any("--metric" in w for w in warnings)
+
+
+@pytest.mark.parametrize("order", [("val/a", "val/c"), ("val/c", "val/a")])
+def test_a_target_logged_once_per_run_next_to_a_curve(cli, edge, tmp_path, order):
+    """val/c only at the last step, val/a along the run: a traceback (val/a first) or, the
+    other way round, an endpoint model of both without a word; now one error either way, and
+    --switch-points 0 fits the endpoint model of both."""
+    root, _, _ = edge
+    rows = [json.loads(line) for line in (root / "logs.jsonl").read_text().splitlines()]
+    for row in rows:
+        if "step" in row and row["step"] != STEPS[-1]:
+            row.pop("val/c")
+    log = tmp_path / "sparse.jsonl"
+    log.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    store = tmp_path / "store"
+    assert cli("ingest", log, "--out", store).exit_code == 0
+    args = ("fit", store, *FAST[:4], "--folds", "3", "--target", order[0], "--target", order[1])
+    fails(cli(*args, "--out", tmp_path / "m"), 2, "val/c", "--switch-points 0")
+    result = cli(*args, "--out", tmp_path / "m0", "--switch-points", "0")
+    assert result.exit_code == 0, result.output
