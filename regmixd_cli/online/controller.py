@@ -236,7 +236,11 @@ def decide_online(
         end_step=end,
         step=step,
         proxy_step=step * float(model.proxy_steps) / target_steps,
-        loss=float(model.objective_of(observed)),
+        # An excess loss (worst - reference) is on the run's scale only as corrected / ratio
+        # (the reference is a proxy's loss), as predicted_target_loss is.
+        loss=(float(model.objective_of(corrected)) / ratio
+              if getattr(getattr(model, "objective", None), "reference", None) is not None
+              else float(model.objective_of(observed))),
         corrected_loss=float(model.objective_of(corrected)),
         weights={d: float(w) for d, w in zip(model.domains, weights, strict=True)},
         predicted_loss=predicted,

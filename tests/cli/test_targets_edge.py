@@ -302,3 +302,26 @@ def test_a_target_logged_once_per_run_next_to_a_curve(cli, edge, tmp_path, order
     fails(cli(*args, "--out", tmp_path / "m"), 2, "val/c", "--switch-points 0")
     result = cli(*args, "--out", tmp_path / "m0", "--switch-points", "0")
     assert result.exit_code == 0, result.output
+
+
+def test_online_excess_loss_is_on_one_scale(cli, edge, tmp_path):
+    """With --reference (a proxy's losses) and a param ratio, the observed excess loss is
+    measured as the predicted one is: corrected / ratio, not run loss minus proxy reference."""
+    _, store, _ = edge
+    reference = tmp_path / "ref.json"
+    reference.write_text(json.dumps({"val/a": 3.5, "val/b": 3.6}))
+    model = tmp_path / "excess"
+    result = cli("fit", store, "--out", model, *FAST, "--target", "val/a", "--target", "val/b",
+                 "--objective", "worst", "--reference", reference)
+    assert result.exit_code == 0, result.output
+    result = cli("online", model, "--step", "200", "--target-steps", "600", "--candidates",
+                 "300", "--param-ratio", "8", "--beta", "0.05", "--loss", "val/a=4.6",
+                 "--loss", "val/b=4.8", "--json")
+    assert result.exit_code == 0, result.output
+    decision = json.loads(result.stdout)
+    ratio = 8 ** 0.05
+    assert decision["corrected_loss"] == pytest.approx(max(4.6 * ratio - 3.5,
+                                                           4.8 * ratio - 3.6), abs=1e-9)
+    assert decision["loss"] == pytest.approx(decision["corrected_loss"] / ratio, abs=1e-9)
+    assert decision["predicted_target_loss"] == pytest.approx(
+        decision["predicted_loss"] / ratio, abs=1e-9)
