@@ -325,3 +325,28 @@ def test_online_excess_loss_is_on_one_scale(cli, edge, tmp_path):
     assert decision["loss"] == pytest.approx(decision["corrected_loss"] / ratio, abs=1e-9)
     assert decision["predicted_target_loss"] == pytest.approx(
         decision["predicted_loss"] / ratio, abs=1e-9)
+
+
+def test_follow_resumes_a_negative_excess_loss(cli, edge, tmp_path):
+    """Worst with a reference above the run's losses: the objective is negative, a normal
+    value; the --state file that records it must restore (it was refused as corrupt)."""
+    _, store, _ = edge
+    reference = tmp_path / "ref.json"
+    reference.write_text(json.dumps({"val/a": 9.0, "val/b": 9.0}))
+    model = tmp_path / "excess"
+    result = cli("fit", store, "--out", model, *FAST, "--target", "val/a", "--target", "val/b",
+                 "--objective", "worst", "--reference", reference)
+    assert result.exit_code == 0, result.output
+    rows = [{"step": s, "val/a": 4.5 - s / 1000, "val/b": 4.6 - s / 1000}
+            for s in (100, 200, 300, 400, 500)]
+    log, state = tmp_path / "train.jsonl", tmp_path / "state.json"
+    log.write_text("".join(json.dumps(r) + "\n" for r in rows[:3]))
+    base = ("online", model, "--follow", log, "--target-steps", "600", "--candidates", "300",
+            "--param-ratio", "1", "--timeout", "0.3", "--poll", "0.05", "--state", state)
+    first = cli(*base)
+    assert first.exit_code == 0, first.output
+    assert json.loads(first.stdout)["loss"] < 0
+    log.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    second = cli(*base)
+    assert second.exit_code == 0, second.output
+    assert [json.loads(line)["switch"] for line in second.stdout.splitlines()] == [2]
