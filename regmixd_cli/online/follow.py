@@ -277,8 +277,15 @@ class TargetsSource:
         return any(s.metric_suspect() for s in self.sources)
 
     def metric_hint(self, early: bool = False) -> str:
-        missing = [s for s in self.sources if not s.seen_metric] or self.sources
-        return missing[0].metric_hint(early)
+        """Which target the log has not given (no `--metric` advice: it takes one target)."""
+        source = ([s for s in self.sources if not s.seen_metric] or self.sources)[0]
+        seen = ", ".join(sorted(source.metrics)) or "none"
+        near = [m for m in source._near_misses() if m not in self.metrics]
+        read = f"in the {source.records} line(s) read so far" if early else "was read"
+        hint = (f"{self.path}: no value of target {source.metric!r} {read}; metrics seen: "
+                f"{seen}; the log must give every target ({', '.join(self.metrics)})")
+        hint += f"; is {near[0]!r} that target?" if near else ""
+        return hint + (" (still watching)" if early else "")
 
     def partial_line(self) -> int | None:
         return self.sources[0].partial_line()

@@ -350,3 +350,16 @@ def test_follow_resumes_a_negative_excess_loss(cli, edge, tmp_path):
     second = cli(*base)
     assert second.exit_code == 0, second.output
     assert [json.loads(line)["switch"] for line in second.stdout.splitlines()] == [2]
+
+
+def test_follow_hints_do_not_suggest_metric_for_several_targets(cli, edge, tmp_path):
+    """A log lacking val/b: the hint named `--metric val/a` (refused with several targets)."""
+    _, _, model = edge
+    rows = [{"step": s, "val/a": 4.5 - s / 1000} for s in range(100, 600, 20)]
+    log = tmp_path / "lacking.jsonl"
+    log.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    result = cli("online", model, "--follow", log, "--target-steps", "600", "--candidates",
+                 "300", "--timeout", "0.3", "--poll", "0.05")
+    fails(result, 3, "val/b")
+    assert "--metric" not in result.stderr
+    assert "every target (val/a, val/b)" in result.stderr
