@@ -37,8 +37,9 @@ def run(
     ] = None,
     target: Annotated[
         list[str] | None,
-        typer.Option(help="Metric to model; default: the only val*/eval* metric. One only: "
-                     "for several, use `regmixd fit --target` (see docs/how-to/targets.md)."),
+        typer.Option(metavar="METRIC", help="Metric to model; default: the only val*/eval* "
+                     "metric. One only: for several, use `regmixd fit --target` (see "
+                     "docs/how-to/targets.md)."),
     ] = None,
     switch_points: Annotated[
         int | None,
