@@ -6,30 +6,13 @@ from __future__ import annotations
 
 import json
 
-import numpy as np
 import pytest
 
 from regmixd_cli.fit.files import METADATA_HASH, metadata_hash
-from tests.cli.test_targets import DOMAINS, FAST, METRICS, STEPS, _loss, write_logs
+from tests.cli.test_targets import FAST, METRICS, STEPS, write_logs
 from tests.helpers.cli import fails
 
 ODD = ("val/x=y", "val/[en]", "val/e", "val/ü*")
-
-
-def write_named_logs(path, metrics, n_runs: int = 30, seed: int = 1) -> None:
-    """Static runs over DOMAINS logging `metrics` (any names), metric k tracking domain k % 3."""
-    rng = np.random.default_rng(seed)
-    lines: list[dict[str, object]] = []
-    for i in range(n_runs):
-        m = rng.dirichlet(np.ones(len(DOMAINS)))
-        run = f"r{i:03d}"
-        lines.append({"run": run, "mixture": dict(zip(DOMAINS, m.round(6).tolist(), strict=True))})
-        for step in STEPS:
-            row: dict[str, object] = {"run": run, "step": step}
-            for k, metric in enumerate(metrics):
-                row[metric] = round(_loss(k % 3, m, step) + rng.normal(0, 0.002), 6)
-            lines.append(row)
-    path.write_text("".join(json.dumps(line) + "\n" for line in lines), encoding="utf-8")
 
 
 @pytest.fixture(scope="module")
@@ -57,7 +40,7 @@ def odd_store(tmp_path_factory):
     from tests.helpers.cli import Invoker
 
     root = tmp_path_factory.mktemp("odd")
-    write_named_logs(root / "odd.jsonl", ODD)
+    write_logs(root / "odd.jsonl", n_runs=30, seed=1, metrics=ODD)
     store = root / "store"
     assert Invoker()("ingest", root / "odd.jsonl", "--out", store).exit_code == 0
     return store
@@ -304,16 +287,21 @@ def test_a_target_logged_once_per_run_next_to_a_curve(cli, edge, tmp_path, order
     assert result.exit_code == 0, result.output
 
 
+def _excess_model(cli, store, tmp_path, reference):
+    """A model of val/a, val/b whose objective is the worst excess over `reference`."""
+    file = tmp_path / "ref.json"
+    file.write_text(json.dumps(reference))
+    model = tmp_path / "excess"
+    result = cli("fit", store, "--out", model, *FAST, "--target", "val/a", "--target", "val/b",
+                 "--objective", "worst", "--reference", file)
+    assert result.exit_code == 0, result.output
+    return model
+
+
 def test_online_excess_loss_is_on_one_scale(cli, edge, tmp_path):
     """With --reference (a proxy's losses) and a param ratio, the observed excess loss is
     measured as the predicted one is: corrected / ratio, not run loss minus proxy reference."""
-    _, store, _ = edge
-    reference = tmp_path / "ref.json"
-    reference.write_text(json.dumps({"val/a": 3.5, "val/b": 3.6}))
-    model = tmp_path / "excess"
-    result = cli("fit", store, "--out", model, *FAST, "--target", "val/a", "--target", "val/b",
-                 "--objective", "worst", "--reference", reference)
-    assert result.exit_code == 0, result.output
+    model = _excess_model(cli, edge[1], tmp_path, {"val/a": 3.5, "val/b": 3.6})
     result = cli("online", model, "--step", "200", "--target-steps", "600", "--candidates",
                  "300", "--param-ratio", "8", "--beta", "0.05", "--loss", "val/a=4.6",
                  "--loss", "val/b=4.8", "--json")
@@ -330,13 +318,7 @@ def test_online_excess_loss_is_on_one_scale(cli, edge, tmp_path):
 def test_follow_resumes_a_negative_excess_loss(cli, edge, tmp_path):
     """Worst with a reference above the run's losses: the objective is negative, a normal
     value; the --state file that records it must restore (it was refused as corrupt)."""
-    _, store, _ = edge
-    reference = tmp_path / "ref.json"
-    reference.write_text(json.dumps({"val/a": 9.0, "val/b": 9.0}))
-    model = tmp_path / "excess"
-    result = cli("fit", store, "--out", model, *FAST, "--target", "val/a", "--target", "val/b",
-                 "--objective", "worst", "--reference", reference)
-    assert result.exit_code == 0, result.output
+    model = _excess_model(cli, edge[1], tmp_path, {"val/a": 9.0, "val/b": 9.0})
     rows = [{"step": s, "val/a": 4.5 - s / 1000, "val/b": 4.6 - s / 1000}
             for s in (100, 200, 300, 400, 500)]
     log, state = tmp_path / "train.jsonl", tmp_path / "state.json"
