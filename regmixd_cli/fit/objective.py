@@ -150,7 +150,8 @@ def parse_targets(
             if not math.isfinite(weight) or weight <= 0:
                 raise UsageError(f"--target {spec!r}: a weight must be a positive number")
         if not name:
-            raise UsageError(f"--target {spec!r}: give a metric name before '='")
+            raise UsageError(f"--target {spec!r}: give a metric name"
+                             + (" before '='" if "=" in spec else ""))
         if name not in known and any(c in name for c in GLOB_CHARS):
             matched = [m for m in metrics if fnmatch.fnmatchcase(m, name)]
             if not matched:

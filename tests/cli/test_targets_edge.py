@@ -345,3 +345,12 @@ def test_follow_hints_do_not_suggest_metric_for_several_targets(cli, edge, tmp_p
     fails(result, 3, "val/b")
     assert "--metric" not in result.stderr
     assert "every target (val/a, val/b)" in result.stderr
+
+
+@pytest.mark.parametrize(("given", "said"), [("", "give a metric name"), ("=2", "before '='")])
+def test_an_empty_target_name(cli, edge, tmp_path, given, said):
+    _, store, _ = edge
+    result = cli("fit", store, "--out", tmp_path / "m", *FAST, "--target", given, "--target",
+                 "val/a")
+    fails(result, 2, said)
+    assert given or "'='" not in result.stderr
