@@ -412,6 +412,10 @@ def warn_excluded(excluded: dict[str, list[str]], proxy_steps: float) -> None:
             f"left out {len(names)} run(s) whose target metric does not cover the grid "
             f"(up to step {proxy_steps:g}): {name_some(names)}"
         )
+    if excluded.get("lacking_a_target"):
+        names = excluded["lacking_a_target"]
+        warn(f"left out {len(names)} run(s) that lack a usable value of some target: "
+             f"{name_some(names)}")
 
 
 def report_verdict(verdict: Verdict) -> None:

@@ -11,7 +11,7 @@ from regmixd_cli.cli._app import app, err, info, warn
 from regmixd_cli.cli._options import SEED_MAX, ClusterAddress, Jobs, prior_input, use_jobs
 from regmixd_cli.cli._output import is_plot_file, print_json, progress_bar
 from regmixd_cli.cli._render import report_fit, report_tables
-from regmixd_cli.errors import UsageError
+from regmixd_cli.errors import ModelError, UsageError
 
 if TYPE_CHECKING:
     from regmixd_cli.domain import Store
@@ -230,7 +230,10 @@ def read_reference(path: Path) -> dict[str, float]:
     from regmixd_cli.fit.objective import check_reference_file, reference_losses
 
     if path.is_dir():
-        return reference_losses(load_model(path))
+        try:
+            return reference_losses(load_model(path))
+        except ModelError as exc:
+            raise ModelError(f"--reference {path}: not a usable model ({exc})") from None
     if not path.exists():
         raise UsageError(f"--reference {path}: no such model directory or file")
     return check_reference_file(read_json(path, "--reference"), str(path))

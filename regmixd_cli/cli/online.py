@@ -412,6 +412,9 @@ def _follow(
                 f"{log}:{partial}: the last line is incomplete (no newline) and was not read; "
                 "did the trainer stop mid-write?"
             )
+    apart = source.never_together() if isinstance(source, TargetsSource) else None
+    if not controller.done and apart is not None:
+        warn(apart)
     if not controller.done and not log.exists():
         warn(f"{log} never appeared; check the --follow path")
     elif not controller.done and not source.seen_metric and not source.metric_warned:

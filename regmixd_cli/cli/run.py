@@ -36,7 +36,10 @@ def run(
         str | None, typer.Option("--mixtures", help="Mixtures file, if the logs lack them.")
     ] = None,
     target: Annotated[
-        str | None, typer.Option(help="Metric to model; default: the only val*/eval* metric.")
+        list[str] | None,
+        typer.Option(metavar="METRIC", help="Metric to model; default: the only val*/eval* "
+                     "metric. One only: for several, use `regmixd fit --target` (see "
+                     "docs/how-to/targets.md)."),
     ] = None,
     switch_points: Annotated[
         int | None,
@@ -74,6 +77,9 @@ def run(
     from regmixd_cli.weights import check_prior_spec
 
     # Cheap checks first: a bad argument must not cost an ingest and a fit.
+    if target is not None and len(target) > 1:
+        raise UsageError(f"--target given {len(target)} times: `run` fits one target; for "
+                         "several, use `regmixd fit --target A --target B`")
     if switch_points is not None and switch_points < 0:
         raise UsageError(f"--switch-points {switch_points}: must be 0 or more")
     check_prior_spec(prior)
@@ -105,8 +111,8 @@ def run(
         if not (out_dir / name).exists()
     ]
     try:
-        _run(paths, out_dir, mixtures, target, switch_points, target_steps, prior, candidates,
-             seed, as_json, pool, threads)
+        _run(paths, out_dir, mixtures, target[0] if target else None, switch_points,
+             target_steps, prior, candidates, seed, as_json, pool, threads)
     except BaseException:
         for path in created:
             if path.is_dir():

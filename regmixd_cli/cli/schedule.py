@@ -138,6 +138,9 @@ def schedule(
     ensemble = load_ensemble(model, fitted) if isinstance(fitted, FittedModel) else None
     rank = None
     if risk is not None:
+        if not isinstance(fitted, FittedModel):
+            raise UsageError(f"--risk: {model} is a model of several targets, which has no "
+                             "bootstrap replicas (--ensemble fits one target's); drop --risk")
         members = require_ensemble(ensemble, model, "--risk")
         assert isinstance(fitted, FittedModel)  # only a model of one target has an ensemble
         rank = quantile_model(fitted, members, risk)

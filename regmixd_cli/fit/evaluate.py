@@ -10,7 +10,13 @@ from regmixd_cli.domain import Store
 from regmixd_cli.errors import ModelError
 from regmixd_cli.fit.metrics import clean, mae, pearson, score, spearman, top_k_overlap
 from regmixd_cli.fit.model import FitConfig
-from regmixd_cli.fit.objective import AnyModel, ObjectiveModel, loss_tables, objective_table
+from regmixd_cli.fit.objective import (
+    AnyModel,
+    ObjectiveModel,
+    check_common_runs,
+    loss_tables,
+    objective_table,
+)
 from regmixd_cli.fit.transitions import build_loss_table
 
 DEFAULT_TOP_K = 10
@@ -48,12 +54,14 @@ def evaluate_model(
                 f"it logs {', '.join(store.metrics)}"
             )
     if isinstance(model, ObjectiveModel):
-        tables, _ = loss_tables(store, model.targets, FitConfig(intervals=model.grid), where)
+        tables, lacking = loss_tables(store, model.targets, FitConfig(intervals=model.grid),
+                                      where, ModelError)
+        check_common_runs(tables, lacking, model.targets, 0, where, ModelError)
         table = objective_table(tables, model.objective)
         states = np.stack([t.losses for t in tables], axis=-1)  # (runs, points, targets)
     else:
         table = build_loss_table(store, model.target, intervals=model.grid, where=where)
-        states = table.losses
+        states, lacking = table.losses, []
     if table.n_runs == 0:
         raise ModelError(
             f"{where}: no usable run reaches step {model.proxy_steps:g}, the model's T_p; "
@@ -66,7 +74,8 @@ def evaluate_model(
         "target": model.target,
         "n_runs": table.n_runs,
         "top_k": min(top_k, table.n_runs),
-        "excluded": {"diverged": list(table.diverged), "short": list(table.short)},
+        "excluded": {"diverged": list(table.diverged), "short": list(table.short),
+                     **({"lacking_a_target": lacking} if lacking else {})},
         "endpoint": _scores(truth, model.predict_endpoint(mixtures), top_k),
     }
     if model.has_transitions and not table.endpoint_only:

@@ -267,6 +267,12 @@ def load_model(path: Path) -> FittedModel | ObjectiveModel:
         entries = meta["targets"]
         if [str(e["metric"]) for e in entries] != list(objective.metrics):
             raise ValueError("`targets` do not match the objective's metrics")
+        report = meta["report"]
+        if report["objective"] != meta["objective"] or not isinstance(report["targets"], dict) \
+                or set(report["targets"]) != set(objective.metrics) \
+                or not all(isinstance(t, dict) and isinstance(t["endpoint"], dict)
+                           for t in report["targets"].values()):
+            raise ValueError("the report's `objective` and `targets` do not match `objective`")
         members = tuple(_member(meta, e | {"target": e["metric"]}, blobs, f"t{i}_")
                         for i, e in enumerate(entries, start=1))
         check_same_members(members, str(path / MODEL_FILE))

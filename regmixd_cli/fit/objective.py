@@ -30,9 +30,10 @@ from typing import Any
 import numpy as np
 
 from regmixd_cli.domain import Store
-from regmixd_cli.errors import ModelError, UsageError
+from regmixd_cli.errors import InputError, ModelError, RegmixdError, UsageError
 from regmixd_cli.fit.crossval import (
     BLIND_WARNING,
+    MIN_RUNS_PER_FOLD,
     check_folds,
     choose_form_by_evidence,
     cross_validate,
@@ -41,7 +42,7 @@ from regmixd_cli.fit.crossval import (
     phased_evidence,
 )
 from regmixd_cli.fit.metrics import clean
-from regmixd_cli.fit.model import FitConfig, FittedModel, Progress
+from regmixd_cli.fit.model import AUTO, FitConfig, FittedModel, Progress
 from regmixd_cli.fit.parallel import Executor
 from regmixd_cli.fit.training import check_form, cv_forms, fitted_from, refit_boosters
 from regmixd_cli.fit.transitions import LossTable, build_loss_table, name_some
@@ -51,6 +52,7 @@ MEAN = "mean"
 WORST = "worst"
 OBJECTIVES = (MEAN, WORST)
 GLOB_CHARS = "*?["
+MIN_WEIGHT = 1e-9  # a normalised weight below this is a target that counts for nothing
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,13 +101,26 @@ class Objective:
     @classmethod
     def from_record(cls, data: Mapping[str, Any]) -> Objective:
         """The inverse of `record` (ValueError on anything else)."""
-        kind = data["kind"]
-        metrics = tuple(str(m) for m in data["metrics"])
-        weights = tuple(float(w) for w in data["weights"])
+        def number(value: Any) -> float:
+            if isinstance(value, bool) or not isinstance(value, int | float) \
+                    or not math.isfinite(value):
+                raise ValueError(f"objective: {value!r} is not a finite number")
+            return float(value)
+
+        kind, names, reference = data["kind"], data["metrics"], data.get("reference")
+        if not isinstance(names, list) or not all(isinstance(m, str) and m for m in names) \
+                or len(set(names)) != len(names):
+            raise ValueError("objective: `metrics` is not a list of distinct metric names")
+        metrics = tuple(names)
+        weights = tuple(number(w) for w in data["weights"])
         if kind not in OBJECTIVES or len(metrics) < 2 or len(weights) != len(metrics):
             raise ValueError("objective: kind, metrics and weights do not agree")
-        reference = data.get("reference")
-        ref = None if reference is None else tuple(float(reference[m]) for m in metrics)
+        if min(weights) <= 0 or max(weights) > 1 \
+                or not math.isclose(math.fsum(weights), 1.0, abs_tol=1e-9):
+            raise ValueError("objective: `weights` are not positive numbers summing to 1")
+        if reference is not None and (kind != WORST or not isinstance(reference, dict)):
+            raise ValueError("objective: `reference` is not {metric: loss} of a worst objective")
+        ref = None if reference is None else tuple(number(reference[m]) for m in metrics)
         return cls(kind, metrics, weights, ref, data.get("reference_source"))
 
 
@@ -115,14 +130,17 @@ def parse_targets(
     """`--target METRIC[=W]` values -> [(metric, weight)] in the order given.
 
     A pattern with `*`, `?` or `[` selects every store metric it matches (in store order), each
-    with the pattern's weight. Unknown metrics, globs that match nothing, a metric named twice
-    and weights that are not positive finite numbers are UsageErrors naming what was given.
+    with the pattern's weight. A store metric named exactly as given (with or without `=W`) is
+    that metric, even when its name holds `=`, `*`, `?` or `[`. Unknown metrics, globs that
+    match nothing, a metric named twice and weights that are not positive finite numbers are
+    UsageErrors naming what was given.
     """
     chosen: list[tuple[str, float]] = []
     seen: set[str] = set()
+    known = set(metrics)
     for spec in specs:
         name, weight = spec, 1.0
-        if "=" in spec:
+        if "=" in spec and spec not in known:  # a metric may itself be named 'a=b'
             name, _, text = spec.rpartition("=")
             try:
                 weight = float(text)
@@ -132,8 +150,9 @@ def parse_targets(
             if not math.isfinite(weight) or weight <= 0:
                 raise UsageError(f"--target {spec!r}: a weight must be a positive number")
         if not name:
-            raise UsageError(f"--target {spec!r}: give a metric name before '='")
-        if any(c in name for c in GLOB_CHARS):
+            raise UsageError(f"--target {spec!r}: give a metric name"
+                             + (" before '='" if "=" in spec else ""))
+        if name not in known and any(c in name for c in GLOB_CHARS):
             matched = [m for m in metrics if fnmatch.fnmatchcase(m, name)]
             if not matched:
                 raise UsageError(f"{where}: --target {name!r} matches no metric; the store has "
@@ -165,8 +184,13 @@ def make_objective(
         raise UsageError("--reference measures each target against a reference loss for "
                          "--objective worst; give --objective worst, or drop --reference")
     metrics = tuple(m for m, _ in targets)
-    total = math.fsum(w for _, w in targets)
-    weights = tuple(w / total for _, w in targets)
+    largest = max(w for _, w in targets)  # scaled first: weights of 1e308 do not overflow
+    total = math.fsum(w / largest for _, w in targets)
+    weights = tuple(w / largest / total for _, w in targets)
+    for metric, weight in zip(metrics, weights, strict=True):
+        if weight < MIN_WEIGHT:  # model.json keeps 12 digits: it would read as 0
+            raise UsageError(f"--target {metric}: its weight is {weight:.3g} of the total, so "
+                             "the target counts for nothing; raise its weight or drop it")
     ref = None
     if reference is not None:
         missing = [m for m in metrics if m not in reference]
@@ -350,10 +374,14 @@ def _restrict(table: LossTable, runs: Sequence[str]) -> LossTable:
 
 
 def loss_tables(
-    store: Store, metrics: Sequence[str], config: FitConfig, where: str
+    store: Store, metrics: Sequence[str], config: FitConfig, where: str,
+    error: type[RegmixdError] = UsageError,
 ) -> tuple[list[LossTable], list[str]]:
     """One LossTable per target on ONE grid (the first target's) and ONE set of runs (those
-    usable for every target), and the runs left out because some target cannot use them."""
+    usable for every target), and the runs left out because some target cannot use them.
+
+    A target logged once per run (endpoint only) next to one with a loss curve is an `error`
+    unless one grid point was asked for (`--switch-points 0`): the targets share one grid."""
     first = build_loss_table(store, metrics[0], n_switch_points=config.n_switch_points,
                              intervals=config.intervals, where=where)
     grid = config.intervals if config.intervals is not None else first.grid
@@ -362,12 +390,60 @@ def loss_tables(
                          where=where)
         for m in metrics[1:]
     ]
+    one_point = (len(config.intervals) == 1 if config.intervals is not None
+                 else config.n_switch_points == 0)
+    logs = {t.endpoint_logs for t in tables}
+    if len(logs) > 1 and not one_point:
+        point = next(t.target for t in tables if t.endpoint_logs)
+        curve = next(t.target for t in tables if not t.endpoint_logs)
+        raise error(f"{where}: target {point!r} is logged once per run (endpoint only) but "
+                    f"{curve!r} along the run; the targets of one model share one grid: give "
+                    f"--switch-points 0 (the endpoint model for every target) or drop {point}")
     common = set(first.runs)
     for table in tables[1:]:
         common &= set(table.runs)
     runs = [r for r in first.runs if r in common]
     dropped = sorted({r for t in tables for r in t.runs} - common)
     return [_restrict(t, runs) for t in tables], dropped
+
+
+def check_common_runs(
+    tables: Sequence[LossTable], dropped: Sequence[str], metrics: Sequence[str], folds: int,
+    where: str, error: type[RegmixdError] = InputError,
+) -> None:
+    """Enough runs log every target (`folds` = 0: at least one), or an `error` that says the
+    runs were left out for lacking a target (not for being short)."""
+    need = MIN_RUNS_PER_FOLD * folds if folds >= 2 else 1
+    if not dropped or tables[0].n_runs >= need:
+        return
+    raise error(
+        f"{where}: only {tables[0].n_runs} run(s) log every target ({', '.join(metrics)}); "
+        f"{len(dropped)} run(s) lack one of them ({name_some(dropped)})"
+        + (f", and {folds}-fold cross-validation needs at least {need}" if folds >= 2 else "")
+        + "; log every target in the same runs, or drop a --target"
+    )
+
+
+def check_reference(objective: Objective, tables: Sequence[LossTable]) -> None:
+    """A `--reference` on the scale of the losses: loss - reference keeps the losses' precision
+    (a reference of 1e308 would make every run's excess loss the same number) and the scaled
+    excess losses are finite; else a UsageError naming the reference and the metric."""
+    if objective.reference is None:
+        return
+    scale = np.asarray(objective.weights, dtype=np.float64) * len(objective.weights)
+    for i, (metric, ref, table) in enumerate(zip(objective.metrics, objective.reference,
+                                                 tables, strict=True)):
+        losses = table.losses[np.isfinite(table.losses)]
+        if not losses.size:
+            continue
+        excess = losses - ref
+        lost = np.abs((excess + ref) - losses) > 1e-9 * np.maximum(1.0, np.abs(losses))
+        if lost.any() or not np.isfinite(excess * scale[i]).all():
+            raise UsageError(
+                f"--reference {objective.reference_source}: the reference loss of {metric!r} "
+                f"({ref:g}) is far off the scale of its losses ({losses.min():.4g}.."
+                f"{losses.max():.4g}); give a reference loss on the losses' scale"
+            )
 
 
 def fit_objective(
@@ -382,8 +458,10 @@ def fit_objective(
     them by the objective's held-out evidence (as `fit_model` chooses for one target)."""
     check_form(config)
     tables, dropped = loss_tables(store, objective.metrics, config, where)
+    check_common_runs(tables, dropped, objective.metrics, config.folds, where)
+    check_reference(objective, tables)
     table = objective_table(tables, objective)
-    check_folds(table.n_runs, config.folds, objective.label, where, len(dropped),
+    check_folds(table.n_runs, config.folds, objective.label, where, len(table.short),
                 table.grid[-1])
     prior = resolve_prior(config.prior, table.domains, table.mixtures.mean(axis=0).tolist())
     forms = cv_forms(table, config.form)
@@ -400,7 +478,7 @@ def fit_objective(
              for key in cvs[0][0]}
     evidence = phased_evidence(table, forms, preds, config.verify_prefixes)
     chosen, reason, blind = choose_form_by_evidence(config.form, forms, table, preds, evidence)
-    if len(cvs) and chosen is not None:
+    if config.form == AUTO and chosen is not None:
         reason = f"{reason}; one form for every target, by the objective's evidence"
 
     members = []

@@ -112,6 +112,11 @@ def observed_losses(model: AnyModel, loss: float | Mapping[str, float]) -> float
     if missing:
         raise UsageError(f"{param('loss')}: no loss for target {missing[0]!r}; the decision "
                          f"needs every target's observed loss ({listed})")
+    for target in targets:
+        value = float(loss[target])
+        if not (math.isfinite(value) and value > 0):
+            raise UsageError(f"{param('loss')} {target}={value!r}: a loss must be a positive "
+                             "finite number")
     return np.asarray([float(loss[t]) for t in targets], dtype=np.float64)
 
 
@@ -183,8 +188,9 @@ def decide_online(
                 f"corrected loss{which} {_fmt(fixed)} (observed {_fmt(float(seen))} x "
                 f"{_fmt(param_ratio)}^{_fmt(beta)}) is outside the range the model saw at "
                 f"switch point {switch} ({_fmt(low)}..{_fmt(high)}): the prediction is an "
-                "extrapolation; check ``param_ratio``/``beta`` and that ``metric`` is the "
-                "model's target"
+                "extrapolation; check ``param_ratio``/``beta`` and that "
+                + ("``metric`` is the model's target" if len(members) == 1 else
+                   f"the value logged as {member.target} is that target's loss")
             )
 
     config = search_config if search_config is not None else SearchConfig()
@@ -230,7 +236,11 @@ def decide_online(
         end_step=end,
         step=step,
         proxy_step=step * float(model.proxy_steps) / target_steps,
-        loss=float(model.objective_of(observed)),
+        # An excess loss (worst - reference) is on the run's scale only as corrected / ratio
+        # (the reference is a proxy's loss), as predicted_target_loss is.
+        loss=(float(model.objective_of(corrected)) / ratio
+              if getattr(getattr(model, "objective", None), "reference", None) is not None
+              else float(model.objective_of(observed))),
         corrected_loss=float(model.objective_of(corrected)),
         weights={d: float(w) for d, w in zip(model.domains, weights, strict=True)},
         predicted_loss=predicted,

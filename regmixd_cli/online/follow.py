@@ -229,6 +229,8 @@ class TargetsSource:
         self.sources = [LogSource(path, fmt, m, run) for m in self.metrics]
         self.pending: dict[int, dict[str, tuple[float, str]]] = {}
         self.warnings: list[str] = []
+        self.span: dict[str, tuple[int, int]] = {}  # each metric's first and last step read
+        self.completed = 0
 
     def read(self) -> tuple[tuple[TargetsObservation, ...], bool]:
         grew = False
@@ -237,6 +239,8 @@ class TargetsSource:
             grew = grew or changed
             for obs in observations:
                 self.pending.setdefault(obs.step, {})[metric] = (obs.value, obs.where)
+                first, last = self.span.get(metric, (obs.step, obs.step))
+                self.span[metric] = (min(first, obs.step), max(last, obs.step))
             for message in source.warnings:
                 if message not in self.warnings:
                     self.warnings.append(message)
@@ -247,7 +251,19 @@ class TargetsSource:
             seen = self.pending.pop(step)
             out.append(TargetsObservation(step, {m: seen[m][0] for m in self.metrics},
                                           seen[self.metrics[-1]][1]))
+        if complete:  # steps before a complete one can no longer be decided on: forget them
+            self.completed += len(complete)
+            for step in [s for s in self.pending if s < complete[-1]]:
+                del self.pending[step]
         return tuple(out), grew
+
+    def never_together(self) -> str | None:
+        """Why nothing was decided when every target was read but never at one step."""
+        if self.completed or len(self.span) < len(self.metrics):
+            return None
+        spans = ", ".join(f"{m} at steps {a}..{b}" for m, (a, b) in self.span.items())
+        return (f"{self.path}: every target was read, but never at one step ({spans}); a "
+                "decision needs every target's value at the same step: log them together")
 
     @property
     def seen_metric(self) -> bool:
@@ -261,8 +277,15 @@ class TargetsSource:
         return any(s.metric_suspect() for s in self.sources)
 
     def metric_hint(self, early: bool = False) -> str:
-        missing = [s for s in self.sources if not s.seen_metric] or self.sources
-        return missing[0].metric_hint(early)
+        """Which target the log has not given (no `--metric` advice: it takes one target)."""
+        source = ([s for s in self.sources if not s.seen_metric] or self.sources)[0]
+        seen = ", ".join(sorted(source.metrics)) or "none"
+        near = [m for m in source._near_misses() if m not in self.metrics]
+        read = f"in the {source.records} line(s) read so far" if early else "was read"
+        hint = (f"{self.path}: no value of target {source.metric!r} {read}; metrics seen: "
+                f"{seen}; the log must give every target ({', '.join(self.metrics)})")
+        hint += f"; is {near[0]!r} that target?" if near else ""
+        return hint + (" (still watching)" if early else "")
 
     def partial_line(self) -> int | None:
         return self.sources[0].partial_line()

@@ -86,7 +86,9 @@ def _decision_problem(decision: Decision, i: int, controller: OnlineController) 
         return f"switch {decision.switch} is not switch point {i + 1} of {len(steps)}"
     if decision.start_step != steps[i]:
         return f"start_step {decision.start_step} is not the switch step {steps[i]}"
-    if not all(math.isfinite(x) for x in numbers) or decision.loss <= 0:
+    # The observed losses are positive; an objective over them need not be (an excess loss).
+    observed = decision.losses.values() if decision.losses else (decision.loss,)
+    if not all(math.isfinite(x) for x in numbers) or min(observed) <= 0:
         return "a loss or step is not a finite positive number"
     if set(weights) != set(controller.model.domains):
         return "its weights do not name exactly the model's domains"
