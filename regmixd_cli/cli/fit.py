@@ -211,6 +211,9 @@ def targets_objective(
     if not specs:
         if reference is not None:
             raise UsageError("--reference needs the --target metrics it refers to")
+        if kind != "mean":
+            raise UsageError(f"--objective {kind} folds several targets into one; name them "
+                             "with --target (repeated, or a pattern like 'val/*')")
         return None, None
     targets = parse_targets(specs, store.metrics, where)
     if len(targets) == 1:

@@ -354,3 +354,12 @@ def test_an_empty_target_name(cli, edge, tmp_path, given, said):
                  "val/a")
     fails(result, 2, said)
     assert given or "'='" not in result.stderr
+
+
+def test_an_objective_without_targets_is_a_usage_error(cli, tmp_path):
+    write_logs(tmp_path / "logs.jsonl")
+    store = tmp_path / "store"
+    assert cli("ingest", tmp_path / "logs.jsonl", "--out", store).exit_code == 0
+    fails(cli("fit", store, "--out", tmp_path / "m", *FAST, "--objective", "worst"), 2,
+          "--objective worst", "--target")
+    assert not (tmp_path / "m").exists()
