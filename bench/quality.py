@@ -30,6 +30,7 @@ import json
 import sys
 import tempfile
 import time
+from dataclasses import replace as dataclasses_replace
 from pathlib import Path
 from typing import Any
 
@@ -37,15 +38,37 @@ import numpy as np
 from _harness import RESULTS, report
 
 TOLERANCE = 0.01  # "worse than static" means more than this above static's true loss
+FIRST_ROUND = 448  # two rounds: phased proxies from `design`, then `design --refine`'s 64
+VERIFY_PREFIX = "v"
+# Round two's runs get their own noise (`simulate --world W --seed S'`): run i's noise comes
+# from (seed, i), so reusing round one's seed would repeat its first runs' noise.
+ROUND_TWO_SEED = 1_000_000
 K_SWEEP = (0.0, 0.05, 0.1, 0.2, 0.3, 0.5, 1.0)
 PLANS = ("offline", "guarded", "online")
+# Two rounds: the 448 phased proxies' guarded plan (r1), then after the verification round (r2).
+TWO_ROUND_PLANS = ("guarded_r1", "offline_r2", "guarded_r2", "online_r2")
 
 
-def columns(runs: list[int]) -> list[str]:
+def columns(runs: list[int], two_rounds: bool) -> list[str]:
     """The per-seed table's columns."""
     per_set = [f"{name}_{n}" for n in runs for name in ("static", *PLANS)]
-    return ["family", "seed", "form", "prior", *per_set, "oracle_static", "oracle_schedule",
-            "advantage", "rollout_mae", "rollout_rho", "decision", "seconds"]  # fmt: skip
+    two = (
+        [
+            "form_r1",
+            *TWO_ROUND_PLANS[:1],
+            "form_r2",
+            "static_r2",
+            *TWO_ROUND_PLANS[1:],
+            "decision_r2",
+            "verified_gain",
+            "verified_sd",
+        ]
+        if two_rounds
+        else []
+    )
+    return ["family", "seed", "form", "prior", *per_set, *two, "oracle_static",
+            "oracle_schedule", "advantage", "rollout_mae", "rollout_rho", "decision",
+            "seconds"]  # fmt: skip
 
 
 def _stages(schedule: Any) -> list[tuple[float, float, tuple[float, ...]]]:
@@ -86,8 +109,103 @@ def _online(world: Any, model: Any, prior: Any, config: Any, seed: int) -> float
     return true_final_loss(world, [(a, b, w) for a, b, w in stages])
 
 
+def _merge(first: Any, second: Any) -> Any:
+    """Two simulations of one world as one (what `ingest --append` makes of their logs)."""
+    import dataclasses
+
+    if not np.array_equal(first.steps, second.steps):
+        raise RuntimeError("the two rounds log different steps")
+    phases = tuple(
+        p
+        for sim in (first, second)
+        for p in (sim.phases if sim.phases is not None else ((),) * len(sim.runs))
+    )
+    return dataclasses.replace(
+        first,
+        runs=first.runs + second.runs,
+        mixtures=np.concatenate([first.mixtures, second.mixtures]),
+        target=np.concatenate([first.target, second.target]),
+        train=np.concatenate([first.train, second.train]),
+        true_target=np.concatenate([first.true_target, second.true_target]),
+        phases=phases if any(phases) else None,
+    )
+
+
+def two_rounds(
+    world: Any, seed: int, prior_file: Path, caps: Any, n_total: int, config: Any
+) -> dict[str, Any]:
+    """Round one: `design` (phased, its default share) of n_total - 64 proxies, fit. Round two:
+    `design --refine MODEL --prefix v` (64 runs) simulated in the same world, appended, refit
+    with `--verify-prefix v`; then `schedule`'s guarded plan. True losses of every plan."""
+    from regmixd_cli.fit.model import FitConfig
+    from regmixd_cli.fit.training import fit_model
+    from regmixd_cli.plan.guard import STATIC
+    from regmixd_cli.plan.schedule import (
+        build_schedule,
+        build_static,
+        guard_verdict,
+        resolve_schedule_prior,
+    )
+    from regmixd_cli.sim.design import SWITCH_SHARE, design_phased
+    from regmixd_cli.sim.proxies import runs_to_store, simulate_runs
+    from regmixd_cli.sim.refine import design_refinement
+    from regmixd_cli.sim.world import true_final_loss
+
+    n_verify = n_total - n_total * FIRST_ROUND // 512
+    n_first = n_total - n_verify
+    first, phases = design_phased(
+        world.prior, n_first, seed, world.proxy_steps, 5, SWITCH_SHARE, caps
+    )
+    sim_one = simulate_runs(world, first, seed, eval_every=50, phases=phases)
+    fit_config = FitConfig(target=world.target_metric, prior=str(prior_file))
+    model_one = fit_model(runs_to_store(sim_one), fit_config)
+    prior = resolve_schedule_prior(str(prior_file), model_one)
+    row: dict[str, Any] = {"form_r1": model_one.form}
+    # Round one alone (448 phased proxies): the guarded plan as `schedule` would hand it out.
+    offline_one = build_schedule(model_one, config, prior, world.target_steps, seed)
+    static_one = build_static(model_one, config, prior, world.target_steps, seed)
+    verdict_one = guard_verdict(model_one, offline_one, static_one)
+    row["offline_r1"] = true_final_loss(world, _stages(offline_one))
+    row["guarded_r1"] = (
+        true_final_loss(world, _stages(static_one))
+        if verdict_one.decision == STATIC
+        else row["offline_r1"]
+    )
+    plan = design_refinement(
+        model_one, n_verify, world.proxy_steps, VERIFY_PREFIX, seed, config.candidates
+    )
+    sim_two = simulate_runs(
+        world, plan.first, seed + ROUND_TWO_SEED, eval_every=50, runs=plan.runs,
+        phases=plan.phases,
+    )  # fmt: skip
+    both = runs_to_store(_merge(sim_one, sim_two))
+    model = fit_model(both, dataclasses_replace(fit_config, verify_prefixes=(VERIFY_PREFIX,)))
+    prior = resolve_schedule_prior(str(prior_file), model)
+    offline = build_schedule(model, config, prior, world.target_steps, seed)
+    static = build_static(model, config, prior, world.target_steps, seed)
+    verdict = guard_verdict(model, offline, static)
+    row["form_r2"] = model.form
+    row["static_r2"] = true_final_loss(world, _stages(static))
+    row["offline_r2"] = true_final_loss(world, _stages(offline))
+    row["guarded_r2"] = row["static_r2" if verdict.decision == STATIC else "offline_r2"]
+    row["decision_r2"] = verdict.decision
+    observed = verdict.evidence.get("verification") or {}
+    row["verified_gain"] = (
+        observed["static"] - observed["dynamic"] if "static" in observed else None
+    )
+    row["verified_sd"] = observed.get("sd")
+    row["online_r2"] = _online(world, model, prior, config, seed)
+    return row
+
+
 def one_world(
-    family: str, seed: int, n_domains: int, runs: list[int], candidates: int | None, workdir: Path
+    family: str,
+    seed: int,
+    n_domains: int,
+    runs: list[int],
+    candidates: int | None,
+    workdir: Path,
+    two: bool = True,
 ) -> dict[str, Any]:
     """Every method's true final loss in the world of (`family`, `seed`)."""
     from regmixd_cli.fit.model import FitConfig
@@ -138,11 +256,22 @@ def one_world(
             "rollout_rho": evidence.get("rollout_spearman"),
             "decision": verdict.decision,
         }
+    if two:
+        row |= two_rounds(world, seed, prior_file, caps, max(runs), config)
     oracle = find_oracle(world, 5, seed)
     row["prior"] = oracle.prior_loss
     row["oracle_static"] = oracle.static_loss
     row["oracle_schedule"] = oracle.schedule_loss
     row["seconds"] = time.perf_counter() - started
+    return row
+
+
+def world_task(task: tuple[Any, ...]) -> dict[str, Any]:
+    """One world, in its own scratch directory (a task for `--jobs` / `--cluster`)."""
+    family, seed, n_domains, runs, candidates, two = task
+    with tempfile.TemporaryDirectory() as tmp:
+        row = one_world(family, seed, n_domains, runs, candidates, Path(tmp), two)
+    print(f"{family} seed {seed}: {row['seconds']:.0f} s", file=sys.stderr, flush=True)
     return row
 
 
@@ -157,18 +286,25 @@ def _guarded_at(row: dict[str, Any], k: float, n: int) -> float:
 
 
 def family_summary(rows: list[dict[str, Any]], n: int) -> dict[str, Any]:
-    """Worse-than-static counts and gap closed of each plan, over one family's seeds."""
+    """Worse-than-static counts and gap closed of each plan, over one family's seeds; the
+    baseline is static RegMix fitted on n static proxies."""
     gap = sum(r[f"static_{n}"] - r["oracle_schedule"] for r in rows)
     out: dict[str, Any] = {"family": rows[0]["family"], "runs": n, "seeds": len(rows)}
-    for plan in PLANS:
-        worse = sum(r[f"{plan}_{n}"] > r[f"static_{n}"] + TOLERANCE for r in rows)
-        closed = sum(r[f"static_{n}"] - r[f"{plan}_{n}"] for r in rows)
+    for plan in summary_plans(rows, n):
+        worse = sum(r[plan] > r[f"static_{n}"] + TOLERANCE for r in rows)
+        closed = sum(r[f"static_{n}"] - r[plan] for r in rows)
         out[f"{plan}_worse"] = f"{worse}/{len(rows)}"
         out[f"{plan}_gap_closed"] = closed / gap if gap > 0 else None
     out["static_vs_oracle_static"] = float(
         np.mean([r[f"static_{n}"] - r["oracle_static"] for r in rows])
     )
     return out
+
+
+def summary_plans(rows: list[dict[str, Any]], n: int) -> list[str]:
+    """The plans summarised: one round on n static proxies, and the two-round protocol's."""
+    plans = [f"{p}_{n}" for p in PLANS]
+    return plans + [p for p in TWO_ROUND_PLANS if p in rows[0]]
 
 
 def k_sweep(rows: list[dict[str, Any]], n: int) -> list[dict[str, Any]]:
@@ -197,6 +333,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--families", default=",".join(FAMILY_NAMES))
     parser.add_argument("--seeds", type=int, default=6)
+    parser.add_argument("--first-seed", type=int, default=0, help="world seeds start here")
+    parser.add_argument(
+        "--jobs", type=int, default=1, help="worlds in parallel local processes (0 = all cores)"
+    )
+    parser.add_argument(
+        "--cluster", default=None, metavar="ADDRESS", help="send whole worlds to a Dask scheduler"
+    )
+    parser.add_argument(
+        "--one-round", action="store_true", help="skip the two-round protocol (448 + 64)"
+    )
     parser.add_argument("--runs", default="512", help="proxy counts, comma-separated (128,512)")
     parser.add_argument("--domains", type=int, default=17)
     parser.add_argument(
@@ -209,24 +355,31 @@ def main() -> None:
     candidates = 20_000 if args.quick and args.candidates is None else args.candidates
     families = [f.strip() for f in args.families.split(",") if f.strip()]
     runs = sorted({int(r) for r in args.runs.split(",")})
-    rows = []
-    with tempfile.TemporaryDirectory() as tmp:
-        for family in families:
-            for seed in range(args.seeds):
-                row = one_world(family, seed, args.domains, runs, candidates, Path(tmp))
-                print(row, file=sys.stderr, flush=True)
-                rows.append(row)
+    from regmixd_cli.fit.parallel import executor
+
+    tasks = [
+        (family, seed, args.domains, runs, candidates, not args.one_round)
+        for family in families
+        for seed in range(args.first_seed, args.first_seed + args.seeds)
+    ]
+    pool = executor(args.jobs, args.cluster)
+    try:  # whole worlds per task; each world's numbers do not depend on where it ran
+        rows = pool.map(world_task, tasks)
+    finally:
+        pool.close()
+    for row in rows:
+        print(row, file=sys.stderr, flush=True)
     n = max(runs)
     summaries = [family_summary([r for r in rows if r["family"] == f], n) for f in families]
     sweep = k_sweep(rows, n)
     shown = [{k: f"{v:.4f}" if isinstance(v, float) else v for k, v in r.items()} for r in rows]
-    report("quality", shown, columns(runs))
+    report("quality", shown, columns(runs, not args.one_round))
     print()
     summary_columns = [
         "family",
         "runs",
         "seeds",
-        *(f"{p}_{c}" for p in PLANS for c in ("worse", "gap_closed")),
+        *(f"{p}_{c}" for p in summary_plans(rows, n) for c in ("worse", "gap_closed")),
         "static_vs_oracle_static",
     ]
     print_table(
@@ -242,7 +395,8 @@ def main() -> None:
     payload["k_sweep"] = sweep
     payload["settings"] = {
         "families": families,
-        "seeds": args.seeds,
+        "seeds": list(range(args.first_seed, args.first_seed + args.seeds)),
+        "two_rounds": None if args.one_round else [FIRST_ROUND, max(runs) - FIRST_ROUND],
         "runs": runs,
         "domains": args.domains,
         "candidates": candidates or 100_000,
