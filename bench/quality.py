@@ -355,18 +355,27 @@ def main() -> None:
     candidates = 20_000 if args.quick and args.candidates is None else args.candidates
     families = [f.strip() for f in args.families.split(",") if f.strip()]
     runs = sorted({int(r) for r in args.runs.split(",")})
-    from regmixd_cli.fit.parallel import executor
+    from regmixd_cli.fit.parallel import chunks, executor
 
     tasks = [
         (family, seed, args.domains, runs, candidates, not args.one_round)
-        for family in families
         for seed in range(args.first_seed, args.first_seed + args.seeds)
+        for family in families
     ]
     pool = executor(args.jobs, args.cluster)
+    rows: list[dict[str, Any]] = []
+    partial = RESULTS / "quality-rows.jsonl"  # every finished world, as soon as it is done
+    RESULTS.mkdir(exist_ok=True)
+    partial.write_text("")
     try:  # whole worlds per task; each world's numbers do not depend on where it ran
-        rows = pool.map(world_task, tasks)
+        for chunk in chunks(tasks, pool.workers):
+            done = pool.map(world_task, chunk)
+            with partial.open("a") as f:
+                f.writelines(json.dumps(row) + "\n" for row in done)
+            rows += done
     finally:
         pool.close()
+    rows.sort(key=lambda r: (families.index(r["family"]), r["seed"]))
     for row in rows:
         print(row, file=sys.stderr, flush=True)
     n = max(runs)
