@@ -307,6 +307,34 @@ def summary_plans(rows: list[dict[str, Any]], n: int) -> list[str]:
     return plans + [p for p in TWO_ROUND_PLANS if p in rows[0]]
 
 
+def per_seed_table(rows: list[dict[str, Any]], n: int) -> list[dict[str, Any]]:
+    """The README's table: per family and seed, one round (n static proxies, guarded) and two
+    rounds (448 phased + 64 verification, guarded): loss minus static RegMix's from n static
+    proxies, worse than it (> TOLERANCE)?, and gain / gap; then each family's sums."""
+    plans = [("one round", f"guarded_{n}"), ("two rounds", "guarded_r2")]
+    plans = [(label, key) for label, key in plans if key in rows[0]]
+    out = []
+    for family in dict.fromkeys(r["family"] for r in rows):
+        chosen = [r for r in rows if r["family"] == family]
+        gap = sum(r[f"static_{n}"] - r["oracle_schedule"] for r in chosen)
+        for r in [*chosen, None]:
+            entry: dict[str, Any] = {"family": family, "seed": "all" if r is None else r["seed"]}
+            for label, key in plans:
+                group = chosen if r is None else [r]
+                delta = [x[key] - x[f"static_{n}"] for x in group]
+                worse = sum(d > TOLERANCE for d in delta)
+                g = gap if r is None else r[f"static_{n}"] - r["oracle_schedule"]
+                entry[f"{label}: vs static"] = f"{sum(delta) / len(delta):+.3f}" + (
+                    "" if r is not None else " (mean)"
+                )
+                entry[f"{label}: worse?"] = (
+                    ("yes" if worse else "no") if r is not None else f"{worse}/{len(group)}"
+                )
+                entry[f"{label}: gap closed"] = f"{0.0 - sum(delta) / g:.2f}" if g > 0 else "-"
+            out.append(entry)
+    return out
+
+
 def k_sweep(rows: list[dict[str, Any]], n: int) -> list[dict[str, Any]]:
     """Guarded plan per k: worse-than-static count and gap closed, per family and overall."""
     families = sorted({r["family"] for r in rows})
@@ -397,11 +425,15 @@ def main() -> None:
     )
     print()
     print_table(sweep, ["k", *sorted({r["family"] for r in rows}), "all"])
+    print()
+    seeds_table = per_seed_table(rows, n)
+    print_table(seeds_table, list(seeds_table[0]))
     path = RESULTS / "quality.json"  # the same file, with numbers instead of display strings
     payload = json.loads(path.read_text())
     payload["rows"] = rows
     payload["summary"] = summaries
     payload["k_sweep"] = sweep
+    payload["per_seed"] = seeds_table
     payload["settings"] = {
         "families": families,
         "seeds": list(range(args.first_seed, args.first_seed + args.seeds)),
