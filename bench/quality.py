@@ -369,6 +369,9 @@ def main() -> None:
         "--cluster", default=None, metavar="ADDRESS", help="send whole worlds to a Dask scheduler"
     )
     parser.add_argument(
+        "--name", default="quality", help="results file stem: bench/results/NAME.json"
+    )
+    parser.add_argument(
         "--one-round", action="store_true", help="skip the two-round protocol (448 + 64)"
     )
     parser.add_argument("--runs", default="512", help="proxy counts, comma-separated (128,512)")
@@ -392,7 +395,7 @@ def main() -> None:
     ]
     pool = executor(args.jobs, args.cluster)
     rows: list[dict[str, Any]] = []
-    partial = RESULTS / "quality-rows.jsonl"  # every finished world, as soon as it is done
+    partial = RESULTS / f"{args.name}-rows.jsonl"  # every finished world, as soon as it is done
     RESULTS.mkdir(exist_ok=True)
     partial.write_text("")
     try:  # whole worlds per task; each world's numbers do not depend on where it ran
@@ -410,7 +413,7 @@ def main() -> None:
     summaries = [family_summary([r for r in rows if r["family"] == f], n) for f in families]
     sweep = k_sweep(rows, n)
     shown = [{k: f"{v:.4f}" if isinstance(v, float) else v for k, v in r.items()} for r in rows]
-    report("quality", shown, columns(runs, not args.one_round))
+    report(args.name, shown, columns(runs, not args.one_round))
     print()
     summary_columns = [
         "family",
@@ -428,7 +431,7 @@ def main() -> None:
     print()
     seeds_table = per_seed_table(rows, n)
     print_table(seeds_table, list(seeds_table[0]))
-    path = RESULTS / "quality.json"  # the same file, with numbers instead of display strings
+    path = RESULTS / f"{args.name}.json"  # the same file, with numbers instead of display strings
     payload = json.loads(path.read_text())
     payload["rows"] = rows
     payload["summary"] = summaries
