@@ -1,26 +1,44 @@
-"""Quality on synthetic worlds with a known truth, in every world family.
+"""Quality on synthetic worlds with a known truth, in every world family: one round and two.
 
-For each family (`regmixd simulate --family`: shift, the default; saturation; curriculum) and
-world seed, proxies designed the RegMix way (`regmixd design`'s procedure, with the world's
+For each family (`regmixd simulate --family`: shift, the default; saturation; curriculum;
+order) and world seed:
+
+One round. Proxies designed the RegMix way (`design --static`'s procedure, with the world's
 caps) are simulated (512 by default; `--runs 128,512` for both sets, the smaller the first rows
-of the larger). A model is fitted with `fit`'s defaults (FitConfig(): `--model auto`, 5-fold CV)
-and plans are built with `schedule`'s defaults and the world's prior.json, as the CLI would:
+of the larger). A model is fitted with `fit`'s defaults and plans are built with `schedule`'s
+defaults and the world's prior.json, as the CLI would:
 
     regmixd simulate --family F --runs 512 --domains K --seed S --out W
     regmixd fit W/store --out M --prior W/prior.json
     regmixd schedule M --prior W/prior.json [--static | --force-dynamic] --target-steps 25000
 
-Reported per family and seed: the TRUE final loss (proxy scale, lower is better) of the prior;
-static RegMix; the raw offline schedule (`--force-dynamic`); the guarded schedule (`schedule`'s
-default: the guard may hand out static RegMix); online steering (OnlineController from the
-target run's own observed loss); the oracle static mixture and oracle schedule; the guard's
-evidence (predicted advantage, held-out rollout MAE and rho) and its decision.
-Per family: "worse than static" counts (true loss > static + 0.01) and gap closed =
-sum(static - plan) / sum(static - oracle schedule). A sweep over the guard's k (the advantage
-must reach k x held-out rollout MAE) recomputes the guarded plan from the recorded evidence.
+Two rounds (unless --one-round), 448 + 64 of the same 512-proxy budget, in the same world:
 
-Run: python bench/quality.py [--families shift,saturation,curriculum] [--seeds 3]
-     [--runs 512] [--domains 17] [--candidates N | --quick]
+    regmixd design --prior W/prior.json --runs 448 --proxy-steps 1000 --out d1.csv
+                   (phased, the default share; capped by the world's corpora as above)
+    regmixd simulate --mixtures d1.csv --world W/world.json --out R1; ingest; fit -> M1
+    regmixd design --refine M1 --runs 64 --proxy-steps 1000 --prefix v --out v.csv
+    regmixd simulate --mixtures v.csv --world W/world.json --seed S' --out R2
+    regmixd ingest R2/logs --out STORE --append; regmixd fit STORE --verify-prefix v --out M2
+    regmixd schedule M2 --prior W/prior.json            (the guarded plan)
+
+(through the same library calls, in memory). Reported per family and seed: the TRUE final loss
+(proxy scale, lower is better) of the prior; static RegMix from the 512 static proxies (the
+baseline of every comparison); the raw offline schedule (`--force-dynamic`); the guarded
+schedule (`schedule`'s default: the guard may hand out static RegMix); online steering
+(OnlineController from the target run's own observed loss); the same after two rounds
+(`*_r2`; `guarded_r1` is round one's guarded plan, before verification); the oracle static
+mixture and oracle schedule; the guard's evidence and decision. Per family: "worse than static"
+counts (true loss > static + 0.01) and gap closed = sum(static - plan) / sum(static - oracle
+schedule). A sweep over the guard's k recomputes the one-round guarded plan from the recorded
+evidence. Every finished world is appended to bench/results/NAME-rows.jsonl as it ends.
+
+Whole worlds run in parallel with --jobs N (local processes) or --cluster tcp://HOST:PORT (a
+Dask scheduler); a world's numbers do not depend on where it ran.
+
+Run: python bench/quality.py [--families shift,saturation,curriculum,order] [--seeds 3]
+     [--first-seed 0] [--runs 512] [--domains 17] [--candidates N | --quick] [--jobs 2]
+     [--one-round] [--name quality]
 """
 
 from __future__ import annotations
