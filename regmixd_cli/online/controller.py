@@ -17,6 +17,7 @@ from regmixd_cli._version import __version__
 from regmixd_cli.domain import FRACTION_DECIMALS, LOSS_DECIMALS, METHOD_ONLINE, Schedule, Stage
 from regmixd_cli.errors import ModelError, UsageError, param
 from regmixd_cli.fit.files import load_model, model_hash
+from regmixd_cli.fit.model import PER_STAGE_HISTORY
 from regmixd_cli.online.decision import Decision
 from regmixd_cli.online.guard import OnlineGuard, guarded, judge_model
 from regmixd_cli.plan.budget import BudgetPlan, fit_first, online_region
@@ -120,6 +121,25 @@ def observed_losses(model: AnyModel, loss: float | Mapping[str, float]) -> float
     return np.asarray([float(loss[t]) for t in targets], dtype=np.float64)
 
 
+def trained_mixture(
+    first: Sequence[float], history: Sequence[tuple[int, Sequence[float]]], until: int
+) -> np.ndarray:
+    """A run's average mixture over target steps [0, until): `first` from step 0, then each
+    (start_step, weights) of `history` from its start (a segment runs until the next one)."""
+    import numpy as np
+
+    segments = [(0, np.asarray(first, dtype=np.float64))]
+    segments += [(int(s), np.asarray(w, dtype=np.float64)) for s, w in sorted(history,
+                                                                          key=lambda sw: sw[0])
+                 if int(s) < until]
+    total = np.zeros_like(segments[0][1])
+    for (start, weights), (end, _) in zip(segments, [*segments[1:], (until, None)],
+                                          strict=True):
+        total += max(0, end - start) * weights
+    result: np.ndarray = (total / max(1, until)).astype(np.float32)
+    return result
+
+
 def decide_online(
     model: AnyModel,
     step: int,
@@ -135,6 +155,7 @@ def decide_online(
     feasible: Any = None,
     constraints: Any = None,
     history: Sequence[tuple[int, Sequence[float]]] | None = None,
+    first: Sequence[float] | None = None,
 ) -> Decision:
     """One RegMix-D online decision for a run that reported `loss` at target step `step`.
 
@@ -201,11 +222,18 @@ def decide_online(
     # the one pool of child 0; constrained: child j - 1): the decision depends on (seed, j) only,
     # and equals the offline stage when the run's corrected loss equals the loss the offline
     # schedule predicted.
-    child = 0 if constraints is None else switch - 1
+    # The per-stage-history form also reads what the run trained on so far: segment 0's
+    # mixture (`first`) and the segments decided since (`history`), averaged over [0, S_j).
+    # Offline, that form searches child j - 1 at switch point j (no shared pool): so here.
+    trained = None
+    if model.form == PER_STAGE_HISTORY and first is not None:
+        trained = trained_mixture(first, history or [], steps[switch - 1])
+    child = 0 if constraints is None and trained is None else switch - 1
     rng = np.random.default_rng(np.random.SeedSequence(int(seed)).spawn(len(steps))[child])
+    extra = {} if trained is None else {"history": trained}
 
     def score(candidates: Any) -> Any:
-        return model.predict_transition(switch, candidates, corrected)
+        return model.predict_transition(switch, candidates, corrected, **extra)
 
     if constraints is None:
         result = search_mixture(score, prior_arr, config, rng, feasible=feasible)
@@ -226,7 +254,8 @@ def decide_online(
         weights = region.round(result.weights)
     # The loss the chosen (rounded, averaged) mixture leads to, as in Algorithm 1's update.
     mixture = np.asarray([weights], dtype=np.float32)
-    predicted = float(np.asarray(model.predict_transition(switch, mixture, corrected))[0])
+    predicted = float(np.asarray(model.predict_transition(switch, mixture, corrected,
+                                                          **extra))[0])
     ratio = math.pow(float(param_ratio), float(beta))
     start = steps[switch - 1]
     end = steps[switch] if switch < len(steps) else target_steps
@@ -366,6 +395,7 @@ class OnlineController:
             switch=switch,
             constraints=self.constraints,
             history=history,
+            first=[self.first_weights()[d] for d in self.model.domains],
         )
         return guarded(decision, self.guard(), self.model)
 

@@ -114,3 +114,30 @@ def test_after_change_marks_rows_whose_mixture_differs_from_the_history():
 def test_unknown_form_is_a_usage_error(cli, tmp_path, phased_store):
     fails(cli("fit", phased_store, "--out", tmp_path / "m", *FAST, "--model", "nope"), 2,
           "per-stage-history")
+
+
+def test_online_steers_per_stage_history_from_what_the_run_trained_on(cli, tmp_path,
+                                                                      phased_store):
+    """The per-stage-history form reads the run's history: online, that is segment 0 and the
+    decisions so far, so a run that reports the losses the offline schedule predicted gets the
+    offline schedule's mixture at EVERY switch point (not only the first)."""
+    from regmixd_cli.fit.files import load_model
+    from regmixd_cli.online.controller import OnlineController
+    from regmixd_cli.plan.schedule import build_schedule
+    from regmixd_cli.plan.search import SearchConfig
+    from regmixd_cli.weights import Prior
+
+    out = tmp_path / "m"
+    assert cli("fit", phased_store, "--out", out, *FAST, "--model",
+               "per-stage-history").exit_code == 0
+    model = load_model(out)
+    config = SearchConfig(candidates=2000, top_k=32)
+    prior = Prior(tuple(model.prior[d] for d in model.domains), model.prior_source)
+    offline = build_schedule(model, config, prior, 600, seed=5)
+    controller = OnlineController(model, 600, param_ratio=1.0, beta=0.0, candidates=2000,
+                                  top_k=32, seed=5, force_dynamic=True)
+    for j, stage in enumerate(offline.stages[1:], start=1):
+        loss = offline.stages[j - 1].predicted_loss
+        mixture = controller.mixture_for(stage.start_step, loss)
+        assert mixture is not None
+        assert tuple(mixture[d] for d in model.domains) == stage.weights, j
