@@ -277,6 +277,8 @@ def decide_online(
         warnings=tuple(warnings),
         losses=None if len(members) < 2 else model.target_losses(observed),  # type: ignore[union-attr]
         corrected_losses=None if len(members) < 2 else model.target_losses(corrected),  # type: ignore[union-attr]
+        predicted_losses=None if len(members) < 2 else model.target_losses(  # type: ignore[union-attr]
+            model.predict_state(switch, mixture, corrected, **extra)[0]),
     )
 
 
@@ -470,6 +472,8 @@ class OnlineController:
             float(self.model.initial_loss),
             self.decisions,
             self.provenance(),
+            initial_losses=getattr(self.model, "target_losses", lambda _s: None)(
+                self.model.initial_state),
         )
 
 
@@ -484,6 +488,7 @@ def build_online_schedule(
     initial_loss: float,
     decisions: Sequence[Decision],
     provenance: Mapping[str, Any],
+    initial_losses: Mapping[str, float] | None = None,
 ) -> dict[str, Any]:
     """Schedule JSON v1 (method regmix-d-online) from online decisions.
 
@@ -499,6 +504,8 @@ def build_online_schedule(
     mixtures: list[Mapping[str, float]] = [prior, *(d.weights for d in ordered)]
     first = None if not math.isfinite(initial_loss) else initial_loss
     losses: list[float | None] = [first, *(d.predicted_loss for d in ordered)]
+    # A model of several targets: each target's prediction too (stage 0: the initial losses).
+    per_target = [initial_losses, *(d.predicted_losses for d in ordered)]
     stages = tuple(
         Stage(
             start_step=start,
@@ -507,8 +514,11 @@ def build_online_schedule(
             end_fraction=round(end / target_steps, FRACTION_DECIMALS),
             weights=round_weights([float(m[d]) for d in domains]),
             predicted_loss=None if loss is None else round(loss, LOSS_DECIMALS),
+            predicted_losses=None if targets is None else tuple(
+                (t, round(float(v), LOSS_DECIMALS)) for t, v in targets.items()),
         )
-        for start, end, m, loss in zip(starts, ends, mixtures, losses, strict=True)
+        for start, end, m, loss, targets in zip(starts, ends, mixtures, losses, per_target,
+                                                strict=True)
         if end > start
     )
     schedule = Schedule(METHOD_ONLINE, tuple(domains), target_steps, stages, dict(provenance))

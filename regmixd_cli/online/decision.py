@@ -32,11 +32,14 @@ class Decision:
     # `corrected_loss` are then the objective over them); None for one target.
     losses: Mapping[str, float] | None = None
     corrected_losses: Mapping[str, float] | None = None
+    predicted_losses: Mapping[str, float] | None = None  # each target's, proxy scale
 
     def to_json(self) -> dict[str, Any]:
         """The decision as a JSON-ready dict (the line `--follow` writes, and `--json`)."""
         targets = {} if self.losses is None or self.corrected_losses is None else {
             "losses": dict(self.losses), "corrected_losses": dict(self.corrected_losses)}
+        if self.predicted_losses is not None:
+            targets["predicted_losses"] = dict(self.predicted_losses)
         return targets | {
             "switch": self.switch,
             "start_step": self.start_step,
@@ -68,6 +71,7 @@ class Decision:
             warnings=tuple(str(w) for w in data.get("warnings", ())),
             losses=_losses(data.get("losses")),
             corrected_losses=_losses(data.get("corrected_losses")),
+            predicted_losses=_losses(data.get("predicted_losses")),
         )
 
 

@@ -70,6 +70,10 @@ def guarded(decision: Decision, guard: OnlineGuard, model: FittedModel) -> Decis
     state = (decision.corrected_loss if decision.corrected_losses is None else np.asarray(
         [decision.corrected_losses[t] for t in model.targets], dtype=np.float64))
     predicted = float(np.asarray(model.predict_transition(decision.switch, mixture, state))[0])
+    per_target = None
+    if decision.corrected_losses is not None:  # a model of several targets: each one's too
+        per_target = model.target_losses(  # type: ignore[union-attr]
+            model.predict_state(decision.switch, mixture, state)[0])
     ratio = decision.predicted_loss / decision.predicted_target_loss
     note = (f"guard: steering with the static RegMix mixture: {guard.verdict.reason} "
             "(--force-dynamic overrides)")
@@ -79,4 +83,5 @@ def guarded(decision: Decision, guard: OnlineGuard, model: FittedModel) -> Decis
         predicted_loss=predicted,
         predicted_target_loss=predicted / ratio,
         warnings=(*decision.warnings, note),
+        predicted_losses=per_target,
     )

@@ -218,6 +218,15 @@ def test_online_follow_reads_every_target(cli, world, tmp_path):
     lines = [json.loads(line) for line in result.stdout.splitlines()]
     assert [d["switch"] for d in lines] == [1, 2]
     assert all(set(d["losses"]) == {"val/a", "val/b"} for d in lines)
+    assert all(set(d["predicted_losses"]) == {"val/a", "val/b"} for d in lines)
+    written = tmp_path / "online.json"
+    result = cli(*base, "--out-schedule", written)
+    assert result.exit_code == 0, result.output
+    stages = json.loads(written.read_text())["stages"]
+    for stage in stages:
+        losses = stage["predicted_losses"]
+        mean = 2 / 3 * losses["val/a"] + 1 / 3 * losses["val/b"]
+        assert stage["predicted_loss"] == pytest.approx(mean, abs=2e-6)
     fails(cli(*base, "--metric", "val/a"), 2, "--metric")
     lacking = tmp_path / "lacking.jsonl"
     _follow_log(lacking, ("val/a",))
