@@ -53,14 +53,18 @@ def evaluate_model(
                 f"{where}: has no {target!r} metric, the model's target; "
                 f"it logs {', '.join(store.metrics)}"
             )
+    # The grid is the model's: runs must be logged over it (evaluate has no grid options).
+    fix = (f"evaluate on runs logged over the model's grid (steps {model.grid[0]:g} to "
+           f"{model.grid[-1]:g})")
     if isinstance(model, ObjectiveModel):
         tables, lacking = loss_tables(store, model.targets, FitConfig(intervals=model.grid),
-                                      where, ModelError)
+                                      where, ModelError, fix)
         check_common_runs(tables, lacking, model.targets, 0, where, ModelError)
         table = objective_table(tables, model.objective)
         states = np.stack([t.losses for t in tables], axis=-1)  # (runs, points, targets)
     else:
-        table = build_loss_table(store, model.target, intervals=model.grid, where=where)
+        table = build_loss_table(store, model.target, intervals=model.grid, where=where,
+                                 grid_fix=fix)
         states, lacking = table.losses, []
     if table.n_runs == 0:
         raise ModelError(

@@ -376,6 +376,7 @@ def _restrict(table: LossTable, runs: Sequence[str]) -> LossTable:
 def loss_tables(
     store: Store, metrics: Sequence[str], config: FitConfig, where: str,
     error: type[RegmixdError] = UsageError,
+    grid_fix: str | None = None,
 ) -> tuple[list[LossTable], list[str]]:
     """One LossTable per target on ONE grid (the first target's) and ONE set of runs (those
     usable for every target), and the runs left out because some target cannot use them.
@@ -383,11 +384,11 @@ def loss_tables(
     A target logged once per run (endpoint only) next to one with a loss curve is an `error`
     unless one grid point was asked for (`--switch-points 0`): the targets share one grid."""
     first = build_loss_table(store, metrics[0], n_switch_points=config.n_switch_points,
-                             intervals=config.intervals, where=where)
+                             intervals=config.intervals, where=where, grid_fix=grid_fix)
     grid = config.intervals if config.intervals is not None else first.grid
     tables = [first] + [
         build_loss_table(store, m, n_switch_points=config.n_switch_points, intervals=grid,
-                         where=where)
+                         where=where, grid_fix=grid_fix)
         for m in metrics[1:]
     ]
     one_point = (len(config.intervals) == 1 if config.intervals is not None

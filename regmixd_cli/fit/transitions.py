@@ -134,6 +134,7 @@ def build_loss_table(
     n_switch_points: int = 5,
     intervals: Sequence[float] | None = None,
     where: str = "store",
+    grid_fix: str | None = None,
 ) -> LossTable:
     """The usable runs' target loss on the interval grid; diverged and short runs left out.
 
@@ -165,7 +166,7 @@ def build_loss_table(
         proxy_steps = common_length([float(per_run[r][0][-1]) for r in healthy])
         grid = (proxy_steps,) if endpoint_only else even_grid(proxy_steps, n_switch_points)
     _check_grid_reach(grid, [per_run[r][0] for r in healthy], target, intervals is not None,
-                      where)
+                      grid_fix, where)
     endpoint_logs = endpoint_only
     endpoint_only = endpoint_only or len(grid) == 1
 
@@ -264,10 +265,12 @@ def after_change(table: LossTable) -> np.ndarray:
 
 def _check_grid_reach(
     grid: Sequence[float], steps: Sequence[np.ndarray], target: str, from_intervals: bool,
-    where: str,
+    fix: str | None, where: str,
 ) -> None:
-    """A grid that ends after every run's last step (or starts before every first) fits none."""
-    fix = "use --intervals within the runs" if from_intervals else "use fewer --switch-points"
+    """A grid that ends after every run's last step (or starts before every first) fits none.
+    `fix` says what to do (default: the `fit` options that set the grid)."""
+    if fix is None:
+        fix = "use --intervals within the runs" if from_intervals else "use fewer --switch-points"
     last = max(float(s[-1]) for s in steps)
     if grid[-1] > last:
         raise UsageError(

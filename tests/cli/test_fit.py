@@ -209,6 +209,15 @@ def test_evaluate_refuses_a_store_without_the_target(cli, model_dir, tmp_path):
     assert result.exit_code == 4 and "val/loss" in result.stderr
 
 
+def test_evaluate_on_shorter_runs_names_the_models_grid(cli, model_dir, tmp_path):
+    """The grid is the model's (evaluate has no --intervals): the error says so."""
+    short = tmp_path / "short"
+    smooth_store(short, n_runs=12, steps=tuple(range(50, 301, 50)))
+    result = cli("evaluate", model_dir, short)
+    fails(result, 2, short, "model's grid")
+    assert "--intervals" not in result.stderr and "--switch-points" not in result.stderr
+
+
 def _copy_model(model_dir, tmp_path):
     import shutil
 
