@@ -5,10 +5,11 @@ What they mean: docs/how-to/constraints.md.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import inspect
 import typing
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar, cast
@@ -223,19 +224,19 @@ ClusterAddress = Annotated[
 ]
 
 
-def search_executor(cluster: str | None) -> Executor | None:
-    """`--cluster` for the candidate searches of a command (None: search here). The caller
-    closes it with `close_executor` when its searches are done."""
+@contextlib.contextmanager
+def search_cluster(cluster: str | None) -> Iterator[Executor | None]:
+    """`--cluster` for the candidate searches of a command (None: search here), closed when
+    the block ends."""
     if not cluster:
-        return None
+        yield None
+        return
     from regmixd_cli.fit.parallel import executor
 
-    return executor(None, cluster)
-
-
-def close_executor(remote: Executor | None) -> None:
-    """Close what `search_executor` opened (nothing for None)."""
-    if remote is not None:
+    remote = executor(None, cluster)
+    try:
+        yield remote
+    finally:
         remote.close()
 
 

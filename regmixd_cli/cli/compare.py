@@ -16,8 +16,7 @@ from regmixd_cli.cli._options import (
     SEED_MAX,
     ClusterAddress,
     Jobs,
-    close_executor,
-    search_executor,
+    search_cluster,
     use_jobs,
 )
 from regmixd_cli.cli._output import print_json, progress_bar
@@ -285,16 +284,13 @@ def compare(
     threads = use_jobs(jobs)  # before load_model: its boosters predict on this many threads
     config = SearchConfig(candidates=candidates, threads=threads)
     fitted = load_model(model)
-    remote = search_executor(cluster)
-    builtin = (dataclasses.replace(config, executor=remote), seed, model_hash(model))
     loaded = []
-    try:
+    with search_cluster(cluster) as remote:
+        builtin = (dataclasses.replace(config, executor=remote), seed, model_hash(model))
         with progress_bar("loading and searching", len(items)) as progress:
             for i, item in enumerate(items):
                 loaded.append(_load_plan(item, fitted, allow_missing, builtin))
                 progress(i + 1, len(items))
-    finally:
-        close_executor(remote)
     steps = _axis(target_steps, [c for _, c in loaded], fitted)
     predictions = predict_plans(fitted, [p for p, _ in loaded])
     result = comparison_to_dict(predictions, fitted, steps)

@@ -12,8 +12,7 @@ from regmixd_cli.cli._options import (
     SEED_MAX,
     ClusterAddress,
     Jobs,
-    close_executor,
-    search_executor,
+    search_cluster,
     use_jobs,
 )
 from regmixd_cli.cli._output import STDOUT, is_design_file
@@ -270,13 +269,10 @@ def _refine(
         check_output_file(Path(out_path), "--out", is_design_file, "a design file")
     use_jobs(jobs)  # before load_model: its boosters predict on this many threads
     model = load_model(model_dir)
-    remote = search_executor(cluster)
-    try:
-        with progress_bar("searching the plans to verify", 1) as progress:
-            plan = design_refinement(model, runs, proxy_steps, prefix, seed, executor=remote)
-            progress(1, 1)
-    finally:
-        close_executor(remote)
+    with search_cluster(cluster) as remote, \
+            progress_bar("searching the plans to verify", 1) as progress:
+        plan = design_refinement(model, runs, proxy_steps, prefix, seed, executor=remote)
+        progress(1, 1)
     text = phased_text(out_path, plan.runs, model.domains, plan.first, plan.phases)
     if out_path == STDOUT:
         out.print(text, end="", markup=False, highlight=False)

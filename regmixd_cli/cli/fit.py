@@ -204,14 +204,14 @@ def targets_objective(
     """(one metric, None) where one metric is modelled as ever (no --target: the store's
     validation metric; one --target naming one metric: its weight changes nothing), else
     (None, the objective of the several `--target`s)."""
-    from regmixd_cli.fit.objective import make_objective, parse_targets
+    from regmixd_cli.fit.objective import MEAN, OBJECTIVES, make_objective, parse_targets
 
-    if kind not in ("mean", "worst"):
+    if kind not in OBJECTIVES:
         raise UsageError(f"--objective {kind!r}: choose mean or worst")
     if not specs:
         if reference is not None:
             raise UsageError("--reference needs the --target metrics it refers to")
-        if kind != "mean":
+        if kind != MEAN:
             raise UsageError(f"--objective {kind} folds several targets into one; name them "
                              "with --target (repeated, or a pattern like 'val/*')")
         return None, None

@@ -21,9 +21,8 @@ from regmixd_cli.cli._options import (
     ClusterAddress,
     ConstraintFlags,
     Jobs,
-    close_executor,
     prior_input,
-    search_executor,
+    search_cluster,
     use_jobs,
     with_constraint_options,
 )
@@ -217,17 +216,15 @@ def _online(  # noqa: PLR0913 - the options of `online`, checked and run
     if metric is not None and len(targets) > 1:
         raise UsageError(f"--metric follows one metric; the model has {len(targets)} targets "
                          f"({', '.join(targets)}), all read from the log: drop --metric")
-    remote = search_executor(cluster)
-    controller.search_config = dataclasses.replace(controller.search_config, executor=remote)
-    try:
+    with search_cluster(cluster) as remote:
+        controller.search_config = dataclasses.replace(controller.search_config,
+                                                       executor=remote)
         if follow is None:
             assert step is not None and loss is not None
             _one_shot(controller, step, parse_losses(loss), as_json)
             return
         _follow(controller, follow, metric or targets[0] if len(targets) == 1 else list(targets),
                 run, log_format, state, timeout, poll, out_schedule, stop)
-    finally:
-        close_executor(remote)
 
 
 

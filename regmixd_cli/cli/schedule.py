@@ -109,10 +109,9 @@ def schedule(
         check_not_input(out_path, [*input_paths(model), *prior_file, constraint_flags.path])
         check_output_file(out_path, "--out", is_schedule_file, "a schedule JSON", force)
     from regmixd_cli.cli._options import (
-        close_executor,
         load_constraints,
         report_constraints,
-        search_executor,
+        search_cluster,
         use_jobs,
     )
     from regmixd_cli.fit.ensemble import (
@@ -150,10 +149,9 @@ def schedule(
     if static and force_dynamic:
         raise UsageError("--static and --force-dynamic contradict each other; pick one")
     total = 1 if static else fitted.n_switch_points
-    remote = search_executor(cluster)
-    config = dataclasses.replace(config, executor=remote)
     verdict = None
-    try:
+    with search_cluster(cluster) as remote:
+        config = dataclasses.replace(config, executor=remote)
         with progress_bar("searching mixtures", total) as progress:
             if static:
                 result = build_static(
@@ -166,8 +164,6 @@ def schedule(
                     model_sha256=model_hash(model), constraints=limits, rank=rank,
                     force_dynamic=force_dynamic,
                 )  # fmt: skip
-    finally:
-        close_executor(remote)
     if verdict is not None:
         report_verdict(verdict)
     if ensemble is not None and isinstance(fitted, FittedModel):

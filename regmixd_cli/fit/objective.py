@@ -44,7 +44,13 @@ from regmixd_cli.fit.crossval import (
 from regmixd_cli.fit.metrics import clean
 from regmixd_cli.fit.model import AUTO, FitConfig, FittedModel, Progress
 from regmixd_cli.fit.parallel import Executor
-from regmixd_cli.fit.training import check_form, cv_forms, fitted_from, refit_boosters
+from regmixd_cli.fit.training import (
+    check_form,
+    cv_forms,
+    fitted_from,
+    loss_ranges,
+    refit_boosters,
+)
 from regmixd_cli.fit.transitions import LossTable, build_loss_table, name_some
 from regmixd_cli.weights import resolve_prior
 
@@ -509,14 +515,9 @@ def fit_objective(
         objective=objective,
         members=tuple(members),
         report=report,
-        loss_ranges=_ranges(table.losses),
+        loss_ranges=loss_ranges(table.losses),
         cv_predictions={"truth": table.losses, **preds},
     )
-
-
-def _ranges(losses: np.ndarray) -> tuple[tuple[float, float], ...]:
-    return tuple((float(losses[:, j].min()), float(losses[:, j].max()))
-                 for j in range(losses.shape[1]))
 
 
 def _target_summary(report: Mapping[str, Any], form: str | None) -> dict[str, Any]:

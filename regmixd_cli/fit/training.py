@@ -128,6 +128,12 @@ def refit_boosters(
     return boosters, final_rounds
 
 
+def loss_ranges(losses: np.ndarray) -> tuple[tuple[float, float], ...]:
+    """The (lowest, highest) loss the proxies reached at each grid point."""
+    return tuple((float(losses[:, j].min()), float(losses[:, j].max()))
+                 for j in range(losses.shape[1]))
+
+
 def fitted_from(
     store: Store,
     table: LossTable,
@@ -140,10 +146,6 @@ def fitted_from(
 ) -> FittedModel:
     """The FittedModel of one target's table, report and refitted boosters."""
     settings = config.xgb
-    ranges = tuple(
-        (float(table.losses[:, j].min()), float(table.losses[:, j].max()))
-        for j in range(table.losses.shape[1])
-    )
     return FittedModel(
         domains=table.domains,
         target=table.target,
@@ -152,7 +154,7 @@ def fitted_from(
         prior=prior.as_dict(table.domains),
         prior_source=prior.source,
         form=chosen,
-        loss_ranges=ranges,
+        loss_ranges=loss_ranges(table.losses),
         initial_loss=math.nan if table.endpoint_only else float(table.losses[:, 0].mean()),
         report=report,
         boosters=boosters,

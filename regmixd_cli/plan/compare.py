@@ -202,9 +202,15 @@ def predict_plans(model: ScheduleModel, plans: Sequence[Plan]) -> list[Predictio
     weights = np.asarray([interval_weights(p, grid, proxy_steps) for p in plans], dtype=np.float64)
     static = [p.static for p in plans]
     endpoint = np.full(len(plans), math.nan)
-    if any(static):
+    several = len(getattr(model, "targets", ())) > 1
+    ends = None  # a model of several targets: each target's endpoint prediction (plans, T)
+    if any(static) or several:
         first = np.asarray([p.segments[0][2] for p in plans], dtype=np.float32)
-        endpoint = np.asarray(model.predict_endpoint(first), dtype=np.float64).reshape(-1)
+        if several:
+            ends = model.predict_endpoint_targets(first)  # type: ignore[attr-defined]
+            endpoint = np.asarray(model.objective_of(ends), dtype=np.float64).reshape(-1)
+        else:
+            endpoint = np.asarray(model.predict_endpoint(first), dtype=np.float64).reshape(-1)
     if model.has_transitions:
         paths, last = _rollout(model, weights, model.initial_state)
         members = _ensemble_members(model)
@@ -219,7 +225,7 @@ def predict_plans(model: ScheduleModel, plans: Sequence[Plan]) -> list[Predictio
                 "schedule that changes mixture; compare static mixtures, or fit on trajectories"
             )
         paths, low, high, last = None, None, None, None
-    per_target = _target_finals(model, plans, last)
+    per_target = None if ends is None else _target_finals(model.targets, plans, ends, last)
     ranges = list(getattr(model, "loss_ranges", ()) or ())
     result = []
     for i, plan in enumerate(plans):
@@ -252,17 +258,11 @@ def predict_plans(model: ScheduleModel, plans: Sequence[Plan]) -> list[Predictio
 
 
 def _target_finals(
-    model: Any, plans: Sequence[Plan], last: np.ndarray | None
-) -> list[tuple[tuple[str, float], ...]] | None:
+    targets: Sequence[str], plans: Sequence[Plan], ends: np.ndarray, last: np.ndarray | None
+) -> list[tuple[tuple[str, float], ...]]:
     """A model of several targets: each plan's final loss per target, from where its
-    `final_loss` comes (the endpoint model for static plans, else the rollout's last state)."""
-    import numpy as np
-
-    targets = tuple(getattr(model, "targets", ()))
-    if len(targets) < 2:
-        return None
-    first = np.asarray([p.segments[0][2] for p in plans], dtype=np.float32)
-    ends = model.predict_endpoint_targets(first)
+    `final_loss` comes (the endpoint predictions `ends` for static plans, else the rollout's
+    last state)."""
     return [
         tuple((t, _round(v)) for t, v in zip(
             targets, ends[i] if plan.static or last is None else last[i], strict=True))

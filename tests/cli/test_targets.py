@@ -10,61 +10,7 @@ import pytest
 
 from tests.helpers.cli import SAMPLE_FIT, fails
 from tests.helpers.paths import PROXY_LOGS
-
-FAST = ("--max-rounds", "40", "--learning-rate", "0.15", "--switch-points", "2", "--folds", "3")
-DOMAINS = ("a", "b", "c")
-METRICS = ("val/a", "val/b", "val/c")
-STEPS = (100, 200, 300, 400, 500, 600)
-
-
-def _loss(metric: int, mixture: np.ndarray, step: int) -> float:
-    """val/<d> falls fastest on runs that train on domain d (and a little on the others)."""
-    useful = 0.15 + mixture[metric] + 0.1 * mixture.sum()
-    return 3.0 + (2.0 + metric * 0.3) * (step / 100.0) ** (-0.35 * useful)
-
-
-def write_logs(path, n_runs: int = 36, seed: int = 0, drop: str | None = None,
-               metrics: tuple[str, ...] = METRICS) -> None:
-    """A JSONL log of `n_runs` static runs over DOMAINS logging every metric of `metrics`
-    (metric k falls like val/<DOMAINS[k % 3]>; `drop`: one metric left out of every run, as a
-    log that lacks a target)."""
-    rng = np.random.default_rng(seed)
-    lines = []
-    for i in range(n_runs):
-        m = rng.dirichlet(np.ones(len(DOMAINS)))
-        run = f"r{i:03d}"
-        lines.append({"run": run, "mixture": dict(zip(DOMAINS, m.round(6).tolist(), strict=True))})
-        for step in STEPS:
-            row: dict[str, object] = {"run": run, "step": step}
-            for k, metric in enumerate(metrics):
-                if metric != drop:
-                    row[metric] = round(_loss(k % len(DOMAINS), m, step) + rng.normal(0, 0.002),
-                                        6)
-            lines.append(row)
-    path.write_text("".join(json.dumps(line) + "\n" for line in lines), encoding="utf-8")
-
-
-@pytest.fixture(scope="module")
-def world(tmp_path_factory):
-    """A store of three validation metrics, and models fitted on it through the CLI."""
-    from tests.helpers.cli import Invoker
-
-    cli = Invoker()
-    root = tmp_path_factory.mktemp("targets")
-    write_logs(root / "logs.jsonl")
-    store = root / "store"
-    assert cli("ingest", root / "logs.jsonl", "--out", store).exit_code == 0
-    models = {}
-    for name, args in {
-        "mean": ("--target", "val/a=2", "--target", "val/b"),
-        "glob": ("--target", "val/*"),
-        "worst": ("--target", "val/*", "--objective", "worst"),
-        "single": ("--target", "val/a"),
-    }.items():
-        models[name] = root / name
-        result = cli("fit", store, "--out", models[name], *FAST, *args)
-        assert result.exit_code == 0, result.output
-    return root, store, models
+from tests.helpers.targets import DOMAINS, FAST, METRICS, STEPS, true_loss, write_logs
 
 
 def _meta(model):
@@ -107,7 +53,7 @@ def test_the_objective_moves_the_mixture(cli, world):
 
     def true_losses(weights):
         m = np.asarray([weights[d] for d in DOMAINS])
-        return np.asarray([_loss(k, m, STEPS[-1]) for k in range(len(METRICS))])
+        return np.asarray([true_loss(k, m, STEPS[-1]) for k in range(len(METRICS))])
 
     single, mean = static_weights(models["single"]), static_weights(models["glob"])
     assert single["a"] > 0.6

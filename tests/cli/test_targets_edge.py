@@ -9,26 +9,17 @@ import json
 import pytest
 
 from regmixd_cli.fit.files import METADATA_HASH, metadata_hash
-from tests.cli.test_targets import FAST, METRICS, STEPS, write_logs
 from tests.helpers.cli import fails
+from tests.helpers.targets import FAST, METRICS, STEPS, write_logs
 
 ODD = ("val/x=y", "val/[en]", "val/e", "val/ü*")
 
 
 @pytest.fixture(scope="module")
-def edge(tmp_path_factory):
-    """A store of METRICS and a model of two targets (val/a=2, val/b) fitted on it."""
-    from tests.helpers.cli import Invoker
-
-    cli = Invoker()
-    root = tmp_path_factory.mktemp("edge")
-    write_logs(root / "logs.jsonl")
-    store = root / "store"
-    assert cli("ingest", root / "logs.jsonl", "--out", store).exit_code == 0
-    model = root / "mean"
-    result = cli("fit", store, "--out", model, *FAST, "--target", "val/a=2", "--target", "val/b")
-    assert result.exit_code == 0, result.output
-    return root, store, model
+def edge(world):
+    """The store of METRICS and the model of two targets (val/a=2, val/b) fitted on it."""
+    root, store, models = world
+    return root, store, models["mean"]
 
 
 def _objective(model) -> dict:
