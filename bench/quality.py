@@ -159,6 +159,7 @@ def two_rounds(
     from regmixd_cli.fit.training import fit_model
     from regmixd_cli.plan.guard import STATIC
     from regmixd_cli.plan.schedule import (
+        build_guarded,
         build_schedule,
         build_static,
         guard_verdict,
@@ -201,11 +202,13 @@ def two_rounds(
     prior = resolve_schedule_prior(str(prior_file), model)
     offline = build_schedule(model, config, prior, world.target_steps, seed)
     static = build_static(model, config, prior, world.target_steps, seed)
-    verdict = guard_verdict(model, offline, static)
+    # `schedule`'s default: the guard, and the best verification run's plan when the model
+    # cannot credibly beat it (plan.guard.weigh_verified).
+    guarded, verdict = build_guarded(model, config, prior, world.target_steps, seed)
     row["form_r2"] = model.form
     row["static_r2"] = true_final_loss(world, _stages(static))
     row["offline_r2"] = true_final_loss(world, _stages(offline))
-    row["guarded_r2"] = row["static_r2" if verdict.decision == STATIC else "offline_r2"]
+    row["guarded_r2"] = true_final_loss(world, _stages(guarded))
     row["decision_r2"] = verdict.decision
     observed = verdict.evidence.get("verification") or {}
     row["verified_gain"] = (

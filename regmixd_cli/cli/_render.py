@@ -420,10 +420,14 @@ def warn_excluded(excluded: dict[str, list[str]], proxy_steps: float) -> None:
 
 def report_verdict(verdict: Verdict) -> None:
     """The guard's verdict on stderr: a warning when it replaced (or was forced past) static."""
-    from regmixd_cli.plan.guard import FORCED, STATIC
+    from regmixd_cli.plan.guard import FORCED, STATIC, VERIFIED
 
     if verdict.decision == STATIC:
         warn(f"guard: writing static RegMix instead of the dynamic schedule: "
+             f"{verdict.reason} (--force-dynamic overrides)")
+    elif verdict.decision == VERIFIED:
+        run = verdict.evidence.get("verified_run", {}).get("run", "?")
+        warn(f"guard: writing the plan of verification run {run} instead of the searched one: "
              f"{verdict.reason} (--force-dynamic overrides)")
     elif verdict.decision == FORCED:
         warn(f"guard: {verdict.reason}")

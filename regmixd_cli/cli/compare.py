@@ -319,6 +319,9 @@ def _guard_line(row: dict[str, Any]) -> str:
     verdict = "credible"
     if row["decision"] == "static":
         verdict = "not credible: static is better supported"
+    elif row["decision"] == "verified":
+        verdict = ("not credible against the measured plan of verification run "
+                   f"{row['evidence']['verified_run']['run']}")
     return (
         f"guard: {row['item']} vs {row['against']}: predicted advantage "
         f"{row['predicted_advantage']:+.4f} ({need}, k={row['k']:g} x held-out rollout error): "

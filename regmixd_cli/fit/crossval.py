@@ -28,6 +28,7 @@ from regmixd_cli.fit.model import (
 )
 from regmixd_cli.fit.parallel import Executor
 from regmixd_cli.fit.transitions import LossTable, after_change
+from regmixd_cli.weights import round_weights
 
 MIN_RUNS_PER_FOLD = 2
 # `auto` keeps curve-shift unless its held-out next-interval ranking is worse than this
@@ -168,21 +169,29 @@ VERIFY_STATIC_TAG = "s"
 def observed_verification(table: LossTable, prefixes: tuple[str, ...]) -> dict[str, Any] | None:
     """What the verification runs observed: mean final loss of the runs around the schedule
     and around static RegMix, and the standard error of their difference (None with fewer than
-    two runs on either side). The guard (plan.guard) lets this overrule the model."""
+    two runs on either side); and `best`, the verification run that ended lowest, with the
+    mixture it trained on over each grid interval (a plan that was measured, not predicted).
+    The guard (plan.guard) lets this overrule the model."""
     if not prefixes:
         return None
     final = table.losses[:, -1]
-    groups = []
-    for tag in (VERIFY_DYNAMIC_TAG, VERIFY_STATIC_TAG):
-        mask = np.array([any(r.startswith(p + tag) for p in prefixes) for r in table.runs])
-        groups.append(final[mask])
-    dynamic, static = groups
+    masks = [
+        np.array([any(r.startswith(p + tag) for p in prefixes) for r in table.runs], dtype=bool)
+        for tag in (VERIFY_DYNAMIC_TAG, VERIFY_STATIC_TAG)
+    ]
+    dynamic, static = (final[mask] for mask in masks)
     if len(dynamic) < 2 or len(static) < 2:
         return None
     sd = math.sqrt(float(dynamic.var(ddof=1)) / len(dynamic)
                    + float(static.var(ddof=1)) / len(static))
+    verified = np.flatnonzero(masks[0] | masks[1])
+    best = int(verified[np.argmin(final[verified])])  # ties: the first run by name
+    stages = (np.repeat(table.mixtures[best : best + 1], len(table.grid), axis=0)
+              if table.in_force is None else table.in_force[best])
     return {"dynamic": round(float(dynamic.mean()), 6), "static": round(float(static.mean()), 6),
-            "sd": round(sd, 6), "n_dynamic": len(dynamic), "n_static": len(static)}
+            "sd": round(sd, 6), "n_dynamic": len(dynamic), "n_static": len(static),
+            "best": {"run": table.runs[best], "loss": round(float(final[best]), 6),
+                     "stages": [list(round_weights(w)) for w in stages]}}
 
 
 def phased_evidence(

@@ -430,11 +430,11 @@ class OnlineController:
     def first_weights(self) -> dict[str, float]:
         """Segment 0's mixture: the prior, or with constraints the nearest feasible mixture.
 
-        When the guard holds static RegMix (online.guard), segment 0 is static RegMix too, so
-        the run trains on RegMix's one mixture throughout.
+        When the guard holds a plan (online.guard: static RegMix, or the best verification
+        run's plan), segment 0 is that plan's too, so the run trains on it throughout.
         """
-        if self.guard().holds_static:
-            return dict(self.guard().static_weights)
+        if self.guard().holds_plan:
+            return dict(self.guard().plan[0])
         if self.constraints is None:
             return self.prior_weights
 

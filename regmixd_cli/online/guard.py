@@ -3,10 +3,11 @@
 Online steering searches the same transition model that `schedule` does, so it inherits that
 model's blind spots: where the guard (`plan.guard`) finds the model's predicted advantage of a
 dynamic plan over static RegMix not credible, steering from it is not credible either. The
-verdict is the model's, not the run's: the offline schedule and static RegMix are built once,
-with the controller's prior, search settings and seed (as `plan.schedule.build_guarded`), and
-when the verdict is static every online decision hands out the static RegMix mixture instead,
-with a warning. `force_dynamic` steers anyway (the verdict is still recorded).
+verdict is the model's, not the run's: the guarded plan is built once, with the controller's
+prior, search settings and seed (`plan.schedule.build_guarded`), and when it is not the
+dynamic schedule (static RegMix, or the plan of the verification run that ended lowest) every
+online decision hands out that plan's mixture for its interval instead, with a warning.
+`force_dynamic` steers anyway (the verdict is still recorded).
 """
 
 from __future__ import annotations
@@ -15,8 +16,8 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 from regmixd_cli.online.decision import Decision
-from regmixd_cli.plan.guard import Verdict
-from regmixd_cli.plan.schedule import build_schedule, build_static, guard_verdict
+from regmixd_cli.plan.guard import VERIFIED, Verdict
+from regmixd_cli.plan.schedule import build_guarded, interval_mixtures
 from regmixd_cli.plan.search import SearchConfig
 from regmixd_cli.weights import Prior
 
@@ -30,14 +31,16 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True, slots=True)
 class OnlineGuard:
-    """The model's verdict, and the static RegMix mixture to steer with when it says static."""
+    """The model's verdict, and the plan to hold when it is not the dynamic schedule: the
+    mixture for each grid interval ([0, t_1), then [t_l, t_{l+1}))."""
 
     verdict: Verdict
-    static_weights: Mapping[str, float]
+    plan: tuple[Mapping[str, float], ...]
 
     @property
-    def holds_static(self) -> bool:
-        """True when every decision is to be the static RegMix mixture."""
+    def holds_plan(self) -> bool:
+        """True when every decision is to be the held plan's mixture (static RegMix or the
+        best verification run's plan), not a search."""
         return not self.verdict.keep_dynamic
 
 
@@ -52,20 +55,21 @@ def judge_model(
 ) -> OnlineGuard:
     """The guard's verdict on `model`, as `schedule` would give it with these settings."""
     plan_prior = Prior(tuple(float(w) for w in prior), "online")
-    dynamic = build_schedule(model, config, plan_prior, None, seed, constraints=constraints)
-    static = build_static(model, config, plan_prior, None, seed, constraints=constraints)
-    verdict = guard_verdict(model, dynamic, static, force_dynamic=force_dynamic)
-    weights = dict(zip(static.domains, static.stages[0].weights, strict=True))
-    return OnlineGuard(verdict, weights)
+    chosen, verdict = build_guarded(model, config, plan_prior, None, seed,
+                                    force_dynamic=force_dynamic, constraints=constraints)
+    plan = tuple(dict(zip(model.domains, weights, strict=True))
+                 for weights in interval_mixtures(chosen, model))
+    return OnlineGuard(verdict, plan)
 
 
 def guarded(decision: Decision, guard: OnlineGuard, model: FittedModel) -> Decision:
-    """`decision`, or the same decision with the static RegMix mixture when the guard says so."""
+    """`decision`, or the same decision with the held plan's mixture when the guard says so."""
     import numpy as np
 
-    if not guard.holds_static:
+    if not guard.holds_plan:
         return decision
-    weights = [guard.static_weights[d] for d in model.domains]
+    held = guard.plan[decision.switch]
+    weights = [held[d] for d in model.domains]
     mixture = np.asarray([weights], dtype=np.float32)
     state = (decision.corrected_loss if decision.corrected_losses is None else np.asarray(
         [decision.corrected_losses[t] for t in model.targets], dtype=np.float64))
@@ -75,11 +79,12 @@ def guarded(decision: Decision, guard: OnlineGuard, model: FittedModel) -> Decis
         per_target = model.target_losses(  # type: ignore[union-attr]
             model.predict_state(decision.switch, mixture, state)[0])
     ratio = decision.predicted_loss / decision.predicted_target_loss
-    note = (f"guard: steering with the static RegMix mixture: {guard.verdict.reason} "
-            "(--force-dynamic overrides)")
+    what = ("the best verification run's plan" if guard.verdict.decision == VERIFIED
+            else "the static RegMix mixture")
+    note = f"guard: steering with {what}: {guard.verdict.reason} (--force-dynamic overrides)"
     return replace(
         decision,
-        weights=dict(guard.static_weights),
+        weights=dict(held),
         predicted_loss=predicted,
         predicted_target_loss=predicted / ratio,
         warnings=(*decision.warnings, note),

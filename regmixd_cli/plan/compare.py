@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from regmixd_cli.domain import LOSS_DECIMALS, Schedule
 from regmixd_cli.errors import ModelError
-from regmixd_cli.plan.guard import evidence_from_report, judge
+from regmixd_cli.plan.guard import evidence_from_report, judge, weigh_verified
 from regmixd_cli.plan.schedule import (
     ScheduleModel,
     build_schedule,
@@ -342,8 +342,10 @@ def guard_rows(model: ScheduleModel, predictions: Sequence[Prediction]) -> list[
     """The guard's verdict (plan.guard.judge) on each schedule against a static item.
 
     The static item is the built-in `static` if compared, else a regmix-static schedule, else
-    the static item with the lowest rollout; both are scored by the same rollout. Empty when
-    there is no schedule, no static item, or no transition model.
+    the static item with the lowest rollout; both are scored by the same rollout. A model
+    with verification runs also weighs each schedule against the run that ended lowest
+    (plan.guard.weigh_verified: decision "verified" when the schedule cannot credibly beat
+    it). Empty when there is no schedule, no static item, or no transition model.
     """
     statics = [p for p in predictions if p.plan.static and p.losses]
     dynamics = [p for p in predictions if not p.plan.static and p.losses]
@@ -352,8 +354,14 @@ def guard_rows(model: ScheduleModel, predictions: Sequence[Prediction]) -> list[
     named = [p for p in statics if p.plan.name == STATIC or p.plan.method == "regmix-static"]
     ref = named[0] if named else min(statics, key=lambda p: p.losses[-1])
     evidence = evidence_from_report(getattr(model, "report", None) or {}, model.form)
+    run = evidence.best_verified
+    if run is not None and len(run.stages) != len(model.grid):
+        run = None
     rows = []
     for p in dynamics:
         verdict = judge(p.losses[-1], ref.losses[-1], evidence)
+        if run is not None:  # against the plan the verdict chose
+            chosen = p if verdict.keep_dynamic else ref
+            verdict = weigh_verified(verdict, chosen.interval_weights, run, model)
         rows.append({"item": p.plan.name, "against": ref.plan.name} | verdict.record())
     return rows

@@ -19,6 +19,14 @@ losses observed at proxy scale for the two plans) override the model: static win
 observed dynamic loss is not lower than static's by more than `sd`.
 
 `judge` is the one decision; everything it used goes into `provenance.guard`.
+
+A measured plan beats a predicted one. With verification runs the report also names the run
+that ENDED LOWEST (`report["verification"]["best"]`: its mixture over each grid interval and
+its observed loss). `weigh_verified` hands out that run's plan instead of the plan `judge`
+chose, unless the same model predicts the chosen plan to end lower by at least the same
+threshold (k x held-out error): a searched plan is only a prediction, the run was observed.
+Both are scored alike (two static plans by the endpoint model, as static RegMix is searched;
+otherwise both rolled out by the transition model from the same l_1).
 """
 
 from __future__ import annotations
@@ -38,6 +46,7 @@ GUARD_MIN_SPEARMAN = 0.5
 DYNAMIC = "dynamic"
 STATIC = "static"
 FORCED = "dynamic-forced"
+VERIFIED = "verified"  # the best verification run's plan (weigh_verified)
 
 
 class RolloutModel(Protocol):
@@ -48,9 +57,33 @@ class RolloutModel(Protocol):
     @property
     def n_switch_points(self) -> int: ...
 
-    def predict_state(self, stage: int, mixtures: Any, state: Any) -> Any: ...
+    @property
+    def form(self) -> str | None: ...
+    @property
+    def grid(self) -> tuple[float, ...]: ...
+
+    def predict_state(
+        self, stage: int, mixtures: Any, state: Any, history: Any = None
+    ) -> Any: ...
 
     def objective_of(self, state: Any) -> Any: ...
+
+    def predict_endpoint(self, mixtures: Any) -> Any: ...
+
+
+@dataclass(frozen=True, slots=True)
+class VerifiedRun:
+    """The verification run that ended lowest: its name, observed final loss, and mixture over
+    each grid interval ([0, t_1), then [t_l, t_{l+1}); model domain order)."""
+
+    run: str
+    loss: float
+    stages: tuple[tuple[float, ...], ...]
+
+    @property
+    def static(self) -> bool:
+        """One mixture for the whole run."""
+        return len(set(self.stages)) == 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +96,7 @@ class Evidence:
     after_change_mae: float | None = None  # held-out MAE on after-change transitions
     verification_mae: float | None = None  # held-out rollout MAE on verification runs
     verification: Mapping[str, float] | None = None  # observed {"dynamic", "static", "sd"}
+    best_verified: VerifiedRun | None = None  # the verification run that ended lowest
 
     def record(self) -> dict[str, Any]:
         """JSON-ready; only what is known."""
@@ -90,7 +124,7 @@ class Verdict:
     @property
     def keep_dynamic(self) -> bool:
         """Whether the dynamic plan is handed out."""
-        return self.decision != STATIC
+        return self.decision in (DYNAMIC, FORCED)
 
     def record(self) -> dict[str, Any]:
         """`provenance.guard` of the schedule handed out."""
@@ -124,7 +158,29 @@ def evidence_from_report(report: Mapping[str, Any], form: str | None) -> Evidenc
             if ok and isinstance(verification, Mapping)
             else None
         ),
+        best_verified=_verified_run(verification.get("best") if ok and isinstance(
+            verification, Mapping) else None),
     )
+
+
+def _verified_run(data: Any) -> VerifiedRun | None:
+    """`report.verification.best` as a VerifiedRun; None when absent or malformed (a
+    hand-edited report loses the option, never the schedule)."""
+    if not isinstance(data, Mapping) or not isinstance(data.get("run"), str):
+        return None
+    loss, stages = _number(data.get("loss")), data.get("stages")
+    if loss is None or not isinstance(stages, list) or not stages:
+        return None
+    rows: list[tuple[float, ...]] = []
+    for row in stages:
+        numbers = [_number(v) for v in row] if isinstance(row, list) else [None]
+        values = [v for v in numbers if v is not None and v >= 0]
+        if len(values) != len(numbers) or abs(sum(values) - 1.0) > 1e-3:
+            return None
+        rows.append(tuple(values))
+    if len({len(r) for r in rows}) != 1:
+        return None
+    return VerifiedRun(data["run"], loss, tuple(rows))
 
 
 def judge(
@@ -183,15 +239,74 @@ def _decide(advantage: float, threshold: float | None, evidence: Evidence) -> tu
     )
 
 
-def static_rollout(model: RolloutModel, weights: Sequence[float]) -> float:
-    """Predicted final loss of a static mixture held from t_1 on, by the transition model."""
-    import numpy as np
+def weigh_verified(
+    verdict: Verdict, chosen: Sequence[Sequence[float]], run: VerifiedRun, model: RolloutModel
+) -> Verdict:
+    """`verdict`, or VERIFIED: the best verification run's plan, unless the model predicts the
+    chosen plan (`chosen`: its mixture over each grid interval) to end lower by at least the
+    verdict's threshold. A forced verdict stays forced."""
+    if verdict.decision == FORCED or len(run.stages) != len(chosen):
+        return verdict
+    plans = [tuple(tuple(float(w) for w in stage) for stage in chosen), run.stages]
+    if all(len(set(plan)) == 1 for plan in plans):  # two static plans: RegMix's own ranking
+        import numpy as np
 
-    mixture = np.asarray([weights], dtype=np.float32)
+        scored = np.asarray(model.predict_endpoint(np.asarray([p[0] for p in plans],
+                                                              dtype=np.float32)))
+        chosen_loss, run_loss, by = float(scored[0]), float(scored[1]), "endpoint model"
+    else:
+        chosen_loss, run_loss = (plan_rollout(model, plan) for plan in plans)
+        by = "rollout"
+    margin = run_loss - chosen_loss
+    threshold = verdict.threshold or 0.0
+    evidence = verdict.evidence | {"verified_run": {
+        "run": run.run, "observed": _clean(run.loss), "predicted": _clean(run_loss),
+        "chosen_predicted": _clean(chosen_loss), "scored_by": by}}
+    if math.isfinite(margin) and margin >= threshold:
+        reason = (f"{verdict.reason}; kept over the best verification run {run.run} (observed "
+                  f"{run.loss:.4f}): the model predicts it {margin:.4f} lower (>= {threshold:.4f})")
+        return Verdict(verdict.decision, verdict.predicted_advantage, verdict.threshold, reason,
+                       evidence)
+    reason = (f"the best verification run {run.run} was observed at {run.loss:.4f}; the model "
+              f"predicts the {verdict.decision} plan only {margin:+.4f} lower (< {threshold:.4f}, "
+              f"not credible), so the measured plan is handed out ({verdict.reason})")
+    return Verdict(VERIFIED, verdict.predicted_advantage, verdict.threshold, reason, evidence)
+
+
+def plan_rollout(model: RolloutModel, stages: Sequence[Sequence[float]]) -> float:
+    """Predicted final loss of a plan (its mixture over each grid interval) by the transition
+    model, from the proxies' mean l_1."""
     state: Any = model.initial_state  # one loss, or one per target (fit.objective)
     for stage in range(1, model.n_switch_points + 1):
-        state = np.asarray(model.predict_state(stage, mixture, state))[0]
+        state = rollout_step(model, stages, stage, state)
     return float(model.objective_of(state))
+
+
+def rollout_step(
+    model: RolloutModel, stages: Sequence[Sequence[float]], stage: int, state: Any
+) -> Any:
+    """The state at t_{stage+1} of a plan (its mixture over each grid interval) from its state
+    at t_stage; the per-stage-history form also reads what the plan trained on so far, as the
+    schedule search does."""
+    import numpy as np
+
+    from regmixd_cli.fit.model import PER_STAGE_HISTORY
+
+    weights = np.asarray(stages, dtype=np.float64)
+    mixture = weights[stage : stage + 1].astype(np.float32)
+    history = None  # a run that trained on this mixture all along is its own history
+    if model.form == PER_STAGE_HISTORY and np.ptp(weights[: stage + 1], axis=0).any():
+        spans = np.diff([0.0, *model.grid])[:stage]
+        history = (spans @ weights[:stage] / spans.sum()).astype(np.float32)
+    predicted = (model.predict_state(stage, mixture, state) if history is None
+                 else model.predict_state(stage, mixture, state, history=history))
+    result = np.asarray(predicted)[0]
+    return float(result) if np.ndim(result) == 0 else result
+
+
+def static_rollout(model: RolloutModel, weights: Sequence[float]) -> float:
+    """Predicted final loss of a static mixture held from t_1 on, by the transition model."""
+    return plan_rollout(model, [weights] * (model.n_switch_points + 1))
 
 
 def _get(data: Any, *keys: str) -> Any:

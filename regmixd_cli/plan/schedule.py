@@ -36,7 +36,16 @@ from regmixd_cli.errors import ModelError, UsageError
 from regmixd_cli.fit.model import PER_STAGE_HISTORY
 from regmixd_cli.plan.budget import ConstrainedSearch
 from regmixd_cli.plan.constraints import Constraints
-from regmixd_cli.plan.guard import Verdict, evidence_from_report, judge, static_rollout
+from regmixd_cli.plan.guard import (
+    VERIFIED,
+    Verdict,
+    VerifiedRun,
+    evidence_from_report,
+    judge,
+    rollout_step,
+    static_rollout,
+    weigh_verified,
+)
 from regmixd_cli.plan.search import CandidatePool, SearchConfig, search_mixture
 from regmixd_cli.weights import PROXY_MEAN, Prior, resolve_prior, round_weights
 
@@ -76,7 +85,9 @@ class ScheduleModel(Protocol):
 
     def predict_transition(self, stage: int, mixtures: np.ndarray, loss: Any) -> np.ndarray: ...
 
-    def predict_state(self, stage: int, mixtures: np.ndarray, state: Any) -> np.ndarray: ...
+    def predict_state(
+        self, stage: int, mixtures: np.ndarray, state: Any, history: Any = None
+    ) -> np.ndarray: ...
 
     def objective_of(self, state: Any) -> Any: ...
 
@@ -260,10 +271,13 @@ def build_guarded(
     rank: ScheduleModel | None = None,
     force_dynamic: bool = False,
 ) -> tuple[Schedule, Verdict]:
-    """The offline schedule, unless the guard (plan.guard) finds static RegMix better supported.
+    """The offline schedule, unless the guard (plan.guard) finds static RegMix better supported,
+    or a verification run's measured plan (`plan.guard.weigh_verified`).
 
     Both plans are built from the same model, prior and seed as `build_schedule` and
     `build_static` build them; the plan handed out records the verdict in `provenance.guard`.
+    Verification runs are candidates only without constraints, ranking model and
+    `force_dynamic`: they were drawn without the user's constraints, and observed, not ranked.
     """
     import dataclasses
 
@@ -277,8 +291,58 @@ def build_guarded(
     )  # fmt: skip
     verdict = guard_verdict(model, dynamic, static, force_dynamic=force_dynamic)
     chosen = dynamic if verdict.keep_dynamic else static
+    plain = constraints is None and rank is None and not force_dynamic
+    run = best_verified_run(model) if plain else None
+    if run is not None:
+        verdict = weigh_verified(verdict, interval_mixtures(chosen, model), run, model)
+        if verdict.decision == VERIFIED:
+            chosen = verified_schedule(model, run, chosen)
     provenance = dict(chosen.provenance) | {"guard": verdict.record()}
     return dataclasses.replace(chosen, provenance=provenance), verdict
+
+
+def best_verified_run(model: ScheduleModel) -> VerifiedRun | None:
+    """The verification run that ended lowest (`fit --verify-prefix`), if the model's report
+    names one over the model's own grid and domains."""
+    run = evidence_from_report(getattr(model, "report", None) or {}, model.form).best_verified
+    if run is None or len(run.stages) != len(model.grid) or len(run.stages[0]) != len(
+        model.domains
+    ):
+        return None
+    return run
+
+
+def interval_mixtures(schedule: Schedule, model: ScheduleModel) -> list[tuple[float, ...]]:
+    """A schedule's mixture over each of the model's grid intervals (a static one: N+1 times)."""
+    if len(schedule.stages) == 1:
+        return [schedule.stages[0].weights] * len(model.grid)
+    return [stage.weights for stage in schedule.stages]
+
+
+def verified_schedule(model: ScheduleModel, run: VerifiedRun, like: Schedule) -> Schedule:
+    """A verification run's plan on `like`'s axis: one static stage, or a stage per grid
+    interval with the model's rollout as predicted losses (`like` gives steps and provenance)."""
+    import numpy as np
+
+    steps = like.target_steps
+    provenance = dict(like.provenance) | {"verified_run": run.run}
+    if run.static:
+        mixture = np.asarray([run.stages[0]], dtype=np.float32)
+        loss = float(np.asarray(model.predict_endpoint(mixture)).reshape(-1)[0])
+        per_target = None
+        if hasattr(model, "predict_endpoint_targets"):
+            per_target = _targets(model, model.predict_endpoint_targets(mixture)[0])
+        stage = _stage([0, steps], 0, steps, run.stages[0], loss, per_target)
+        return Schedule(METHOD_STATIC, tuple(model.domains), steps, (stage,), provenance)
+    bounds = stage_boundaries(model.grid, model.proxy_steps, steps)
+    state: Any = model.initial_state
+    stages = [_stage(bounds, 0, steps, run.stages[0], float(model.initial_loss),
+                     _targets(model, state))]
+    for j in range(1, model.n_switch_points + 1):
+        state = rollout_step(model, run.stages, j, state)
+        stages.append(_stage(bounds, j, steps, run.stages[j], float(model.objective_of(state)),
+                             _targets(model, state)))
+    return Schedule(METHOD_OFFLINE, tuple(model.domains), steps, tuple(stages), provenance)
 
 
 def guard_verdict(
