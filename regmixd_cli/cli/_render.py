@@ -233,6 +233,8 @@ def report_tables(report: dict[str, Any]) -> list[Table]:
     tables.append(table)
     if report.get("evidence"):
         tables.append(_evidence_table(report["evidence"]))
+    if isinstance(report.get("verification"), dict):
+        tables.append(_observed_table(report["verification"]))
     if report.get("targets"):
         tables.append(_targets_table(report))
     return tables
@@ -254,6 +256,26 @@ def _targets_table(report: dict[str, Any]) -> Table:
                  _fmt(entry["endpoint"]["mae"]), _fmt(rollout.get("spearman")),
                  _fmt(rollout.get("mae"))]
         table.add_row(*cells, *([_fmt(reference.get(metric))] if reference else []))
+    return table
+
+
+def _observed_table(observed: dict[str, Any]) -> Table:
+    """What the runs measured: the verification groups' mean final loss, and the run that
+    ended lowest (the measured plan `schedule` weighs against its own)."""
+    def number(value: Any) -> str:  # a hand-edited report shows "-", never a traceback
+        plain = isinstance(value, int | float) and not isinstance(value, bool)
+        return _fmt(value if plain else None)
+
+    table = Table(title="Observed final loss (the guard weighs these against the model)")
+    table.add_column("runs")
+    table.add_column("final loss", justify="right")
+    table.add_row(f"around the schedule ({observed.get('n_dynamic', '?')})",
+                  number(observed.get("dynamic")))
+    table.add_row(f"around static RegMix ({observed.get('n_static', '?')})",
+                  number(observed.get("static")))
+    best = observed.get("best")
+    if isinstance(best, dict):
+        table.add_row(f"ended lowest: {best.get('run')}", number(best.get("loss")))
     return table
 
 
@@ -427,7 +449,7 @@ def report_verdict(verdict: Verdict) -> None:
              f"{verdict.reason} (--force-dynamic overrides)")
     elif verdict.decision == VERIFIED:
         run = verdict.evidence.get("verified_run", {}).get("run", "?")
-        warn(f"guard: writing the plan of verification run {run} instead of the searched one: "
+        warn(f"guard: writing the plan of measured run {run} instead of the searched one: "
              f"{verdict.reason} (--force-dynamic overrides)")
     elif verdict.decision == FORCED:
         warn(f"guard: {verdict.reason}")

@@ -320,7 +320,7 @@ def _guard_line(row: dict[str, Any]) -> str:
     if row["decision"] == "static":
         verdict = "not credible: static is better supported"
     elif row["decision"] == "verified":
-        verdict = ("not credible against the measured plan of verification run "
+        verdict = ("not credible against the measured plan of run "
                    f"{row['evidence']['verified_run']['run']}")
     return (
         f"guard: {row['item']} vs {row['against']}: predicted advantage "

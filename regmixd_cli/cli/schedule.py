@@ -89,9 +89,10 @@ def schedule(
     The guard compares the schedule with static RegMix under the same model: unless its
     predicted advantage exceeds the model's held-out error, the static RegMix mixture is
     written instead (method regmix-static; the verdict is in provenance.guard and on stderr).
-    A model fitted with --verify-prefix also weighs the plan against the verification run that
-    ended lowest: unless the model predicts the plan lower by that same margin, the run's
-    measured plan is written instead (provenance.verified_run).
+    A model fitted with --verify-prefix also weighs the plan against the run of its store
+    (proxy or verification run) that ended lowest: unless the model predicts the plan lower
+    by that same margin, the run's measured plan is written instead
+    (provenance.verified_run).
 
     Example: regmixd schedule model/ --target-steps 25000 --out schedule.json
     """

@@ -169,8 +169,9 @@ VERIFY_STATIC_TAG = "s"
 def observed_verification(table: LossTable, prefixes: tuple[str, ...]) -> dict[str, Any] | None:
     """What the verification runs observed: mean final loss of the runs around the schedule
     and around static RegMix, and the standard error of their difference (None with fewer than
-    two runs on either side); and `best`, the verification run that ended lowest, with the
-    mixture it trained on over each grid interval (a plan that was measured, not predicted).
+    two runs on either side); and `best`, the run of the store that ended lowest (verification
+    runs and proxies alike, among runs that change mixture only at grid points), with the
+    mixture it trained on over each grid interval: a plan that was measured, not predicted.
     The guard (plan.guard) lets this overrule the model."""
     if not prefixes:
         return None
@@ -184,14 +185,18 @@ def observed_verification(table: LossTable, prefixes: tuple[str, ...]) -> dict[s
         return None
     sd = math.sqrt(float(dynamic.var(ddof=1)) / len(dynamic)
                    + float(static.var(ddof=1)) / len(static))
-    verified = np.flatnonzero(masks[0] | masks[1])
-    best = int(verified[np.argmin(final[verified])])  # ties: the first run by name
-    stages = (np.repeat(table.mixtures[best : best + 1], len(table.grid), axis=0)
-              if table.in_force is None else table.in_force[best])
-    return {"dynamic": round(float(dynamic.mean()), 6), "static": round(float(static.mean()), 6),
-            "sd": round(sd, 6), "n_dynamic": len(dynamic), "n_static": len(static),
-            "best": {"run": table.runs[best], "loss": round(float(final[best]), 6),
-                     "stages": [list(round_weights(w)) for w in stages]}}
+    measured = np.flatnonzero(np.ones(len(final), bool) if table.on_grid is None
+                              else table.on_grid)
+    observed: dict[str, Any] = {"dynamic": round(float(dynamic.mean()), 6),
+                "static": round(float(static.mean()), 6),
+                "sd": round(sd, 6), "n_dynamic": len(dynamic), "n_static": len(static)}
+    if measured.size:
+        best = int(measured[np.argmin(final[measured])])  # ties: the first run by name
+        stages = (np.repeat(table.mixtures[best : best + 1], len(table.grid), axis=0)
+                  if table.grid_plans is None else table.grid_plans[best])
+        observed["best"] = {"run": table.runs[best], "loss": round(float(final[best]), 6),
+                            "stages": [list(round_weights(w)) for w in stages]}
+    return observed
 
 
 def phased_evidence(

@@ -376,6 +376,8 @@ def _restrict(table: LossTable, runs: Sequence[str]) -> LossTable:
         losses=table.losses[rows],
         in_force=None if table.in_force is None else table.in_force[rows],
         history=None if table.history is None else table.history[rows],
+        on_grid=None if table.on_grid is None else table.on_grid[rows],
+        grid_plans=None if table.grid_plans is None else table.grid_plans[rows],
     )
 
 

@@ -51,6 +51,12 @@ class LossTable:
     # mixture over [0, t_l) for l = 1..N+1 (history[:, -1] is the run's average mixture).
     in_force: np.ndarray | None = None
     history: np.ndarray | None = None
+    # (M,) runs whose phases all start at 0 or on a grid point (within half a step: phases
+    # start on whole steps, grid points need not), so each is a measured plan on the grid;
+    # grid_plans (M, N+1, K): the phase in force in the middle of each interval (rows of runs
+    # off the grid are not plans). None: every run is static.
+    on_grid: np.ndarray | None = None
+    grid_plans: np.ndarray | None = None
 
     @property
     def n_runs(self) -> int:
@@ -191,9 +197,10 @@ def build_loss_table(
         len(kept), len(store.domains)
     )
     losses_arr = np.array(rows, dtype=np.float64).reshape(len(kept), len(grid))
-    in_force = history = None
+    in_force = history = on_grid = grid_plans = None
     if store.phases is not None:
         in_force, history = phase_mixtures(store.phases, store.domains, kept, grid)
+        on_grid, grid_plans = phases_on_grid(store.phases, store.domains, kept, grid)
     return LossTable(
         domains=tuple(store.domains),
         target=target,
@@ -207,6 +214,8 @@ def build_loss_table(
         endpoint_logs=endpoint_logs,
         in_force=in_force,
         history=history,
+        on_grid=on_grid,
+        grid_plans=grid_plans,
     )
 
 
@@ -230,14 +239,12 @@ def phase_mixtures(
     """
     ends = np.asarray(grid, dtype=np.float64)
     starts = np.concatenate([[0.0], ends[:-1]])
-    by_run: dict[str, list[tuple[int, np.ndarray]]] = {}
-    for row in phases.select([RUN, "start_step", *domains]).iter_rows():
-        by_run.setdefault(str(row[0]), []).append((int(row[1]), np.asarray(row[2:], float)))
+    by_run = _phases_by_run(phases, domains)
     k = len(domains)
     in_force = np.empty((len(runs), len(ends), k))
     history = np.empty((len(runs), len(ends), k))
     for i, run in enumerate(runs):
-        items = sorted(by_run[run], key=lambda p: p[0])
+        items = by_run[run]
         p_start = np.array([s for s, _ in items], dtype=np.float64)
         p_end = np.concatenate([p_start[1:], [np.inf]])
         weights = np.stack([w for _, w in items])  # (P, K)
@@ -248,6 +255,38 @@ def phase_mixtures(
         seen = np.cumsum(overlap, axis=0)
         history[i] = seen @ weights / seen.sum(axis=1, keepdims=True)
     return in_force, history
+
+
+def _phases_by_run(
+    phases: pl.DataFrame, domains: Sequence[str]
+) -> dict[str, list[tuple[int, np.ndarray]]]:
+    """Each run's phases as (start_step, weights in `domains` order), by start step."""
+    by_run: dict[str, list[tuple[int, np.ndarray]]] = {}
+    for row in phases.select([RUN, "start_step", *domains]).iter_rows():
+        by_run.setdefault(str(row[0]), []).append((int(row[1]), np.asarray(row[2:], float)))
+    return {run: sorted(items, key=lambda p: p[0]) for run, items in by_run.items()}
+
+
+def phases_on_grid(
+    phases: pl.DataFrame, domains: Sequence[str], runs: Sequence[str], grid: Sequence[float]
+) -> tuple[np.ndarray, np.ndarray]:
+    """(on_grid, grid_plans) of `runs` (see LossTable): whether each changes mixture only at 0
+    or within half a step of a grid point t_1..t_N (a phase starting at or after T_p shapes
+    nothing), and the phase in force in the middle of each interval."""
+    ends = np.asarray(grid, dtype=np.float64)
+    middles = (np.concatenate([[0.0], ends[:-1]]) + ends) / 2
+    by_run = _phases_by_run(phases, domains)
+    on_grid = np.ones(len(runs), dtype=bool)
+    plans = np.empty((len(runs), len(ends), len(domains)))
+    for i, run in enumerate(runs):
+        items = by_run[run]
+        starts = np.array([start for start, _ in items], dtype=np.float64)
+        inside = starts[(starts > 0) & (starts < ends[-1] - 0.5)]
+        on_grid[i] = bool(np.all(np.abs(inside[:, None] - ends[None, :-1]).min(axis=1,
+                                                                         initial=np.inf) <= 0.5))
+        current = np.searchsorted(starts, middles, side="right") - 1
+        plans[i] = np.stack([w for _, w in items])[current]
+    return on_grid, plans
 
 
 def after_change(table: LossTable) -> np.ndarray:

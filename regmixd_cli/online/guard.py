@@ -5,7 +5,7 @@ model's blind spots: where the guard (`plan.guard`) finds the model's predicted 
 dynamic plan over static RegMix not credible, steering from it is not credible either. The
 verdict is the model's, not the run's: the guarded plan is built once, with the controller's
 prior, search settings and seed (`plan.schedule.build_guarded`), and when it is not the
-dynamic schedule (static RegMix, or the plan of the verification run that ended lowest) every
+dynamic schedule (static RegMix, or the plan of the run that ended lowest) every
 online decision hands out that plan's mixture for its interval instead, with a warning.
 `force_dynamic` steers anyway (the verdict is still recorded).
 """
@@ -40,7 +40,7 @@ class OnlineGuard:
     @property
     def holds_plan(self) -> bool:
         """True when every decision is to be the held plan's mixture (static RegMix or the
-        best verification run's plan), not a search."""
+        best measured run's plan), not a search."""
         return not self.verdict.keep_dynamic
 
 
@@ -79,7 +79,7 @@ def guarded(decision: Decision, guard: OnlineGuard, model: FittedModel) -> Decis
         per_target = model.target_losses(  # type: ignore[union-attr]
             model.predict_state(decision.switch, mixture, state)[0])
     ratio = decision.predicted_loss / decision.predicted_target_loss
-    what = ("the best verification run's plan" if guard.verdict.decision == VERIFIED
+    what = ("the best measured run's plan" if guard.verdict.decision == VERIFIED
             else "the static RegMix mixture")
     note = f"guard: steering with {what}: {guard.verdict.reason} (--force-dynamic overrides)"
     return replace(

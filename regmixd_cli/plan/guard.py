@@ -21,10 +21,11 @@ observed dynamic loss is not lower than static's by more than `sd`.
 `judge` is the one decision; everything it used goes into `provenance.guard`.
 
 A measured plan beats a predicted one. With verification runs the report also names the run
-that ENDED LOWEST (`report["verification"]["best"]`: its mixture over each grid interval and
-its observed loss). `weigh_verified` hands out that run's plan instead of the plan `judge`
-chose, unless the same model predicts the chosen plan to end lower by at least the same
-threshold (k x held-out error): a searched plan is only a prediction, the run was observed.
+of the store that ENDED LOWEST, verification run or proxy (`report["verification"]["best"]`:
+its mixture over each grid interval and its observed loss). `weigh_verified` hands out that
+run's plan instead of the plan `judge` chose, unless the same model predicts the chosen plan
+to end lower by at least the same threshold (k x held-out error): a searched plan is only a
+prediction, the run was observed.
 Both are scored alike (two static plans by the endpoint model, as static RegMix is searched;
 otherwise both rolled out by the transition model from the same l_1).
 """
@@ -46,7 +47,7 @@ GUARD_MIN_SPEARMAN = 0.5
 DYNAMIC = "dynamic"
 STATIC = "static"
 FORCED = "dynamic-forced"
-VERIFIED = "verified"  # the best verification run's plan (weigh_verified)
+VERIFIED = "verified"  # the plan of the run that ended lowest (weigh_verified)
 
 
 class RolloutModel(Protocol):
@@ -73,8 +74,9 @@ class RolloutModel(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class VerifiedRun:
-    """The verification run that ended lowest: its name, observed final loss, and mixture over
-    each grid interval ([0, t_1), then [t_l, t_{l+1}); model domain order)."""
+    """The run of the store that ended lowest (`fit --verify-prefix`; a proxy or a
+    verification run): its name, observed final loss, and mixture over each grid interval
+    ([0, t_1), then [t_l, t_{l+1}); model domain order)."""
 
     run: str
     loss: float
@@ -96,7 +98,7 @@ class Evidence:
     after_change_mae: float | None = None  # held-out MAE on after-change transitions
     verification_mae: float | None = None  # held-out rollout MAE on verification runs
     verification: Mapping[str, float] | None = None  # observed {"dynamic", "static", "sd"}
-    best_verified: VerifiedRun | None = None  # the verification run that ended lowest
+    best_verified: VerifiedRun | None = None  # the run of the store that ended lowest
 
     def record(self) -> dict[str, Any]:
         """JSON-ready; only what is known."""
@@ -242,7 +244,7 @@ def _decide(advantage: float, threshold: float | None, evidence: Evidence) -> tu
 def weigh_verified(
     verdict: Verdict, chosen: Sequence[Sequence[float]], run: VerifiedRun, model: RolloutModel
 ) -> Verdict:
-    """`verdict`, or VERIFIED: the best verification run's plan, unless the model predicts the
+    """`verdict`, or VERIFIED: the best measured run's plan, unless the model predicts the
     chosen plan (`chosen`: its mixture over each grid interval) to end lower by at least the
     verdict's threshold. A forced verdict stays forced."""
     if verdict.decision == FORCED or len(run.stages) != len(chosen):
@@ -263,11 +265,11 @@ def weigh_verified(
         "run": run.run, "observed": _clean(run.loss), "predicted": _clean(run_loss),
         "chosen_predicted": _clean(chosen_loss), "scored_by": by}}
     if math.isfinite(margin) and margin >= threshold:
-        reason = (f"{verdict.reason}; kept over the best verification run {run.run} (observed "
+        reason = (f"{verdict.reason}; kept over the best measured run {run.run} (observed "
                   f"{run.loss:.4f}): the model predicts it {margin:.4f} lower (>= {threshold:.4f})")
         return Verdict(verdict.decision, verdict.predicted_advantage, verdict.threshold, reason,
                        evidence)
-    reason = (f"the best verification run {run.run} was observed at {run.loss:.4f}; the model "
+    reason = (f"the best measured run {run.run} was observed at {run.loss:.4f}; the model "
               f"predicts the {verdict.decision} plan only {margin:+.4f} lower (< {threshold:.4f}, "
               f"not credible), so the measured plan is handed out ({verdict.reason})")
     return Verdict(VERIFIED, verdict.predicted_advantage, verdict.threshold, reason, evidence)

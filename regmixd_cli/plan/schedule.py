@@ -272,12 +272,12 @@ def build_guarded(
     force_dynamic: bool = False,
 ) -> tuple[Schedule, Verdict]:
     """The offline schedule, unless the guard (plan.guard) finds static RegMix better supported,
-    or a verification run's measured plan (`plan.guard.weigh_verified`).
+    or the measured plan of the run that ended lowest (`plan.guard.weigh_verified`).
 
     Both plans are built from the same model, prior and seed as `build_schedule` and
     `build_static` build them; the plan handed out records the verdict in `provenance.guard`.
-    Verification runs are candidates only without constraints, ranking model and
-    `force_dynamic`: they were drawn without the user's constraints, and observed, not ranked.
+    The measured run is a candidate only without constraints, ranking model and
+    `force_dynamic`: it was drawn without the user's constraints, and observed, not ranked.
     """
     import dataclasses
 
@@ -302,7 +302,7 @@ def build_guarded(
 
 
 def best_verified_run(model: ScheduleModel) -> VerifiedRun | None:
-    """The verification run that ended lowest (`fit --verify-prefix`), if the model's report
+    """The run of the store that ended lowest (`fit --verify-prefix`), if the model's report
     names one over the model's own grid and domains."""
     run = evidence_from_report(getattr(model, "report", None) or {}, model.form).best_verified
     if run is None or len(run.stages) != len(model.grid) or len(run.stages[0]) != len(
@@ -320,7 +320,7 @@ def interval_mixtures(schedule: Schedule, model: ScheduleModel) -> list[tuple[fl
 
 
 def verified_schedule(model: ScheduleModel, run: VerifiedRun, like: Schedule) -> Schedule:
-    """A verification run's plan on `like`'s axis: one static stage, or a stage per grid
+    """A measured run's plan on `like`'s axis: one static stage, or a stage per grid
     interval with the model's rollout as predicted losses (`like` gives steps and provenance)."""
     import numpy as np
 

@@ -1,4 +1,4 @@
-"""A measured plan beats a predicted one: the best verification run's plan competes with the
+"""A measured plan beats a predicted one: the best measured run's plan competes with the
 guard's choice (plan.guard.weigh_verified), in `schedule` and `online`."""
 
 from __future__ import annotations
@@ -60,7 +60,7 @@ def test_the_run_is_handed_out_unless_the_model_credibly_beats_it():
     assert "rollout_mae" in verdict.evidence  # the guard's own evidence is kept
     far = VerifiedRun("vs003", 4.7, ((0.0, 1.0),) * 3)  # rollout 5.0: 0.2 worse than chosen
     kept = weigh_verified(_verdict(DYNAMIC), chosen, far, model)
-    assert kept.decision == DYNAMIC and "kept over the best verification run vs003" in kept.reason
+    assert kept.decision == DYNAMIC and "kept over the best measured run vs003" in kept.reason
     # A forced verdict stays forced; a plan of another length is not comparable.
     assert weigh_verified(_verdict(FORCED), chosen, close, model).decision == FORCED
     assert weigh_verified(_verdict(DYNAMIC), chosen[:2], close, model).decision == DYNAMIC
@@ -95,7 +95,7 @@ def test_a_hand_edited_best_run_is_ignored_not_fatal(best):
 @pytest.fixture(scope="module")
 def two_rounds(tmp_path_factory):
     """simulate -> ingest -> fit -> design --refine -> simulate --world -> ingest --append ->
-    fit --verify-prefix v: a model whose report names its best verification run."""
+    fit --verify-prefix v: a model whose report names its best measured run."""
     cli, root = Invoker(), tmp_path_factory.mktemp("verified")
     store, first = root / "store", root / "w1"
 
@@ -126,9 +126,10 @@ def _with_report(model, where, **changes):
 
 
 def _final_losses(root, target):
-    """Every verification run's last logged value of the target, from the simulated logs."""
+    """Every run's last logged value of the target, from the simulated logs of both rounds."""
     finals: dict[str, tuple[int, float]] = {}
-    for log in sorted((root / "w2" / "logs").glob("*.jsonl")):
+    for log in sorted([*(root / "w1" / "logs").glob("*.jsonl"),
+                       *(root / "w2" / "logs").glob("*.jsonl")]):
         for line in log.read_text().splitlines():
             row = json.loads(line)
             if target in row and row["step"] >= finals.get(row["run"], (-1, 0.0))[0]:
@@ -136,14 +137,33 @@ def _final_losses(root, target):
     return {run: value for run, (_, value) in finals.items()}
 
 
-def test_fit_names_the_verification_run_that_ended_lowest(two_rounds):
+def test_fit_names_the_run_of_the_store_that_ended_lowest(two_rounds):
     document = json.loads((two_rounds / "model" / "model.json").read_text())
     best = document["report"]["verification"]["best"]
-    assert best["run"].startswith("v") and len(best["stages"]) == 6  # [0, t_1) .. [t_5, T_p)
+    assert len(best["stages"]) == 6  # [0, t_1) .. [t_5, T_p)
     assert all(len(w) == 3 and abs(sum(w) - 1) < 1e-9 for w in best["stages"])
     finals = _final_losses(two_rounds, document["target"])
+    assert len(finals) == 36 + 8  # round one's proxies and the verification runs compete
     assert best["run"] == min(finals, key=finals.get)
     assert best["loss"] == pytest.approx(finals[best["run"]], abs=1e-6)
+
+
+def test_only_runs_that_switch_on_grid_points_are_measured_plans():
+    import polars as pl
+
+    from regmixd_cli.fit.transitions import phases_on_grid
+
+    phases = pl.DataFrame({"run": ["a", "b", "b", "c", "c", "d", "d"],
+                           "start_step": [0, 0, 167, 0, 250, 0, 600],
+                           "x": [1.0, 1.0, 0.0, 1.0, 0.0, 1.0, 0.0],
+                           "y": [0.0, 0.0, 1.0, 0.0, 1.0, 0.0, 1.0]})
+    grid = (166.66666666666666, 400.0, 600.0)
+    # a: static; b: switches at step 167, within half a step of t_1; c: inside an interval;
+    # d: at T_p (shapes nothing).
+    on_grid, plans = phases_on_grid(phases, ["x", "y"], ["a", "b", "c", "d"], grid)
+    assert on_grid.tolist() == [True, True, False, True]
+    assert plans[1].tolist() == [[1.0, 0.0], [0.0, 1.0], [0.0, 1.0]]
+    assert plans[3].tolist() == [[1.0, 0.0]] * 3
 
 
 def _trusting_nothing(two_rounds, where):
@@ -164,7 +184,7 @@ def test_schedule_hands_out_the_measured_plan_when_the_model_cannot_beat_it(
     result = cli("schedule", model, "--out", tmp_path / "s.json", "--target-steps", "6000",
                  *FAST)
     assert result.exit_code == 0, result.output
-    assert f"plan of verification run {best['run']}" in result.stderr
+    assert f"plan of measured run {best['run']}" in result.stderr
     doc = json.loads((tmp_path / "s.json").read_text())
     guard = doc["provenance"]["guard"]
     assert guard["decision"] == VERIFIED and doc["provenance"]["verified_run"] == best["run"]
@@ -188,7 +208,7 @@ def test_schedule_hands_out_the_measured_plan_when_the_model_cannot_beat_it(
     decision = json.loads(steer.stdout)
     held = best["stages"][decision["switch"]]
     assert [decision["weights"][d] for d in domains] == held
-    assert "best verification run's plan" in " ".join(decision["warnings"])
+    assert "best measured run's plan" in " ".join(decision["warnings"])
 
 
 def test_force_dynamic_constraints_and_static_ignore_the_verified_run(cli, two_rounds, tmp_path):
@@ -229,4 +249,16 @@ def test_compare_shows_the_verified_run_as_evidence(cli, two_rounds, tmp_path):
     (row,) = data["guard"]
     assert row["decision"] == VERIFIED and row["evidence"]["verified_run"]["run"] == run
     text = cli("compare", model, "static", "offline", *FAST[:2]).stdout
-    assert f"not credible against the measured plan of verification run {run}" in text
+    assert f"not credible against the measured plan of run {run}" in text
+
+
+def test_fit_and_show_print_what_the_runs_measured(cli, two_rounds, tmp_path):
+    document = json.loads((two_rounds / "model" / "model.json").read_text())
+    best = document["report"]["verification"]["best"]
+    shown = cli("show", two_rounds / "model")
+    assert shown.exit_code == 0, shown.output
+    assert f"ended lowest: {best['run']}" in shown.stdout
+    edited = _with_report(two_rounds / "model", tmp_path / "m", verification={
+        "dynamic": "low", "static": None, "best": {"run": "x", "loss": [1]}})
+    shown = cli("show", edited)
+    assert shown.exit_code == 0 and "ended lowest: x" in shown.stdout
