@@ -1,0 +1,67 @@
+"""The measured plan (report.verification.best) through the CLI, at its edges: hand-edited
+reports, run names, online schedule files."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from regmixd_cli.plan.guard import VERIFIED
+from tests.plan.test_verified import FAST, _trusting_nothing, _with_report, two_rounds
+
+__all__ = ["two_rounds"]  # the module-scoped fixture, built once for this module too
+
+
+def _edited_best(two_rounds, tmp_path, edit):
+    """The two-round model trusting nothing, its best run passed through `edit`."""
+    trusting, report = _trusting_nothing(two_rounds, tmp_path / "trusting")
+    best = edit(dict(report["verification"]["best"]))
+    return _with_report(trusting, tmp_path / "edited",
+                        verification=report["verification"] | {"best": best}), best
+
+
+def test_weights_a_little_off_one_are_written_summing_to_exactly_one(cli, two_rounds,
+                                                                     tmp_path):
+    # Within the report's tolerance, but not what a schedule file may hold (nor over 1).
+    def edit(best):
+        return best | {"stages": [[0.3336] * 3, [1.0004, 0.0, 0.0], *best["stages"][2:]]}
+
+    model, _ = _edited_best(two_rounds, tmp_path, edit)
+    result = cli("schedule", model, "--out", tmp_path / "s.json", *FAST)
+    assert result.exit_code == 0, result.output
+    doc = json.loads((tmp_path / "s.json").read_text())
+    assert doc["provenance"]["guard"]["decision"] == VERIFIED
+    weights = [[s["weights"][d] for d in doc["domains"]] for s in doc["stages"]]
+    assert all(sum(w) == pytest.approx(1.0, abs=1e-9) and max(w) <= 1 for w in weights)
+    assert weights[:2] == [[0.333334, 0.333333, 0.333333], [1.0, 0.0, 0.0]]
+    assert cli("show", tmp_path / "s.json").exit_code == 0
+    export = cli("export", tmp_path / "s.json", "--to", "csv", "--out", tmp_path / "s.csv")
+    assert export.exit_code == 0, export.output
+
+
+@pytest.mark.parametrize("run", ["v[/]", "v[/bold]x[red]"])
+def test_a_run_name_that_looks_like_markup_is_shown_as_is(cli, two_rounds, tmp_path, run):
+    verification = json.loads((two_rounds / "model" / "model.json").read_text())[
+        "report"]["verification"]
+    model = _with_report(two_rounds / "model", tmp_path / "m",
+                         verification=verification | {"best": verification["best"] | {"run": run}})
+    result = cli("show", model)
+    assert result.exit_code == 0, result.output
+    assert f"ended lowest: {run}" in result.stdout
+
+
+def test_online_schedule_file_names_the_verified_run(cli, two_rounds, tmp_path):
+    model, report = _trusting_nothing(two_rounds, tmp_path / "m")
+    best = report["verification"]["best"]
+    log = tmp_path / "train.jsonl"
+    log.write_text("".join(json.dumps({"step": s, report["target"]: 7.0 - s / 2000}) + "\n"
+                           for s in range(0, 6001, 500)))
+    result = cli("online", model, "--follow", log, "--target-steps", "6000", "--timeout", "0.5",
+                 "--poll", "0.1", "--out-schedule", tmp_path / "o.json", *FAST)
+    assert result.exit_code == 0, result.output
+    doc = json.loads((tmp_path / "o.json").read_text())
+    assert doc["provenance"]["guard"]["decision"] == VERIFIED
+    assert doc["provenance"]["verified_run"] == best["run"]
+    domains = doc["domains"]
+    assert [[s["weights"][d] for d in domains] for s in doc["stages"]] == best["stages"]
