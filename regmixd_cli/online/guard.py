@@ -13,7 +13,7 @@ online decision hands out that plan's mixture for its interval instead, with a w
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from regmixd_cli.online.decision import Decision
 from regmixd_cli.plan.guard import VERIFIED, Verdict
@@ -42,6 +42,14 @@ class OnlineGuard:
         """True when every decision is to be the held plan's mixture (static RegMix or the
         best measured run's plan), not a search."""
         return not self.verdict.keep_dynamic
+
+    def provenance(self) -> dict[str, Any]:
+        """`provenance.guard`, and `verified_run` when the held plan is a measured run's (as
+        `schedule` writes them)."""
+        record = {"guard": self.verdict.record()}
+        if self.verdict.decision == VERIFIED:
+            record["verified_run"] = self.verdict.evidence["verified_run"]["run"]
+        return record
 
 
 def judge_model(
