@@ -30,6 +30,7 @@ from regmixd_cli.errors import ModelError
 from regmixd_cli.plan.guard import evidence_from_report, judge, weigh_verified
 from regmixd_cli.plan.schedule import (
     ScheduleModel,
+    best_verified_run,
     build_schedule,
     build_static,
     resolve_schedule_prior,
@@ -354,9 +355,7 @@ def guard_rows(model: ScheduleModel, predictions: Sequence[Prediction]) -> list[
     named = [p for p in statics if p.plan.name == STATIC or p.plan.method == "regmix-static"]
     ref = named[0] if named else min(statics, key=lambda p: p.losses[-1])
     evidence = evidence_from_report(getattr(model, "report", None) or {}, model.form)
-    run = evidence.best_verified
-    if run is not None and len(run.stages) != len(model.grid):
-        run = None
+    run = best_verified_run(model)  # over the model's grid and domains, else None
     rows = []
     for p in dynamics:
         verdict = judge(p.losses[-1], ref.losses[-1], evidence)

@@ -65,3 +65,16 @@ def test_online_schedule_file_names_the_verified_run(cli, two_rounds, tmp_path):
     assert doc["provenance"]["verified_run"] == best["run"]
     domains = doc["domains"]
     assert [[s["weights"][d] for d in domains] for s in doc["stages"]] == best["stages"]
+
+
+@pytest.mark.parametrize("width", [2, 4])
+def test_a_best_run_over_other_domains_is_ignored_by_every_command(cli, two_rounds, tmp_path,
+                                                                   width):
+    model, _ = _edited_best(two_rounds, tmp_path,
+                            lambda best: best | {"stages": [[1 / width] * width] * 6})
+    compared = cli("compare", model, "static", "offline", "--candidates", "2000", "--json")
+    assert compared.exit_code == 0, compared.output
+    assert [row["decision"] for row in json.loads(compared.stdout)["guard"]] != [VERIFIED]
+    scheduled = cli("schedule", model, "--json", *FAST)
+    assert scheduled.exit_code == 0, scheduled.output
+    assert json.loads(scheduled.stdout)["provenance"]["guard"]["decision"] != VERIFIED
