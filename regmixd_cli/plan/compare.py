@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from regmixd_cli.domain import LOSS_DECIMALS, Schedule
 from regmixd_cli.errors import ModelError
+from regmixd_cli.fit.model import PER_STAGE_HISTORY
 from regmixd_cli.plan.guard import evidence_from_report, judge, weigh_verified
 from regmixd_cli.plan.schedule import (
     ScheduleModel,
@@ -180,7 +181,8 @@ def _ensemble_members(model: Any) -> tuple[Any, ...]:
 
 def _rollout(model: Any, mixtures: np.ndarray, initial: Any) -> tuple[np.ndarray, np.ndarray]:
     """(C, N+1) losses from the state `initial` at t_1, then transition j with mixtures[:, j]
-    (C, N+1, K); and the last state of each plan (C,) or (C, T) (one loss per target)."""
+    (C, N+1, K); and the last state of each plan (C,) or (C, T) (one loss per target). The
+    per-stage-history form also reads what each plan trained on so far, as `schedule` does."""
     import numpy as np
 
     n_plans, n_points, _ = mixtures.shape
@@ -188,9 +190,17 @@ def _rollout(model: Any, mixtures: np.ndarray, initial: Any) -> tuple[np.ndarray
     state = np.broadcast_to(np.asarray(initial, dtype=np.float64),
                             (n_plans, *np.shape(initial))).copy()
     path[:, 0] = model.objective_of(state)
+    spans = np.diff([0.0, *model.grid])
     for j in range(1, n_points):
         step = np.ascontiguousarray(mixtures[:, j, :], dtype=np.float32)
-        state = np.asarray(model.predict_state(j, step, state), dtype=np.float64)
+        if getattr(model, "form", None) == PER_STAGE_HISTORY:
+            history = (np.einsum("j,cjk->ck", spans[:j], np.asarray(mixtures[:, :j, :],
+                                                                   dtype=np.float64))
+                       / spans[:j].sum()).astype(np.float32)
+            state = np.asarray(model.predict_state(j, step, state, history=history),
+                               dtype=np.float64)
+        else:
+            state = np.asarray(model.predict_state(j, step, state), dtype=np.float64)
         path[:, j] = np.asarray(model.objective_of(state)).reshape(-1)
     return path, state
 

@@ -78,3 +78,26 @@ def test_a_best_run_over_other_domains_is_ignored_by_every_command(cli, two_roun
     scheduled = cli("schedule", model, "--json", *FAST)
     assert scheduled.exit_code == 0, scheduled.output
     assert json.loads(scheduled.stdout)["provenance"]["guard"]["decision"] != VERIFIED
+
+
+def test_compare_rolls_a_per_stage_history_plan_out_as_schedule_does(cli, two_rounds,
+                                                                     tmp_path):
+    # The guard's evidence in one compare row (judge's rollout, weigh_verified's rollout)
+    # and compare's table must score a plan as `schedule` predicted it.
+    model = tmp_path / "history"
+    fitted = cli("fit", two_rounds / "store", "--out", model, "--model", "per-stage-history",
+                 "--verify-prefix", "v", "--max-rounds", "60", "--folds", "3")
+    assert fitted.exit_code == 0, fitted.output
+    result = cli("schedule", model, "--force-dynamic", "--out", tmp_path / "s.json", *FAST)
+    assert result.exit_code == 0, result.output
+    predicted = [s["predicted_loss"] for s in
+                 json.loads((tmp_path / "s.json").read_text())["stages"]]
+    compared = cli("compare", model, tmp_path / "s.json", "static", "--candidates", "2000",
+                   "--json")
+    assert compared.exit_code == 0, compared.output
+    doc = json.loads(compared.stdout)
+    item = next(i for i in doc["items"] if i["item"].endswith("s.json"))
+    assert [p["loss"] for p in item["points"]] == pytest.approx(predicted, abs=1e-6)
+    guard = doc["guard"][0]["evidence"]
+    assert guard["dynamic_predicted"] == pytest.approx(predicted[-1], abs=1e-6)
+    assert guard["verified_run"]["chosen_predicted"] == guard["dynamic_predicted"]
