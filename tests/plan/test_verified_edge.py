@@ -80,14 +80,19 @@ def test_a_best_run_over_other_domains_is_ignored_by_every_command(cli, two_roun
     assert json.loads(scheduled.stdout)["provenance"]["guard"]["decision"] != VERIFIED
 
 
+def _history_model(cli, two_rounds, where):
+    """The two-round store fitted with the per-stage-history form."""
+    fitted = cli("fit", two_rounds / "store", "--out", where, "--model", "per-stage-history",
+                 "--verify-prefix", "v", "--max-rounds", "60", "--folds", "3")
+    assert fitted.exit_code == 0, fitted.output
+    return where
+
+
 def test_compare_rolls_a_per_stage_history_plan_out_as_schedule_does(cli, two_rounds,
                                                                      tmp_path):
     # The guard's evidence in one compare row (judge's rollout, weigh_verified's rollout)
     # and compare's table must score a plan as `schedule` predicted it.
-    model = tmp_path / "history"
-    fitted = cli("fit", two_rounds / "store", "--out", model, "--model", "per-stage-history",
-                 "--verify-prefix", "v", "--max-rounds", "60", "--folds", "3")
-    assert fitted.exit_code == 0, fitted.output
+    model = _history_model(cli, two_rounds, tmp_path / "history")
     result = cli("schedule", model, "--force-dynamic", "--out", tmp_path / "s.json", *FAST)
     assert result.exit_code == 0, result.output
     predicted = [s["predicted_loss"] for s in
@@ -101,3 +106,26 @@ def test_compare_rolls_a_per_stage_history_plan_out_as_schedule_does(cli, two_ro
     guard = doc["guard"][0]["evidence"]
     assert guard["dynamic_predicted"] == pytest.approx(predicted[-1], abs=1e-6)
     assert guard["verified_run"]["chosen_predicted"] == guard["dynamic_predicted"]
+
+
+def test_online_predicts_a_held_per_stage_history_plan_as_schedule_does(cli, two_rounds,
+                                                                        tmp_path):
+    fitted = _history_model(cli, two_rounds, tmp_path / "history")
+    document = json.loads((fitted / "model.json").read_text())
+    rollout = document["report"]["endpoint"]["rollout"]
+    model = _with_report(fitted, tmp_path / "m", endpoint=document["report"]["endpoint"] | {
+        "rollout": rollout | {"per-stage-history": rollout["per-stage-history"] | {"mae": 50.0}}})
+    result = cli("schedule", model, "--target-steps", "6000", "--out", tmp_path / "s.json", *FAST)
+    assert result.exit_code == 0, result.output
+    doc = json.loads((tmp_path / "s.json").read_text())
+    assert doc["provenance"]["guard"]["decision"] == VERIFIED
+    assert len(doc["stages"]) == 6  # a plan that changes: the history matters
+    for j in (2, 3):  # observed exactly what schedule predicted at S_j: the same next loss
+        steer = cli("online", model, "--step", str(1000 * j), "--loss",
+                    str(doc["stages"][j - 1]["predicted_loss"]), "--param-ratio", "1",
+                    "--target-steps", "6000", "--json", *FAST)
+        assert steer.exit_code == 0, steer.output
+        decision = json.loads(steer.stdout)
+        assert decision["switch"] == j
+        assert decision["predicted_loss"] == pytest.approx(doc["stages"][j]["predicted_loss"],
+                                                           abs=1e-5)
