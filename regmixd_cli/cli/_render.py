@@ -9,6 +9,7 @@ import math
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
+from rich.markup import escape
 from rich.table import Table
 
 from regmixd_cli.cli._app import info, out, warn
@@ -275,7 +276,7 @@ def _observed_table(observed: dict[str, Any]) -> Table:
                   number(observed.get("static")))
     best = observed.get("best")
     if isinstance(best, dict):
-        table.add_row(f"ended lowest: {best.get('run')}", number(best.get("loss")))
+        table.add_row(f"ended lowest: {escape(str(best.get('run')))}", number(best.get("loss")))
     return table
 
 

@@ -92,7 +92,7 @@ def schedule(
     A model fitted with --verify-prefix also weighs the plan against the run of its store
     (proxy or verification run) that ended lowest: unless the model predicts the plan lower
     by that same margin, the run's measured plan is written instead
-    (provenance.verified_run).
+    (provenance.verified_run); not with --constraints, --risk or --force-dynamic.
 
     Example: regmixd schedule model/ --target-steps 25000 --out schedule.json
     """

@@ -461,7 +461,7 @@ class OnlineController:
             "param_ratio": self.param_ratio,
             "beta": self.beta,
             "regmixd_version": __version__,
-        } | ({"guard": self._guard.verdict.record()} if self._guard is not None else {})
+        } | ({} if self._guard is None else self._guard.provenance())
 
     def to_schedule(self) -> dict[str, Any]:
         """The decisions so far as schedule JSON v1 (method regmix-d-online; segment 0 = prior)."""

@@ -13,10 +13,10 @@ online decision hands out that plan's mixture for its interval instead, with a w
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from regmixd_cli.online.decision import Decision
-from regmixd_cli.plan.guard import VERIFIED, Verdict
+from regmixd_cli.plan.guard import VERIFIED, Verdict, rollout_step
 from regmixd_cli.plan.schedule import build_guarded, interval_mixtures
 from regmixd_cli.plan.search import SearchConfig
 from regmixd_cli.weights import Prior
@@ -42,6 +42,14 @@ class OnlineGuard:
         """True when every decision is to be the held plan's mixture (static RegMix or the
         best measured run's plan), not a search."""
         return not self.verdict.keep_dynamic
+
+    def provenance(self) -> dict[str, Any]:
+        """`provenance.guard`, and `verified_run` when the held plan is a measured run's (as
+        `schedule` writes them)."""
+        record = {"guard": self.verdict.record()}
+        if self.verdict.decision == VERIFIED:
+            record["verified_run"] = self.verdict.evidence["verified_run"]["run"]
+        return record
 
 
 def judge_model(
@@ -69,15 +77,15 @@ def guarded(decision: Decision, guard: OnlineGuard, model: FittedModel) -> Decis
     if not guard.holds_plan:
         return decision
     held = guard.plan[decision.switch]
-    weights = [held[d] for d in model.domains]
-    mixture = np.asarray([weights], dtype=np.float32)
     state = (decision.corrected_loss if decision.corrected_losses is None else np.asarray(
         [decision.corrected_losses[t] for t in model.targets], dtype=np.float64))
-    predicted = float(np.asarray(model.predict_transition(decision.switch, mixture, state))[0])
+    # As `schedule` rolls the plan out (per-stage-history: what the plan trained on so far).
+    stages = [[stage[d] for d in model.domains] for stage in guard.plan]
+    after = rollout_step(model, stages, decision.switch, state)
+    predicted = float(model.objective_of(after))
     per_target = None
     if decision.corrected_losses is not None:  # a model of several targets: each one's too
-        per_target = model.target_losses(  # type: ignore[union-attr]
-            model.predict_state(decision.switch, mixture, state)[0])
+        per_target = model.target_losses(after)  # type: ignore[union-attr]
     ratio = decision.predicted_loss / decision.predicted_target_loss
     what = ("the best measured run's plan" if guard.verdict.decision == VERIFIED
             else "the static RegMix mixture")

@@ -27,9 +27,11 @@ from typing import TYPE_CHECKING, Any
 
 from regmixd_cli.domain import LOSS_DECIMALS, Schedule
 from regmixd_cli.errors import ModelError
+from regmixd_cli.fit.model import PER_STAGE_HISTORY
 from regmixd_cli.plan.guard import evidence_from_report, judge, weigh_verified
 from regmixd_cli.plan.schedule import (
     ScheduleModel,
+    best_verified_run,
     build_schedule,
     build_static,
     resolve_schedule_prior,
@@ -179,7 +181,8 @@ def _ensemble_members(model: Any) -> tuple[Any, ...]:
 
 def _rollout(model: Any, mixtures: np.ndarray, initial: Any) -> tuple[np.ndarray, np.ndarray]:
     """(C, N+1) losses from the state `initial` at t_1, then transition j with mixtures[:, j]
-    (C, N+1, K); and the last state of each plan (C,) or (C, T) (one loss per target)."""
+    (C, N+1, K); and the last state of each plan (C,) or (C, T) (one loss per target). The
+    per-stage-history form also reads what each plan trained on so far, as `schedule` does."""
     import numpy as np
 
     n_plans, n_points, _ = mixtures.shape
@@ -187,9 +190,17 @@ def _rollout(model: Any, mixtures: np.ndarray, initial: Any) -> tuple[np.ndarray
     state = np.broadcast_to(np.asarray(initial, dtype=np.float64),
                             (n_plans, *np.shape(initial))).copy()
     path[:, 0] = model.objective_of(state)
+    spans = np.diff([0.0, *model.grid])
     for j in range(1, n_points):
         step = np.ascontiguousarray(mixtures[:, j, :], dtype=np.float32)
-        state = np.asarray(model.predict_state(j, step, state), dtype=np.float64)
+        if getattr(model, "form", None) == PER_STAGE_HISTORY:
+            history = (np.einsum("j,cjk->ck", spans[:j], np.asarray(mixtures[:, :j, :],
+                                                                   dtype=np.float64))
+                       / spans[:j].sum()).astype(np.float32)
+            state = np.asarray(model.predict_state(j, step, state, history=history),
+                               dtype=np.float64)
+        else:
+            state = np.asarray(model.predict_state(j, step, state), dtype=np.float64)
         path[:, j] = np.asarray(model.objective_of(state)).reshape(-1)
     return path, state
 
@@ -354,9 +365,7 @@ def guard_rows(model: ScheduleModel, predictions: Sequence[Prediction]) -> list[
     named = [p for p in statics if p.plan.name == STATIC or p.plan.method == "regmix-static"]
     ref = named[0] if named else min(statics, key=lambda p: p.losses[-1])
     evidence = evidence_from_report(getattr(model, "report", None) or {}, model.form)
-    run = evidence.best_verified
-    if run is not None and len(run.stages) != len(model.grid):
-        run = None
+    run = best_verified_run(model)  # over the model's grid and domains, else None
     rows = []
     for p in dynamics:
         verdict = judge(p.losses[-1], ref.losses[-1], evidence)

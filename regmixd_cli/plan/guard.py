@@ -37,6 +37,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from regmixd_cli.weights import round_weights
+
 # k: chosen by measurement on four world families (docs/explanation/quality.md, bench/quality.py's
 # k sweep). The held-out rollout MAE measures level errors, most of which cancel between two
 # plans under one model, so the advantage need only be a fraction of it. On 16 worlds (4 per
@@ -179,7 +181,7 @@ def _verified_run(data: Any) -> VerifiedRun | None:
         values = [v for v in numbers if v is not None and v >= 0]
         if len(values) != len(numbers) or abs(sum(values) - 1.0) > 1e-3:
             return None
-        rows.append(tuple(values))
+        rows.append(round_weights(values))  # as a schedule file's weights: sum exactly 1
     if len({len(r) for r in rows}) != 1:
         return None
     return VerifiedRun(data["run"], loss, tuple(rows))
