@@ -39,10 +39,18 @@ GLYPHS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
 
 
 def show_schedule(path: Path) -> None:
-    """`regmixd show SCHEDULE`: the stage table and a stacked bar per stage, on stdout."""
+    """`regmixd show SCHEDULE`: the stage table and a stacked bar per stage, on stdout; then
+    the guard's decision and reason when the file records them (`schedule`, `online`)."""
     from regmixd_cli.plan.schedule_file import read_schedule
 
-    render_schedule(read_schedule(path), out)
+    schedule = read_schedule(path)
+    render_schedule(schedule, out)
+    guard = schedule.provenance.get("guard")
+    if isinstance(guard, dict) and isinstance(guard.get("decision"), str):
+        run = schedule.provenance.get("verified_run")
+        which = f" (the measured plan of run {run})" if isinstance(run, str) else ""
+        out.print(f"guard: {guard['decision']}{which}: {guard.get('reason', '')}",
+                  markup=False, highlight=False)
 
 
 def render_schedule(schedule: Schedule, console: Console) -> None:
@@ -188,8 +196,10 @@ def show_store(path: Path) -> None:
 
 
 def _fmt(value: Any, digits: int = 4) -> str:
-    """A score for a table cell ("-" when absent)."""
-    return "-" if value is None else f"{value:.{digits}f}"
+    """A score for a table cell ("-" when absent, or not a number in a hand-edited report)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return "-"
+    return f"{value:.{digits}f}"
 
 
 def report_tables(report: dict[str, Any]) -> list[Table]:
@@ -213,11 +223,8 @@ def report_tables(report: dict[str, Any]) -> list[Table]:
         for row in report["transitions"]:
             cells = [str(row["stage"]), f"{row['t_from']:g} -> {row['t_to']:g}"]
             for form in forms:
-                cells += [
-                    _fmt(row[form]["spearman"]),
-                    _fmt(row[form]["mae"]),
-                    _fmt(row[form]["r2"]),
-                ]
+                scores = row[form] if isinstance(row[form], dict) else {}
+                cells += [_fmt(scores.get(k)) for k in ("spearman", "mae", "r2")]
             table.add_row(*cells)
         tables.append(table)
     table = Table(
@@ -230,7 +237,8 @@ def report_tables(report: dict[str, Any]) -> list[Table]:
     rows = [("endpoint model (RegMix)", report["endpoint"]["endpoint"])]
     rows += [(f"rollout ({f})", s) for f, s in report["endpoint"].get("rollout", {}).items()]
     for name, scores in rows:
-        table.add_row(name, _fmt(scores["spearman"]), _fmt(scores["mae"]), _fmt(scores["r2"]))
+        table.add_row(name, *(_fmt(scores.get(k) if isinstance(scores, dict) else None)
+                              for k in ("spearman", "mae", "r2")))
     tables.append(table)
     if report.get("evidence"):
         tables.append(_evidence_table(report["evidence"]))
@@ -263,20 +271,16 @@ def _targets_table(report: dict[str, Any]) -> Table:
 def _observed_table(observed: dict[str, Any]) -> Table:
     """What the runs measured: the verification groups' mean final loss, and the run that
     ended lowest (the measured plan `schedule` weighs against its own)."""
-    def number(value: Any) -> str:  # a hand-edited report shows "-", never a traceback
-        plain = isinstance(value, int | float) and not isinstance(value, bool)
-        return _fmt(value if plain else None)
-
     table = Table(title="Observed final loss (the guard weighs these against the model)")
     table.add_column("runs")
     table.add_column("final loss", justify="right")
     table.add_row(f"around the schedule ({observed.get('n_dynamic', '?')})",
-                  number(observed.get("dynamic")))
+                  _fmt(observed.get("dynamic")))
     table.add_row(f"around static RegMix ({observed.get('n_static', '?')})",
-                  number(observed.get("static")))
+                  _fmt(observed.get("static")))
     best = observed.get("best")
     if isinstance(best, dict):
-        table.add_row(f"ended lowest: {escape(str(best.get('run')))}", number(best.get("loss")))
+        table.add_row(f"ended lowest: {escape(str(best.get('run')))}", _fmt(best.get("loss")))
     return table
 
 

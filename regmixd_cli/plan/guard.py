@@ -248,10 +248,14 @@ def weigh_verified(
 ) -> Verdict:
     """`verdict`, or VERIFIED: the best measured run's plan, unless the model predicts the
     chosen plan (`chosen`: its mixture over each grid interval) to end lower by at least the
-    verdict's threshold. A forced verdict stays forced."""
+    verdict's threshold. A forced verdict stays forced; a chosen plan that IS the run's plan
+    (to the weights' 1e-6 rounding) needs no weighing."""
     if verdict.decision == FORCED or len(run.stages) != len(chosen):
         return verdict
     plans = [tuple(tuple(float(w) for w in stage) for stage in chosen), run.stages]
+    if all(len(a) == len(b) and max(abs(x - y) for x, y in zip(a, b, strict=True)) <= 1e-6
+           for a, b in zip(*plans, strict=True)):
+        return verdict
     if all(len(set(plan)) == 1 for plan in plans):  # two static plans: RegMix's own ranking
         import numpy as np
 

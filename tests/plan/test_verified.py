@@ -61,6 +61,9 @@ def test_the_run_is_handed_out_unless_the_model_credibly_beats_it():
     far = VerifiedRun("vs003", 4.7, ((0.0, 1.0),) * 3)  # rollout 5.0: 0.2 worse than chosen
     kept = weigh_verified(_verdict(DYNAMIC), chosen, far, model)
     assert kept.decision == DYNAMIC and "kept over the best measured run vs003" in kept.reason
+    # The chosen plan IS the run's plan: nothing to weigh.
+    same = VerifiedRun("vd002", 4.7, tuple(chosen))
+    assert weigh_verified(_verdict(DYNAMIC), chosen, same, model).decision == DYNAMIC
     # A forced verdict stays forced; a plan of another length is not comparable.
     assert weigh_verified(_verdict(FORCED), chosen, close, model).decision == FORCED
     assert weigh_verified(_verdict(DYNAMIC), chosen[:2], close, model).decision == DYNAMIC
@@ -195,7 +198,9 @@ def test_schedule_hands_out_the_measured_plan_when_the_model_cannot_beat_it(
     assert [[s["weights"][d] for d in domains] for s in doc["stages"]] == expected
     assert doc["method"] == ("regmix-static" if static else "regmix-d-offline")
     assert doc["stages"][-1]["end_step"] == 6000
-    assert cli("show", tmp_path / "s.json").exit_code == 0  # a valid schedule file
+    shown = cli("show", tmp_path / "s.json")  # a valid schedule file, and it says why
+    assert shown.exit_code == 0, shown.output
+    assert f"guard: verified (the measured plan of run {best['run']})" in shown.stdout
     # The same model and seed, again: byte-identical.
     again = cli("schedule", model, "--out", tmp_path / "t.json", "--target-steps", "6000", *FAST)
     assert again.exit_code == 0
@@ -262,3 +267,10 @@ def test_fit_and_show_print_what_the_runs_measured(cli, two_rounds, tmp_path):
         "dynamic": "low", "static": None, "best": {"run": "x", "loss": [1]}})
     shown = cli("show", edited)
     assert shown.exit_code == 0 and "ended lowest: x" in shown.stdout
+
+
+def test_show_reads_a_report_whose_scores_were_edited(cli, two_rounds, tmp_path):
+    model, _ = _trusting_nothing(two_rounds, tmp_path / "m")  # its rollout entry has no r2
+    shown = cli("show", model)
+    assert shown.exit_code == 0, shown.output
+    assert "50.0000" in shown.stdout
