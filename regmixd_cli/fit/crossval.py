@@ -166,6 +166,18 @@ VERIFY_DYNAMIC_TAG = "d"
 VERIFY_STATIC_TAG = "s"
 
 
+def attach_evidence(
+    report: dict[str, Any], table: LossTable, evidence: dict[str, Any], prefixes: tuple[str, ...]
+) -> None:
+    """Add to a fit report what phased proxies and verification runs show: `evidence` (held-out
+    errors per form) and `verification` (what the runs observed), where there is any."""
+    if table.in_force is not None or prefixes:
+        report["evidence"] = evidence
+    observed = observed_verification(table, prefixes)
+    if observed is not None:
+        report["verification"] = observed
+
+
 def observed_verification(table: LossTable, prefixes: tuple[str, ...]) -> dict[str, Any] | None:
     """What the verification runs observed: mean final loss of the runs around the schedule
     and around static RegMix, and the standard error of their difference (None with fewer than

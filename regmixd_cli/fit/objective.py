@@ -34,11 +34,11 @@ from regmixd_cli.errors import InputError, ModelError, RegmixdError, UsageError
 from regmixd_cli.fit.crossval import (
     BLIND_WARNING,
     MIN_RUNS_PER_FOLD,
+    attach_evidence,
     check_folds,
     choose_form_by_evidence,
     cross_validate,
     cv_report,
-    observed_verification,
     phased_evidence,
 )
 from regmixd_cli.fit.metrics import clean
@@ -502,11 +502,7 @@ def fit_objective(
     report = cv_report(table, config, forms, preds, {}, chosen, reason, {})
     report["objective"] = objective.record()
     report["targets"] = {m.target: _target_summary(m.report, chosen) for m in members}
-    if table.in_force is not None or config.verify_prefixes:
-        report["evidence"] = evidence
-    observed = observed_verification(table, config.verify_prefixes)
-    if observed is not None:
-        report["verification"] = observed
+    attach_evidence(report, table, evidence, config.verify_prefixes)
     warnings = [BLIND_WARNING] if blind else []
     if dropped:
         warnings.append(f"{len(dropped)} run(s) lack a usable value of some target and were "

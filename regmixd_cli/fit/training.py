@@ -19,11 +19,11 @@ from regmixd_cli.files import dumps_json
 from regmixd_cli.fit.boosters import booster_kinds, booster_task, train_all
 from regmixd_cli.fit.crossval import (
     BLIND_WARNING,
+    attach_evidence,
     check_folds,
     choose_form_by_evidence,
     cross_validate,
     cv_report,
-    observed_verification,
     phased_evidence,
 )
 from regmixd_cli.fit.model import (
@@ -86,11 +86,7 @@ def fit_model(
         progress(config.folds + 1, config.folds + 1)
 
     report = cv_report(table, config, forms, preds, rounds, chosen, reason, final_rounds)
-    if table.in_force is not None or config.verify_prefixes:
-        report["evidence"] = evidence
-    observed = observed_verification(table, config.verify_prefixes)
-    if observed is not None:
-        report["verification"] = observed
+    attach_evidence(report, table, evidence, config.verify_prefixes)
     if blind:
         report["warnings"] = [BLIND_WARNING]
     return fitted_from(store, table, config, prior, chosen, report, boosters,

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 from regmixd_cli.domain import LOSS_DECIMALS, Schedule
 from regmixd_cli.errors import ModelError
 from regmixd_cli.fit.model import PER_STAGE_HISTORY
-from regmixd_cli.plan.guard import evidence_from_report, judge, weigh_verified
+from regmixd_cli.plan.guard import evidence_from_report, judge, plan_history, weigh_verified
 from regmixd_cli.plan.schedule import (
     ScheduleModel,
     best_verified_run,
@@ -190,13 +190,10 @@ def _rollout(model: Any, mixtures: np.ndarray, initial: Any) -> tuple[np.ndarray
     state = np.broadcast_to(np.asarray(initial, dtype=np.float64),
                             (n_plans, *np.shape(initial))).copy()
     path[:, 0] = model.objective_of(state)
-    spans = np.diff([0.0, *model.grid])
     for j in range(1, n_points):
         step = np.ascontiguousarray(mixtures[:, j, :], dtype=np.float32)
         if getattr(model, "form", None) == PER_STAGE_HISTORY:
-            history = (np.einsum("j,cjk->ck", spans[:j], np.asarray(mixtures[:, :j, :],
-                                                                   dtype=np.float64))
-                       / spans[:j].sum()).astype(np.float32)
+            history = plan_history(model.grid, mixtures, j)
             state = np.asarray(model.predict_state(j, step, state, history=history),
                                dtype=np.float64)
         else:

@@ -250,15 +250,15 @@ def weigh_verified(
     chosen plan (`chosen`: its mixture over each grid interval) to end lower by at least the
     verdict's threshold. A forced verdict stays forced; a chosen plan that IS the run's plan
     (to the weights' 1e-6 rounding) needs no weighing."""
-    if verdict.decision == FORCED or len(run.stages) != len(chosen):
+    import numpy as np
+
+    ours, theirs = np.asarray(chosen, dtype=np.float64), np.asarray(run.stages)
+    if verdict.decision == FORCED or ours.shape != theirs.shape:
+        return verdict
+    if np.abs(ours - theirs).max() <= 1e-6:
         return verdict
     plans = [tuple(tuple(float(w) for w in stage) for stage in chosen), run.stages]
-    if all(len(a) == len(b) and max(abs(x - y) for x, y in zip(a, b, strict=True)) <= 1e-6
-           for a, b in zip(*plans, strict=True)):
-        return verdict
     if all(len(set(plan)) == 1 for plan in plans):  # two static plans: RegMix's own ranking
-        import numpy as np
-
         scored = np.asarray(model.predict_endpoint(np.asarray([p[0] for p in plans],
                                                               dtype=np.float32)))
         chosen_loss, run_loss, by = float(scored[0]), float(scored[1]), "endpoint model"
@@ -304,12 +304,22 @@ def rollout_step(
     mixture = weights[stage : stage + 1].astype(np.float32)
     history = None  # a run that trained on this mixture all along is its own history
     if model.form == PER_STAGE_HISTORY and np.ptp(weights[: stage + 1], axis=0).any():
-        spans = np.diff([0.0, *model.grid])[:stage]
-        history = (spans @ weights[:stage] / spans.sum()).astype(np.float32)
+        history = plan_history(model.grid, weights, stage)
     predicted = (model.predict_state(stage, mixture, state) if history is None
                  else model.predict_state(stage, mixture, state, history=history))
     result = np.asarray(predicted)[0]
     return float(result) if np.ndim(result) == 0 else result
+
+
+def plan_history(grid: Sequence[float], mixtures: Any, stage: int) -> Any:
+    """What plan(s) (`mixtures`: (..., N+1, K), each interval's mixture) trained on over
+    [0, t_stage): the step-weighted mean of their first `stage` intervals, float32 (...,  K)."""
+    import numpy as np
+
+    spans = np.diff([0.0, *grid])[:stage]
+    seen = np.einsum("j,...jk->...k", spans, np.asarray(mixtures, dtype=np.float64)[..., :stage, :])
+    result: Any = (seen / spans.sum()).astype(np.float32)
+    return result
 
 
 def static_rollout(model: RolloutModel, weights: Sequence[float]) -> float:

@@ -241,21 +241,25 @@ def build_static(
         weights = round_weights(result.weights)
     else:
         result, weights = runner.search(0, score, config, rng)
-    mixture = np.asarray([weights], dtype=np.float32)
-    loss = float(np.asarray(model.predict_endpoint(mixture)).reshape(-1)[0])
     if progress is not None:
         progress(1, 1)
+    return _static_schedule(model, weights, steps,
+                            _provenance(model, config, prior, seed, model_sha256, runner))
+
+
+def _static_schedule(
+    model: ScheduleModel, weights: tuple[float, ...], steps: int, provenance: dict[str, Any]
+) -> Schedule:
+    """One mixture over [0, steps), its loss by the endpoint model (each target's too)."""
+    import numpy as np
+
+    mixture = np.asarray([weights], dtype=np.float32)
+    loss = float(np.asarray(model.predict_endpoint(mixture)).reshape(-1)[0])
     per_target = None
     if hasattr(model, "predict_endpoint_targets"):
         per_target = _targets(model, model.predict_endpoint_targets(mixture)[0])
     stage = _stage([0, steps], 0, steps, weights, loss, per_target)
-    return Schedule(
-        METHOD_STATIC,
-        tuple(model.domains),
-        steps,
-        (stage,),
-        _provenance(model, config, prior, seed, model_sha256, runner),
-    )
+    return Schedule(METHOD_STATIC, tuple(model.domains), steps, (stage,), provenance)
 
 
 def build_guarded(
@@ -322,18 +326,10 @@ def interval_mixtures(schedule: Schedule, model: ScheduleModel) -> list[tuple[fl
 def verified_schedule(model: ScheduleModel, run: VerifiedRun, like: Schedule) -> Schedule:
     """A measured run's plan on `like`'s axis: one static stage, or a stage per grid
     interval with the model's rollout as predicted losses (`like` gives steps and provenance)."""
-    import numpy as np
-
     steps = like.target_steps
     provenance = dict(like.provenance) | {"verified_run": run.run}
     if run.static:
-        mixture = np.asarray([run.stages[0]], dtype=np.float32)
-        loss = float(np.asarray(model.predict_endpoint(mixture)).reshape(-1)[0])
-        per_target = None
-        if hasattr(model, "predict_endpoint_targets"):
-            per_target = _targets(model, model.predict_endpoint_targets(mixture)[0])
-        stage = _stage([0, steps], 0, steps, run.stages[0], loss, per_target)
-        return Schedule(METHOD_STATIC, tuple(model.domains), steps, (stage,), provenance)
+        return _static_schedule(model, run.stages[0], steps, provenance)
     bounds = stage_boundaries(model.grid, model.proxy_steps, steps)
     state: Any = model.initial_state
     stages = [_stage(bounds, 0, steps, run.stages[0], float(model.initial_loss),
