@@ -331,6 +331,26 @@ def _evaluate_table(report: dict[str, Any]) -> Table:
     return table
 
 
+def curve_rate_line(report: dict[str, Any]) -> str | None:
+    """Which learning rate the curve booster was fitted with and the held-out numbers why
+    (fit.crossval.choose_curve_rate); None when the fit tried none, or the record is unreadable."""
+    record = report.get("curve_learning_rate")
+    try:
+        base, fast = record["tried"]  # type: ignore[index]
+        chosen = float(record["learning_rate"])  # type: ignore[index]
+        numbers = (f"held-out next-interval MAE {_fmt(fast['next_mae'], 5)} at "
+                   f"{fast['learning_rate']:g} vs {_fmt(base['next_mae'], 5)} at "
+                   f"{base['learning_rate']:g}, rollout {_fmt(fast['rollout_mae'], 5)} vs "
+                   f"{_fmt(base['rollout_mae'], 5)}")
+        kept = fast if chosen == fast["learning_rate"] else base
+        trees = f"learning rate {chosen:g}, {int(kept['median_rounds'])} trees"
+    except (KeyError, TypeError, ValueError):
+        return None
+    if kept is fast:
+        return f"{trees} ({numbers}: within one standard error, so the faster booster)"
+    return f"{trees} ({numbers}: worse by more than one standard error, so not the faster one)"
+
+
 def show_model(path: Path) -> None:
     """Print a model's summary and cross-validation report as tables on stdout."""
     from regmixd_cli.fit.files import load_model, read_model_dir
@@ -346,6 +366,9 @@ def show_model(path: Path) -> None:
     summary.add_row("grid (proxy steps)", ", ".join(f"{t:g}" for t in meta["grid"]))
     summary.add_row("form", meta["form"] or "endpoint only (RegMix)")
     summary.add_row("choice", report["choice"]["reason"])
+    rate = curve_rate_line(report)
+    if rate is not None:
+        summary.add_row("curve booster", rate)
     summary.add_row(
         "runs", f"{report['n_runs']} used, {sum(map(len, report['excluded'].values()))} left out"
     )

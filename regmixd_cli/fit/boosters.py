@@ -157,7 +157,8 @@ def booster_task(
         xe, ye = _design(table, early_runs, kind, stage)
         early = (xe, ye - xe[:, -1] if residual else ye)
     # The loss feature is the last column: a residual booster learns l_{j+1} - l_j.
-    return BoosterTask(settings, seed, x, y - x[:, -1] if residual else y, rounds, early)
+    return BoosterTask(settings.for_kind(kind), seed, x, y - x[:, -1] if residual else y, rounds,
+                       early)
 
 
 def train_task(task: BoosterTask) -> tuple[bytes, int]:

@@ -10,27 +10,34 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
 
 from regmixd_cli.errors import UsageError
 from regmixd_cli.fit.boosters import booster_kinds, booster_task, train_all
-from regmixd_cli.fit.metrics import mae, score, spearman
+from regmixd_cli.fit.metrics import clean, mae, score, spearman
 from regmixd_cli.fit.model import (
     AUTO,
+    CURVE,
     CURVE_SHIFT,
     ENDPOINT,
     TREE_FORMS,
     FitConfig,
     FittedModel,
     Progress,
+    XGBSettings,
 )
 from regmixd_cli.fit.parallel import Executor
 from regmixd_cli.fit.transitions import LossTable, after_change
 from regmixd_cli.weights import round_weights
 
 MIN_RUNS_PER_FOLD = 2
+# The faster learning rate cross-validation also tries for the curve booster (`curve`, static
+# stores): about half the trees where it costs nothing (`choose_curve_rate`, docs/DECISIONS.md).
+CURVE_FAST_RATE = 0.1
+FAST_CURVE = "curve@fast"  # its name during cross-validation only
 # `auto` keeps curve-shift unless its held-out next-interval ranking is worse than this
 # (mean Spearman over stages): then its curve regressors are not to be trusted.
 CURVE_SHIFT_MIN_SPEARMAN = 0.95
@@ -64,27 +71,44 @@ def predictor(
     )
 
 
+@dataclass(frozen=True)
+class CrossValidation:
+    """Out-of-fold predictions (teacher-forced and rollout), the best round counts per booster,
+    and the settings the refit uses (the curve booster's rate as CV chose it, `curve_rate`)."""
+
+    preds: dict[str, np.ndarray]
+    rounds: dict[str, list[int]]
+    xgb: XGBSettings
+    curve_rate: dict[str, Any] | None = None
+
+
 def cross_validate(
     table: LossTable,
     config: FitConfig,
     forms: tuple[str, ...],
     progress: Progress | None,
     pool: Executor | None = None,
-) -> tuple[dict[str, np.ndarray], dict[str, list[int]]]:
-    """Out-of-fold predictions (teacher-forced and rollout) and best round counts per booster.
+) -> CrossValidation:
+    """Grouped CV of every booster `forms` need (all folds x kinds go to `pool` at once).
 
-    The folds x booster kinds trainings are independent: all of them go to `pool` at once.
+    On a store of static runs the `curve` booster is also trained at CURVE_FAST_RATE, and
+    `choose_curve_rate` keeps the faster booster where the held-out errors say it costs nothing.
     """
     settings = config.xgb
     n_runs, n_points = table.losses.shape
     fold_of = assign_folds(n_runs, config.folds, config.seed)
     kinds = booster_kinds(table, forms)
+    fast = (settings.learning_rate < CURVE_FAST_RATE and table.in_force is None
+            and any(kind == CURVE for _, kind, _ in kinds))
+    if fast:
+        kinds.append((FAST_CURVE, CURVE, 0))
     preds = {ENDPOINT: np.empty(n_runs)}
-    for form in forms:
+    for form in (*forms, FAST_CURVE) if fast else forms:
         if n_points > 1:
             preds[f"{form}/next"] = np.empty((n_runs, n_points - 1))
             preds[f"{form}/rollout"] = np.empty(n_runs)
     rounds: dict[str, list[int]] = {name: [] for name, _, _ in kinds}
+    fast_settings = replace(settings, curve_learning_rate=CURVE_FAST_RATE)
     tasks = []
     for fold in range(config.folds):
         train = np.flatnonzero(fold_of != fold)
@@ -93,8 +117,9 @@ def cross_validate(
         n_early = max(1, round(settings.early_stopping_fraction * len(train)))
         early, fit = np.sort(shuffled[:n_early]), np.sort(shuffled[n_early:])
         tasks += [
-            booster_task(table, fit, kind, stage, settings, config.seed, settings.max_rounds, early)
-            for _, kind, stage in kinds
+            booster_task(table, fit, kind, stage, fast_settings if name == FAST_CURVE
+                         else settings, config.seed, settings.max_rounds, early)
+            for name, kind, stage in kinds
         ]
     trained = iter(train_all(tasks, pool))
     for fold in range(config.folds):
@@ -113,18 +138,71 @@ def cross_validate(
         preds[ENDPOINT][held] = predictor(
             table, None, boosters, settings.residual
         ).predict_endpoint(m)
-        for form in forms:
+        variants = [(form, boosters) for form in forms]
+        if fast:
+            variants.append((FAST_CURVE, {**boosters, CURVE: boosters[FAST_CURVE]}))
+        for label, used in variants:
             if n_points == 1:
                 continue
-            shell = predictor(table, form, boosters, settings.residual)
+            form = CURVE_SHIFT if label == FAST_CURVE else label
+            shell = predictor(table, form, used, settings.residual)
             for stage in range(1, n_points):
-                preds[f"{form}/next"][held, stage - 1] = shell.predict_transition(
+                preds[f"{label}/next"][held, stage - 1] = shell.predict_transition(
                     stage, m, table.losses[held, stage - 1]
                 )
-            preds[f"{form}/rollout"][held] = shell.rollout(m, table.losses[held, 0])[:, -1]
+            preds[f"{label}/rollout"][held] = shell.rollout(m, table.losses[held, 0])[:, -1]
         if progress is not None:
             progress(fold + 1, config.folds + 1)
-    return preds, rounds
+    if not fast:
+        return CrossValidation(preds, rounds, settings)
+    return choose_curve_rate(table, preds, rounds, settings)
+
+
+def choose_curve_rate(
+    table: LossTable,
+    preds: dict[str, np.ndarray],
+    rounds: dict[str, list[int]],
+    settings: XGBSettings,
+) -> CrossValidation:
+    """Keep the curve booster trained at CURVE_FAST_RATE (fewer trees: every schedule predicts
+    it once per candidate) only where cross-validation says it costs nothing.
+
+    Costs nothing: on both scores curve-shift is judged by, the held-out next-interval error
+    (per run, mean over stages) and the rollout error at T_p, the faster booster's mean absolute
+    error exceeds the default's by no more than one standard error of the paired per-run
+    difference. Otherwise the default stays. Either way the report shows both.
+    """
+    truth_next, truth_end = table.losses[:, 1:], table.losses[:, -1]
+    checks = {}
+    for key, truth in (("next", truth_next), ("rollout", truth_end)):
+        base = np.abs(truth - preds[f"{CURVE_SHIFT}/{key}"])
+        quick = np.abs(truth - preds[f"{FAST_CURVE}/{key}"])
+        if base.ndim == 2:
+            base, quick = base.mean(axis=1), quick.mean(axis=1)
+        diff = quick - base
+        se = float(diff.std(ddof=1)) / math.sqrt(len(diff)) if len(diff) > 1 else math.inf
+        checks[key] = (float(base.mean()), float(quick.mean()), se)
+    keep_fast = all(q - b <= se for b, q, se in checks.values())
+    fast_rounds = rounds.pop(FAST_CURVE)
+    fast_preds = {key: preds.pop(f"{FAST_CURVE}/{key}") for key in ("next", "rollout")}
+    record = {
+        "learning_rate": CURVE_FAST_RATE if keep_fast else settings.learning_rate,
+        "tried": [
+            {"learning_rate": rate, "next_mae": clean(checks["next"][i]),
+             "rollout_mae": clean(checks["rollout"][i]),
+             "median_rounds": int(math.ceil(float(np.median(r))))}
+            for i, (rate, r) in enumerate(((settings.learning_rate, rounds[CURVE]),
+                                           (CURVE_FAST_RATE, fast_rounds)))
+        ],
+        "standard_error": {key: clean(se) for key, (_, _, se) in checks.items()},
+    }
+    if not keep_fast:
+        return CrossValidation(preds, rounds, settings, record)
+    for key, values in fast_preds.items():
+        preds[f"{CURVE_SHIFT}/{key}"] = values
+    rounds[CURVE] = fast_rounds
+    return CrossValidation(preds, rounds, replace(settings, curve_learning_rate=CURVE_FAST_RATE),
+                           record)
 
 
 def predict_phased(
@@ -343,6 +421,7 @@ def cv_report(
     chosen: str | None,
     reason: str,
     final_rounds: dict[str, int],
+    curve_rate: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The cross-validation report, JSON-ready and deterministic."""
     truth_end = table.losses[:, -1]
@@ -359,7 +438,7 @@ def cv_report(
     endpoint: dict[str, Any] = {ENDPOINT: score(truth_end, preds[ENDPOINT])}
     if not table.endpoint_only:
         endpoint["rollout"] = {form: score(truth_end, preds[f"{form}/rollout"]) for form in forms}
-    return {
+    report = {
         "target": table.target,
         "n_runs": table.n_runs,
         "excluded": {"diverged": list(table.diverged), "short": list(table.short)},
@@ -378,6 +457,9 @@ def cv_report(
             "endpoint_mae": endpoint[ENDPOINT]["mae"],
         },
     }
+    if curve_rate is not None:
+        report["curve_learning_rate"] = curve_rate
+    return report
 
 
 def check_folds(

@@ -17,7 +17,7 @@ holds:
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -84,6 +84,15 @@ class XGBSettings:
     early_stopping_fraction: float = 0.2
     residual: bool = True  # transitions learn loss_{l+1} - loss_l, reported as absolute loss
     nthread: int = FIT_THREADS
+    # The `curve` booster's own rate, when cross-validation chose one (fit.crossval's
+    # `choose_curve_rate`); None: `learning_rate`.
+    curve_learning_rate: float | None = None
+
+    def for_kind(self, kind: str) -> XGBSettings:
+        """The settings one booster kind trains with (the curve booster may have its own rate)."""
+        if kind == CURVE and self.curve_learning_rate is not None:
+            return replace(self, learning_rate=self.curve_learning_rate)
+        return self
 
     def params(self, seed: int) -> dict[str, Any]:
         """The xgboost parameter dict."""

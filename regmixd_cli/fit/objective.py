@@ -483,19 +483,22 @@ def fit_objective(
                                             n_targets * steps)
 
     cvs = [cross_validate(t, config, forms, tick(i), pool) for i, t in enumerate(tables)]
-    preds = {key: objective.combine(np.stack([p[key] for p, _ in cvs], axis=-1))
-             for key in cvs[0][0]}
+    preds = {key: objective.combine(np.stack([cv.preds[key] for cv in cvs], axis=-1))
+             for key in cvs[0].preds}
     evidence = phased_evidence(table, forms, preds, config.verify_prefixes)
     chosen, reason, blind = choose_form_by_evidence(config.form, forms, table, preds, evidence)
     if config.form == AUTO and chosen is not None:
         reason = f"{reason}; one form for every target, by the objective's evidence"
 
     members = []
-    for t, (p, rounds) in zip(tables, cvs, strict=True):
-        boosters, final_rounds = refit_boosters(t, config, chosen, rounds, pool)
-        member_report = cv_report(t, config, forms, p, rounds, chosen, reason, final_rounds)
-        members.append(fitted_from(store, t, config, prior, chosen, member_report, boosters,
-                                   {"truth": t.losses, **p}))
+    for t, cv in zip(tables, cvs, strict=True):
+        # Each target's curve booster rate, as its CV chose it.
+        member_config = dataclasses.replace(config, xgb=cv.xgb)
+        boosters, final_rounds = refit_boosters(t, member_config, chosen, cv.rounds, pool)
+        member_report = cv_report(t, member_config, forms, cv.preds, cv.rounds, chosen, reason,
+                                  final_rounds, cv.curve_rate)
+        members.append(fitted_from(store, t, member_config, prior, chosen, member_report,
+                                   boosters, {"truth": t.losses, **cv.preds}))
     if progress is not None:
         progress(n_targets * steps, n_targets * steps)
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import math
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from typing import Any
 
 import numpy as np
@@ -77,7 +77,9 @@ def fit_model(
     check_folds(table.n_runs, config.folds, target, where, len(table.short), table.grid[-1])
     prior = resolve_prior(config.prior, table.domains, table.mixtures.mean(axis=0).tolist())
     forms = cv_forms(table, config.form)
-    preds, rounds = cross_validate(table, config, forms, progress, pool)
+    cv = cross_validate(table, config, forms, progress, pool)
+    preds, rounds = cv.preds, cv.rounds
+    config = replace(config, xgb=cv.xgb)  # the curve booster's rate, as CV chose it
     evidence = phased_evidence(table, forms, preds, config.verify_prefixes)
     chosen, reason, blind = choose_form_by_evidence(config.form, forms, table, preds, evidence)
 
@@ -85,7 +87,8 @@ def fit_model(
     if progress is not None:
         progress(config.folds + 1, config.folds + 1)
 
-    report = cv_report(table, config, forms, preds, rounds, chosen, reason, final_rounds)
+    report = cv_report(table, config, forms, preds, rounds, chosen, reason, final_rounds,
+                       cv.curve_rate)
     attach_evidence(report, table, evidence, config.verify_prefixes)
     if blind:
         report["warnings"] = [BLIND_WARNING]
