@@ -41,6 +41,7 @@ from regmixd_cli.files import (
     temp_stem,
     write_json,
 )
+from regmixd_cli.store.ahead import ahead
 
 if TYPE_CHECKING:
     import polars as pl
@@ -255,9 +256,9 @@ class StoreDraft:
     def write_trajectories(self, chunks: Iterable[Any]) -> None:
         """Write `trajectories.parquet` from chunks in (run, metric, step) order.
 
-        The caller's thread builds the chunks and cuts them into row groups; a second thread
-        encodes the row groups (pyarrow releases the GIL), so both cores work. At most two
-        row groups wait in between.
+        Three threads, each a stage (numpy, polars and pyarrow release the GIL): one builds the
+        chunks (`ahead`), the caller's cuts them into row groups, a third encodes those. At
+        most two row groups wait in between.
         """
         writer = TrajectoryWriter(self.directory / TRAJECTORIES_FILE)
         groups = RowGroups(writer.schema)
@@ -275,7 +276,7 @@ class StoreDraft:
         thread = threading.Thread(target=drain, name="regmixd-parquet-writer")
         thread.start()
         try:
-            for chunk in chunks:
+            for chunk in ahead(iter(chunks), "regmixd-build"):
                 if failed:
                     break
                 for group in groups.add(chunk):

@@ -26,13 +26,13 @@ import os
 import re
 import threading
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
 from regmixd_cli.domain import METRIC, RUN, STEP, TOKENS, VALUE
 from regmixd_cli.errors import InputError
 from regmixd_cli.files import not_utf8_reason, sha256_file
+from regmixd_cli.store.ahead import ahead
 from regmixd_cli.store.observations import empty_observations, observation_schema
 from regmixd_cli.store.readers.base import (
     JSONL,
@@ -100,37 +100,47 @@ def _read_fast(
     mixtures: dict[str, MixtureRecord] = {}
     parts = _PartBuilder(spill, part_bytes)
     first_line = 1
-    # The byte scan (read, hash, colon and line counts) of the next batch runs in a thread
-    # while polars, which releases the GIL, parses this one.
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        batches = _byte_batches(path, batch_bytes)
-        pending = pool.submit(next, batches)
-        while True:
-            try:
-                data, n_colons, n_lines = pending.result()
-            except OSError:
-                return None
-            if data is None:
-                sha = str(n_colons)
-                break
-            pending = pool.submit(next, batches)
-            n_bytes = len(data)
-            read = _parse_batch(data, schema, n_colons)
-            if read is None:
-                return None
-            wide, schema = read
-            if wide.height != n_lines:
-                return None  # blank lines: row numbers would not be line numbers
-            obs = _split_batch(wide, first_line, shown, mixtures, data)
-            del data
-            if obs is None:
-                return None
-            parts.add(obs, n_bytes)
-            first_line += n_lines
+    # Three stages, each in its own thread: the byte scan (read, hash, colon and line counts),
+    # polars' parse (which releases the GIL), and here the split into mixtures and sorted parts.
+    batches = ahead(_byte_batches(path, batch_bytes), "regmixd-read")
+    for item in ahead(_parsed_batches(batches, schema), "regmixd-parse"):
+        if item is None:
+            return None
+        data, wide, n_lines = item
+        if data is None:
+            sha = str(wide)
+            break
+        if wide.height != n_lines:
+            return None  # blank lines: row numbers would not be line numbers
+        obs = _split_batch(wide, first_line, shown, mixtures, data)
+        if obs is None:
+            return None
+        parts.add(obs, len(data))
+        first_line += n_lines
     wide_obs = parts.finish()
     if wide_obs is None:
         return Parsed(shown, JSONL, mixtures, empty_observations(), sha)
     return Parsed(shown, JSONL, mixtures, None, sha, wide=wide_obs)
+
+
+def _parsed_batches(
+    batches: Iterator[tuple[Any, Any, int]], schema: dict[str, Any]
+) -> Iterator[tuple[Any, Any, int] | None]:
+    """(bytes, wide frame, lines) per batch, parsed with the schema so far (widened as
+    batches need it); finally (None, sha256 hex, 0). None when the file needs the line scan."""
+    try:
+        for data, n_colons, n_lines in batches:
+            if data is None:
+                yield None, n_colons, 0
+                return
+            read = _parse_batch(data, schema, n_colons)
+            if read is None:
+                yield None
+                return
+            wide, schema = read
+            yield data, wide, n_lines
+    except OSError:
+        yield None
 
 
 def _import_arrow() -> None:
