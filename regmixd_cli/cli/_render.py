@@ -333,8 +333,11 @@ def _evaluate_table(report: dict[str, Any]) -> Table:
 
 def curve_rate_line(report: dict[str, Any]) -> str | None:
     """Which learning rate the curve booster was fitted with and the held-out numbers why
-    (fit.crossval.choose_curve_rate); None when the fit tried none, or the record is unreadable."""
+    (fit.crossval.choose_curve_rate); None when the model has no curve booster, the fit tried
+    no other rate, or the record is unreadable."""
     record = report.get("curve_learning_rate")
+    if report.get("choice", {}).get("form") != "curve-shift":
+        return None  # the model has no curve booster
     try:
         base, fast = record["tried"]  # type: ignore[index]
         chosen = float(record["learning_rate"])  # type: ignore[index]

@@ -2,8 +2,10 @@
 
 The native JSONL reader parses a big log batch by batch and hands each batch's rows here, so
 that ingest can later gather the rows of one run range at a time without holding the whole
-file. On disk, a part is read back through a memory map and sliced, so only the pages of the
-rows asked for are touched; the map is released with the last frame that uses it.
+file. The first `keep_bytes` of parts stay in memory (writing and mapping them back costs
+kernel time on the critical path); the rest go to disk, so memory stays bounded whatever the
+file size. On disk, a part is read back through a memory map and sliced, so only the pages of
+the rows asked for are touched; the map is released with the last frame that uses it.
 """
 
 from __future__ import annotations
@@ -26,16 +28,28 @@ class SpilledPart:
     height: int
 
 
-class Spill:
-    """Where parts go: memory (`directory=None`) or uncompressed Arrow IPC files in `directory`."""
+# Parts (polars' estimate of their size) kept in memory before any goes to disk: a 1 GB log's
+# wide parts (~0.3 GB) stay in memory, so ingest's peak stays well under the file's size.
+KEEP_BYTES = 512 << 20
 
-    def __init__(self, directory: Path | None = None) -> None:
+
+class Spill:
+    """Where parts go: memory (`directory=None`, or while the first `keep_bytes` last), then
+    uncompressed Arrow IPC files in `directory`."""
+
+    def __init__(self, directory: Path | None = None, keep_bytes: int = KEEP_BYTES) -> None:
         self.directory = None if directory is None else Path(directory)
+        self.keep_bytes = keep_bytes
+        self._kept = 0
         self._names = itertools.count()
 
     def put(self, frame: pl.DataFrame) -> pl.DataFrame | SpilledPart:
         """Keep `frame` (in memory, or on disk); the returned handle goes to `take`."""
         if self.directory is None:
+            return frame
+        size = int(frame.estimated_size())
+        if self._kept + size <= self.keep_bytes:
+            self._kept += size
             return frame
         self.directory.mkdir(parents=True, exist_ok=True)
         path = self.directory / f"part-{next(self._names):06d}.arrow"

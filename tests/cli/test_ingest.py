@@ -216,13 +216,15 @@ def interleaved_log(tmp_path: Path) -> Path:
 
 
 def ingest_with(path: Path, out: Path, *, batch_bytes: int, part_bytes: int, bucket_rows: int,
-                spill: bool) -> None:
-    """What `regmixd ingest` does, with the batch, part and bucket sizes forced."""
+                spill: int | None) -> None:
+    """What `regmixd ingest` does, with the batch, part and bucket sizes forced; `spill`: the
+    bytes of parts kept in memory before the rest go to disk (None: all in memory)."""
     from regmixd_cli.store.files import open_store
     from regmixd_cli.store.spill import Spill
 
     with open_store(out) as draft:
-        parsed = read_jsonl(path, spill=Spill(draft.spill_dir) if spill else None,
+        keep = Spill(draft.spill_dir, keep_bytes=spill) if spill is not None else None
+        parsed = read_jsonl(path, spill=keep,
                             batch_bytes=batch_bytes, part_bytes=part_bytes)
         result = build_store([parsed], label=str(path), sink=draft.write_trajectories,
                              bucket_rows=bucket_rows)
@@ -235,7 +237,8 @@ def test_batches_parts_buckets_and_spill_give_the_same_store(cli, tmp_path):
     assert cli("ingest", log, "--out", reference).exit_code == 0
     expected = store_bytes(reference)
     for i, (batch, part, bucket, spill) in enumerate(
-            [(256, 700, 10, True), (300, 10**9, 1, False), (1 << 20, 1 << 20, 10**9, True)]):
+            [(256, 700, 10, 0), (300, 10**9, 1, None), (1 << 20, 1 << 20, 10**9, 0),
+             (256, 700, 10, 3000)]):
         out = tmp_path / f"s{i}"
         ingest_with(log, out, batch_bytes=batch, part_bytes=part, bucket_rows=bucket,
                     spill=spill)
@@ -253,7 +256,7 @@ def test_conflict_across_batches_names_the_file(tmp_path):
     bad = write(tmp_path / "bad.jsonl", text)
     with pytest.raises(InputError) as info:
         ingest_with(bad, tmp_path / "out", batch_bytes=256, part_bytes=700, bucket_rows=10,
-                    spill=True)
+                    spill=0)
     assert str(info.value).startswith(f"{bad}: run 'b' logs 'val/x' at step 100 twice")
     assert not (tmp_path / "out").exists()
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".out")]  # no leftovers

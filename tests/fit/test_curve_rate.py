@@ -85,6 +85,16 @@ def test_the_chosen_rate_is_byte_identical_with_jobs(cli, store, tmp_path):
         assert path.read_bytes() == (tmp_path / "b" / path.name).read_bytes(), path.name
 
 
+def test_a_model_without_a_curve_booster_prints_no_rate(cli, store, tmp_path):
+    out = tmp_path / "m"
+    result = cli("fit", store, "--out", out, *FIT, "--learning-rate", "0.05", "--model",
+                 "per-stage")
+    assert result.exit_code == 0, result.output
+    assert "curve_learning_rate" in json.loads((out / "model.json").read_text())["report"]
+    assert "curve booster:" not in result.stderr
+    assert "curve booster" not in cli("show", out).stdout
+
+
 def test_show_skips_a_hand_edited_record(cli, store, tmp_path):
     out = tmp_path / "m"
     assert cli("fit", store, "--out", out, *FIT, "--learning-rate", "0.05").exit_code == 0
