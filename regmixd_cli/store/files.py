@@ -42,6 +42,7 @@ from regmixd_cli.files import (
     write_json,
 )
 from regmixd_cli.store.ahead import ahead
+from regmixd_cli.store.columns import numeric, values_of
 
 if TYPE_CHECKING:
     import polars as pl
@@ -206,19 +207,20 @@ def _canonical(table: pa.Table, schema: pa.Schema) -> pa.Table:
             dictionary = column.chunk(0).dictionary
             indices = pa.chunked_array([c.indices for c in column.chunks], pa.int32())
             indices = indices.combine_chunks()
-            codes = indices.to_numpy()
+            codes = values_of(indices)
             used = first_appearance(codes)
             # Indices are in range by construction: skip Arrow's bounds check (safe=False).
             if used.size and np.array_equal(used, np.arange(used[0], used[0] + used.size)):
                 # Used entries in dictionary order (always so for runs): shift, no gather.
-                shifted = pa.array(codes - used[0] if used[0] else codes, pa.int32())
+                shifted = numeric(codes - used[0] if used[0] else codes, pa.int32())
                 column = pa.DictionaryArray.from_arrays(
                     shifted, dictionary.slice(int(used[0]), used.size), safe=False)
             else:
                 remap = np.zeros(len(dictionary), dtype=np.int32)
                 remap[used] = np.arange(used.size, dtype=np.int32)
                 column = pa.DictionaryArray.from_arrays(
-                    pa.array(remap[codes], pa.int32()), dictionary.take(used), safe=False)
+                    numeric(remap[codes], pa.int32()), dictionary.take(numeric(used, pa.int64())),
+                    safe=False)
         else:
             column = column.combine_chunks()
         columns.append(column)
@@ -239,7 +241,7 @@ def first_appearance(codes: Any) -> Any:
         return codes
     starts = np.flatnonzero(codes[1:] != codes[:-1]) + 1
     if starts.size > codes.size // 8:
-        return pc.unique(pa.array(codes)).to_numpy()
+        return values_of(pc.unique(numeric(codes, pa.int64())))
     heads = np.concatenate((codes[:1], codes[starts]))
     distinct, first = np.unique(heads, return_index=True)
     return distinct[np.argsort(first, kind="stable")]

@@ -31,6 +31,7 @@ from regmixd_cli.domain import (
 )
 from regmixd_cli.errors import InputError
 from regmixd_cli.files import check_not_input
+from regmixd_cli.store.columns import numeric, values_of
 from regmixd_cli.store.files import (
     MANIFEST_FILE,
     first_appearance,
@@ -302,8 +303,8 @@ class _Stats:
         metric = table.column(METRIC)
         if pa.types.is_dictionary(metric.type):
             for chunk in metric.chunks:
-                used = first_appearance(chunk.indices.to_numpy(zero_copy_only=False))
-                self.metrics.update(chunk.dictionary.take(used).to_pylist())
+                used = first_appearance(values_of(chunk.indices))
+                self.metrics.update(chunk.dictionary.take(numeric(used, pa.int64())).to_pylist())
         else:
             self.metrics.update(pc.unique(metric).to_pylist())
         values = table.column(VALUE)
@@ -321,7 +322,7 @@ def _within(chunk: pa.Array, bound: float) -> bool:
     """Whether every value of a float chunk is finite and within ±`bound` (no nulls)."""
     if chunk.null_count or len(chunk) == 0:
         return len(chunk) == 0
-    values = chunk.to_numpy()
+    values = values_of(chunk)
     return bool(values.min() >= -bound and values.max() <= bound)
 
 

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import math
+import subprocess
+import sys
 from pathlib import Path
 
 import polars as pl
@@ -433,3 +436,20 @@ def test_ingest_names_a_mixture_without_logs_once(cli, tmp_path):
     result = cli("ingest", mixtures, "--out", tmp_path / "s")
     fails(result, 3, mixtures)
     assert result.stderr.count("run 'r0'") == 1, result.stderr
+
+
+@pytest.mark.skipif(importlib.util.find_spec("pandas") is None, reason="pandas not installed")
+def test_ingest_never_imports_pandas(tmp_path):
+    """pyarrow's `pa.array` and `Array.to_numpy` import pandas (0.2-0.3 s, more than a small
+    ingest): the whole `regmixd ingest` of the sample logs runs without it."""
+    code = (
+        "import sys\n"
+        "from regmixd_cli.cli import app\n"
+        f"sys.argv = ['regmixd', 'ingest', {str(SAMPLE_LOGS / 'proxies' / 'logs')!r}, "
+        f"'--out', {str(tmp_path / 'store')!r}]\n"
+        "try:\n    app()\nexcept SystemExit as exit:\n    assert not exit.code, exit.code\n"
+        "assert 'pandas' not in sys.modules, 'pandas was imported'\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "store" / "trajectories.parquet").is_file()

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from regmixd_cli.domain import METRIC, RUN, STEP, TOKENS, VALUE
+from regmixd_cli.store.columns import numeric, strings
 from regmixd_cli.store.observations import empty_observations
 from regmixd_cli.store.spill import Spill, SpilledPart
 
@@ -107,7 +108,7 @@ def wide_to_long(wide: pl.DataFrame) -> pa.Table | None:
         return None
     bounds = np.append(np.flatnonzero(new_run), n)
     lengths = np.diff(bounds)
-    run_names = pa.array(runs.gather(bounds[:-1]).to_list(), pa.string())
+    run_names = strings(runs.gather(bounds[:-1]).to_list())
     if lengths.min() == lengths.max() and not any(wide.get_column(m).null_count()
                                                   for m in metrics):
         return _equal_runs_to_long(wide, metrics, run_names, steps, lengths.size)
@@ -130,12 +131,12 @@ def wide_to_long(wide: pl.DataFrame) -> pa.Table | None:
     token_values: Any = tokens.fill_null(0).to_numpy()[row]
     token_mask = tokens.is_null().to_numpy()[row] if tokens.null_count() else None
     return pa.table({
-        RUN: pa.DictionaryArray.from_arrays(run_code, run_names, safe=False),
-        STEP: pa.array(steps[row], pa.int64()),
-        TOKENS: pa.array(token_values, pa.int64(), mask=token_mask),
-        METRIC: pa.DictionaryArray.from_arrays(metric_code.astype(np.int32),
-                                               pa.array(metrics, pa.string()), safe=False),
-        VALUE: pa.array(values[flat], pa.float64()),
+        RUN: pa.DictionaryArray.from_arrays(numeric(run_code, pa.int32()), run_names, safe=False),
+        STEP: numeric(steps[row], pa.int64()),
+        TOKENS: numeric(token_values, pa.int64(), null=token_mask),
+        METRIC: pa.DictionaryArray.from_arrays(numeric(metric_code, pa.int32()),
+                                               strings(metrics), safe=False),
+        VALUE: numeric(values[flat], pa.float64()),
     })
 
 
@@ -162,12 +163,12 @@ def _equal_runs_to_long(
     tokens = wide.get_column(TOKENS)
     token_mask = spread(tokens.is_null().to_numpy()) if tokens.null_count() else None
     metric_code = np.broadcast_to(np.arange(k, dtype=np.int32)[None, :, None], shape)
+    run_code = np.repeat(np.arange(n_runs, dtype=np.int32), n // n_runs * k)
     return pa.table({
-        RUN: pa.DictionaryArray.from_arrays(
-            np.repeat(np.arange(n_runs, dtype=np.int32), n // n_runs * k), run_names, safe=False),
-        STEP: pa.array(spread(steps), pa.int64()),
-        TOKENS: pa.array(spread(tokens.fill_null(0).to_numpy()), pa.int64(), mask=token_mask),
-        METRIC: pa.DictionaryArray.from_arrays(metric_code.reshape(-1),
-                                               pa.array(metrics, pa.string()), safe=False),
-        VALUE: pa.array(values.reshape(-1), pa.float64()),
+        RUN: pa.DictionaryArray.from_arrays(numeric(run_code, pa.int32()), run_names, safe=False),
+        STEP: numeric(spread(steps), pa.int64()),
+        TOKENS: numeric(spread(tokens.fill_null(0).to_numpy()), pa.int64(), null=token_mask),
+        METRIC: pa.DictionaryArray.from_arrays(numeric(metric_code.reshape(-1), pa.int32()),
+                                               strings(metrics), safe=False),
+        VALUE: numeric(values.reshape(-1), pa.float64()),
     })
