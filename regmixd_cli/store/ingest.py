@@ -84,7 +84,7 @@ def build_store(
     existing: Store | None = None,
     fill_missing_domains: bool = False,
     label: str = "input",
-    sink: Callable[[Iterator[pa.Table]], None] | None = None,
+    sink: Callable[[Iterator[pa.Table], bool], None] | None = None,
     bucket_rows: int = BUCKET_ROWS,
     ignore_extra_mixtures: bool = False,
 ) -> IngestResult:
@@ -118,7 +118,7 @@ def build_store(
     stats = _Stats(track_steps=bool(phases))
     chunks = (stats.add(chunk) for chunk in _chunks(sources, weights, bucket_rows))
     if sink is not None:
-        sink(chunks)
+        sink(chunks, all(source.tokens_complete() for source in sources))
         trajectories = empty_observations()
     else:
         tables = list(chunks)
@@ -193,6 +193,12 @@ class _Source:
     run_rows: dict[str, int]  # run -> (estimated) long rows
     long: pl.DataFrame | None = None
     wide: WideObservations | None = None
+
+    def tokens_complete(self) -> bool:
+        """Whether every row has tokens (the store then writes the column as required)."""
+        if self.long is not None:
+            return self.long.get_column(TOKENS).null_count() == 0
+        return self.wide is not None and all(p.tokens_complete for p in self.wide.parts)
 
 
 def _sources(parsed: Sequence[Parsed], existing: Store | None) -> list[_Source]:

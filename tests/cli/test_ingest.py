@@ -319,6 +319,35 @@ def test_trajectory_columns_are_required_but_tokens(tmp_path):
             frame.with_columns(pl.Series("value", [1.0, None])))
 
 
+def test_tokens_are_required_where_every_row_has_them(cli, tmp_path):
+    """A store whose rows all carry tokens writes the column as required (no definition
+    levels to encode); one missing value anywhere, in any input, keeps it optional."""
+    import pyarrow.parquet as pq
+
+    def levels(store: Path) -> int:
+        schema = pq.ParquetFile(store / "trajectories.parquet").schema
+        return {c.name: c.max_definition_level for c in schema}["tokens"]
+
+    full = write(tmp_path / "full.jsonl", jsonl(
+        {"run": "a", "mixture": {"x": 0.5, "y": 0.5}},
+        *({"run": "a", "step": s, "tokens": s * 8, "val/x": 5.0 - s / 100} for s in range(5))))
+    gap = write(tmp_path / "gap.jsonl", jsonl(
+        {"run": "b", "mixture": {"x": 0.1, "y": 0.9}},
+        *({"run": "b", "step": s, **({"tokens": s * 8} if s != 3 else {}), "val/x": 4.0}
+          for s in range(5))))
+    assert cli("ingest", full, "--out", tmp_path / "full").exit_code == 0
+    assert levels(tmp_path / "full") == 0
+    assert cli("ingest", full, gap, "--out", tmp_path / "both").exit_code == 0
+    assert levels(tmp_path / "both") == 1
+    assert cli("ingest", gap, "--out", tmp_path / "grow").exit_code == 0
+    assert cli("ingest", full, "--out", tmp_path / "grow", "--append").exit_code == 0
+    assert levels(tmp_path / "grow") == 1
+    stored = read_store(tmp_path / "both").trajectories
+    assert stored.filter(pl.col("run") == "b").get_column("tokens").to_list() == [
+        0, 8, 16, None, 32]
+    assert read_store(tmp_path / "grow").trajectories.equals(stored)
+
+
 def test_parts_in_run_blocks_are_concatenated_in_order_not_sorted(tmp_path):
     # Runs in blocks (as when each proxy logs in turn), so parts hold disjoint runs, listed
     # here out of order; and parts that share a run, whose repeated step keeps part order.

@@ -390,6 +390,7 @@ class _PartBuilder:
         self.parts.append(WidePart(
             self.spill.put(rows), tuple(runs.gather(starts).to_list()),
             (*(int(s) for s in starts), rows.height),
+            tokens_complete=rows.get_column(TOKENS).null_count() == 0,
         ))
 
     def finish(self) -> WideObservations | None:

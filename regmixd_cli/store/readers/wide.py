@@ -32,6 +32,7 @@ class WidePart:
     rows: pl.DataFrame | SpilledPart  # a handle from `Spill.put`
     runs: tuple[str, ...]  # distinct runs of the part, sorted
     starts: tuple[int, ...]  # first row of each run, then the part's height
+    tokens_complete: bool = False  # no row lacks tokens
 
 
 @dataclass(frozen=True, slots=True)
