@@ -345,13 +345,23 @@ def curve_rate_line(report: dict[str, Any]) -> str | None:
                    f"{fast['learning_rate']:g} vs {_fmt(base['next_mae'], 5)} at "
                    f"{base['learning_rate']:g}, rollout {_fmt(fast['rollout_mae'], 5)} vs "
                    f"{_fmt(base['rollout_mae'], 5)}")
-        kept = fast if chosen == fast["learning_rate"] else base
+        kept = {fast["learning_rate"]: fast, base["learning_rate"]: base}.get(chosen)
+        if kept is None:
+            return None  # a rate neither booster was fitted with: a hand-edited record
         trees = f"learning rate {chosen:g}, {int(kept['median_rounds'])} trees"
     except (KeyError, TypeError, ValueError):
         return None
     if kept is fast:
         return f"{trees} ({numbers}: within one standard error, so the faster booster)"
     return f"{trees} ({numbers}: worse by more than one standard error, so not the faster one)"
+
+
+def curve_rate_rows(report: dict[str, Any], targets: Any = ()) -> list[tuple[str, str]]:
+    """("curve booster", line) for a model of one target; one row per target (named) for a
+    model of several, whose targets each chose their own rate. `targets`: (metric, report)."""
+    rows = [("curve booster", curve_rate_line(report))]
+    rows += [(f"curve booster ({metric})", curve_rate_line(own)) for metric, own in targets]
+    return [(label, line) for label, line in rows if line is not None]
 
 
 def show_model(path: Path) -> None:
@@ -369,9 +379,10 @@ def show_model(path: Path) -> None:
     summary.add_row("grid (proxy steps)", ", ".join(f"{t:g}" for t in meta["grid"]))
     summary.add_row("form", meta["form"] or "endpoint only (RegMix)")
     summary.add_row("choice", report["choice"]["reason"])
-    rate = curve_rate_line(report)
-    if rate is not None:
-        summary.add_row("curve booster", rate)
+    targets = [(str(t.get("metric")), t.get("report") or {}) for t in meta.get("targets", [])
+               if isinstance(t, dict)]
+    for label, line in curve_rate_rows(report, targets):
+        summary.add_row(label, line)
     summary.add_row(
         "runs", f"{report['n_runs']} used, {sum(map(len, report['excluded'].values()))} left out"
     )

@@ -10,7 +10,7 @@ import typer
 from regmixd_cli.cli._app import app, err, info, warn
 from regmixd_cli.cli._options import SEED_MAX, ClusterAddress, Jobs, prior_input, use_jobs
 from regmixd_cli.cli._output import is_plot_file, print_json, progress_bar
-from regmixd_cli.cli._render import curve_rate_line, report_fit, report_tables
+from regmixd_cli.cli._render import curve_rate_rows, report_fit, report_tables
 from regmixd_cli.errors import ModelError, UsageError
 
 if TYPE_CHECKING:
@@ -194,9 +194,9 @@ def fit(
         for table in report_tables(report):
             err.print(table)
         info(f"model: {report['choice']['reason']}")
-        rate = curve_rate_line(report)
-        if rate is not None:
-            info(f"curve booster: {rate}")
+        members = getattr(fitted, "members", ())
+        for label, line in curve_rate_rows(report, [(m.target, m.report) for m in members]):
+            info(f"{label}: {line}")
     info(f"wrote {out}")
 
 

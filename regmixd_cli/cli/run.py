@@ -12,6 +12,7 @@ from regmixd_cli.cli._app import app, err, info, out, warn
 from regmixd_cli.cli._options import SEED_MAX, ClusterAddress, Jobs, prior_input, use_jobs
 from regmixd_cli.cli._output import is_schedule_file, progress_bar, write_stdout
 from regmixd_cli.cli._render import (
+    curve_rate_rows,
     render_schedule,
     report_fit,
     report_ingest,
@@ -158,6 +159,8 @@ def _run(
     for table in report_tables(fitted.report):
         err.print(table)
     info(f"model: {fitted.report['choice']['reason']}")
+    for label, line in curve_rate_rows(fitted.report):
+        info(f"{label}: {line}")
     info(f"wrote {model_dir}")
 
     loaded = load_model(model_dir)

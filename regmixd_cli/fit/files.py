@@ -234,7 +234,12 @@ def save_model(
     blobs = {f"{name}.ubj": bytes(b.save_raw("ubj")) for name, b in model.boosters.items()}
     blobs.update(extra_blobs or {})
     if isinstance(model, ObjectiveModel):
-        metadata = model_metadata(model.members[0]) | {
+        # Each target chose its own curve booster rate (fit.crossval.choose_curve_rate): it
+        # is recorded per target, not once for all.
+        shared = model_metadata(model.members[0])
+        shared["settings"] = {**shared["settings"], "xgboost": {
+            k: v for k, v in shared["settings"]["xgboost"].items() if k != "curve_learning_rate"}}
+        metadata = shared | {
             "target": model.target,
             "loss_ranges": [list(r) for r in model.loss_ranges],
             "initial_loss": clean(model.initial_loss, 12),
@@ -242,7 +247,8 @@ def save_model(
             "objective": model.objective.record(),
             "targets": [
                 {"metric": m.target, "loss_ranges": [list(r) for r in m.loss_ranges],
-                 "initial_loss": clean(m.initial_loss, 12), "report": m.report}
+                 "initial_loss": clean(m.initial_loss, 12), "report": m.report,
+                 "curve_learning_rate": m.settings["xgboost"].get("curve_learning_rate")}
                 for m in model.members
             ],
         }
@@ -322,6 +328,10 @@ def _member(
         booster.set_param({"nthread": default_threads()})
         boosters[name] = booster
     initial = own["initial_loss"]
+    settings = dict(meta["settings"])
+    if "curve_learning_rate" in own:  # one target of several: its own curve booster rate
+        settings["xgboost"] = {**settings["xgboost"],
+                               "curve_learning_rate": own["curve_learning_rate"]}
     return FittedModel(
         domains=domains,
         target=str(own["target"]),
@@ -336,7 +346,7 @@ def _member(
         boosters=boosters,
         residual=bool(meta["residual"]),
         store_sha256=str(meta["store_sha256"]),
-        settings=dict(meta["settings"]),
+        settings=settings,
     )
 
 

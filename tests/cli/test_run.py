@@ -37,6 +37,7 @@ def test_run_writes_every_output_and_prints_the_schedule(demo):
     assert "regmix-d-offline: 6 stage(s)" in result.stdout
     assert "static RegMix baseline" in result.stdout
     assert "Ingested 64 runs" in result.stderr
+    assert "curve booster: learning rate" in result.stderr  # the same report as `fit`
 
 
 def test_run_json_is_the_schedule_file(demo, cli, tmp_path):

@@ -152,3 +152,40 @@ def test_the_curve_rate_reaches_only_the_curve_booster():
     assert booster_task(table, runs, CURVE, 0, settings, 0, 5).settings.learning_rate == 0.1
     endpoint = booster_task(table, runs, ENDPOINT, 0, settings, 0, 5).settings
     assert endpoint.learning_rate == XGBSettings().learning_rate
+
+
+def test_each_target_of_an_objective_keeps_its_own_rate(cli, tmp_path):
+    """Several --target: each target's CV chooses its own curve rate; model.json records it
+    per target (not once for all), the loaded members carry it, fit and show name each."""
+    from regmixd_cli.fit.files import load_model
+    from tests.helpers.targets import write_logs
+
+    write_logs(tmp_path / "logs.jsonl")
+    assert cli("ingest", tmp_path / "logs.jsonl", "--out", tmp_path / "store").exit_code == 0
+    out = tmp_path / "m"
+    result = cli("fit", tmp_path / "store", "--out", out, *FIT, "--learning-rate", "0.05",
+                 "--model", "curve-shift", "--target", "val/a", "--target", "val/b")
+    assert result.exit_code == 0, result.output
+    meta = json.loads((out / "model.json").read_text())
+    assert "curve_learning_rate" not in meta["settings"]["xgboost"]
+    loaded = load_model(out)
+    for entry, member in zip(meta["targets"], loaded.members, strict=True):
+        chosen = entry["report"]["curve_learning_rate"]["learning_rate"]
+        assert entry["curve_learning_rate"] == (chosen if chosen == CURVE_FAST_RATE else None)
+        assert member.settings["xgboost"]["curve_learning_rate"] == entry["curve_learning_rate"]
+        assert f"curve booster ({entry['metric']}): learning rate {chosen:g}" in result.stderr
+    shown = cli("show", out)
+    assert shown.exit_code == 0, shown.output
+    assert "curve booster (val/a)" in shown.stdout and "curve booster (val/b)" in shown.stdout
+
+
+def test_show_skips_a_rate_neither_booster_was_fitted_with(cli, store, tmp_path):
+    out = tmp_path / "m"
+    assert cli("fit", store, "--out", out, *FIT, "--learning-rate", "0.05").exit_code == 0
+    meta = json.loads((out / "model.json").read_text())
+    meta["report"]["curve_learning_rate"]["learning_rate"] = 0.5
+    meta[METADATA_HASH] = metadata_hash(meta)
+    (out / "model.json").write_text(json.dumps(meta))
+    shown = cli("show", out)
+    assert shown.exit_code == 0, shown.output
+    assert "curve booster" not in shown.stdout
