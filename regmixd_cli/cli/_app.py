@@ -67,6 +67,8 @@ def in_flags(message: str) -> str:
 _OS_ERRORS = {
     errno.ENOSPC: "no space left on the device; free some space and run again",
     errno.EDQUOT: "disk quota exceeded; free some space and run again",
+    errno.EFBIG: ("file too large (the file system's or this process's file-size limit, "
+                  "`ulimit -f`); raise the limit or choose another path"),
     errno.EACCES: "permission denied; check the permissions or choose another path",
     errno.EPERM: "operation not permitted; check the permissions or choose another path",
     errno.EROFS: "read-only file system; choose a writable path",

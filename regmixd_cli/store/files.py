@@ -252,8 +252,9 @@ def first_appearance(codes: Any) -> Any:
 class StoreDraft:
     """A store being written inside a temporary directory (see `open_store`)."""
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, target: Path | None = None) -> None:
         self.directory = directory
+        self.target = directory if target is None else target  # the store's path, for messages
         self.spill_dir = directory / SPILL_DIR
         self._trajectories = False
 
@@ -294,7 +295,10 @@ class StoreDraft:
             thread.join()
             writer.close()
         if failed:
-            raise failed[0]
+            error = failed[0]
+            if isinstance(error, OSError) and error.filename is None:
+                error.filename = str(self.target / TRAJECTORIES_FILE)  # pyarrow names no file
+            raise error
         self._trajectories = True
 
     def finish(self, store: Store) -> Store:
@@ -328,7 +332,7 @@ class StoreDraft:
 def open_store(path: Path) -> Iterator[StoreDraft]:
     """A store to fill; it replaces `path` only if the block succeeds and calls `finish`."""
     with atomic_dir(Path(path)) as tmp:
-        draft = StoreDraft(tmp)
+        draft = StoreDraft(tmp, Path(path))
         yield draft
         shutil.rmtree(draft.spill_dir, ignore_errors=True)
 

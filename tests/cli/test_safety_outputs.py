@@ -134,6 +134,27 @@ def test_a_full_disk_is_one_error_line(cli, fitted, tmp_path, monkeypatch):
     assert not list(tmp_path.iterdir())
 
 
+@pytest.mark.parametrize("code", ["ENOSPC", "EFBIG"])
+def test_a_full_disk_while_encoding_the_store_is_one_error_line(cli, tmp_path, monkeypatch,
+                                                                code):
+    """pyarrow raises the writer thread's OSError without a file name: the error line names
+    the store's trajectories file, exit 3, and nothing is left behind."""
+    import errno
+
+    from regmixd_cli.store import files as store_io
+
+    number = getattr(errno, code)
+
+    def full(*_args, **_kwargs):
+        raise OSError(number, f"Error writing bytes to file. Detail: [errno {number}]")
+
+    monkeypatch.setattr(store_io.TrajectoryWriter, "write_group", full)
+    result = cli("ingest", PROXY_LOGS, "--out", tmp_path / "store")
+    fails(result, 3, str(tmp_path / "store" / "trajectories.parquet"))
+    assert ("no space left" if code == "ENOSPC" else "file too large") in result.stderr
+    assert not list(tmp_path.iterdir())
+
+
 def test_an_unwritable_output_directory_is_one_error_line(cli, fitted, tmp_path):
     if os.geteuid() == 0:
         pytest.skip("root writes anywhere")
