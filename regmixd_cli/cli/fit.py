@@ -194,7 +194,7 @@ def fit(
         for table in report_tables(report):
             err.print(table)
         info(f"model: {report['choice']['reason']}")
-        members = getattr(fitted, "members", ())
+        members = fitted.members if isinstance(fitted, ObjectiveModel) else ()
         for label, line in curve_rate_rows(report, [(m.target, m.report) for m in members]):
             info(f"{label}: {line}")
     info(f"wrote {out}")

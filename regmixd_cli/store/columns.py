@@ -14,6 +14,9 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     import pyarrow as pa
 
+# The primitive Arrow types ingest builds, by name, and their numpy element types.
+_NUMPY_TYPES = {"int32": "int32", "int64": "int64", "double": "float64"}
+
 
 def numeric(values: Any, dtype: pa.DataType, null: Any = None) -> pa.Array:
     """A primitive Arrow array of `dtype` holding `values` (numpy); `null`: a boolean mask,
@@ -21,8 +24,7 @@ def numeric(values: Any, dtype: pa.DataType, null: Any = None) -> pa.Array:
     import numpy as np
     import pyarrow as pa
 
-    width = {pa.int32(): np.int32, pa.int64(): np.int64, pa.float64(): np.float64}[dtype]
-    data = np.ascontiguousarray(values, dtype=width)
+    data = np.ascontiguousarray(values, dtype=_NUMPY_TYPES[str(dtype)])
     validity = None
     null_count = 0
     if null is not None:
@@ -47,7 +49,7 @@ def values_of(array: pa.Array) -> Any:
     imports pandas too)."""
     import numpy as np
 
-    width = {"int32": np.int32, "int64": np.int64, "double": np.float64}[str(array.type)]
+    width = _NUMPY_TYPES[str(array.type)]
     data = array.buffers()[1]
     if data is None:  # an empty array may have no buffer
         return np.empty(0, dtype=width)
