@@ -59,7 +59,7 @@ EXISTING = "the existing store"
 HUGE_LOSS = 1e30
 
 # Long rows built and checked at a time: bounds ingest's memory whatever the input size.
-BUCKET_ROWS = 1 << 20
+BUCKET_ROWS = 1 << 18
 
 
 @dataclass(frozen=True, slots=True)
