@@ -1,5 +1,5 @@
 """`python -m regmixd_cli` runs the command-line tool."""
 
-from regmixd_cli.cli import app
+from regmixd_cli.cli import main
 
-app(prog_name="regmixd")
+main()
