@@ -15,8 +15,9 @@ interleaved, each measurement in a fresh child process (so its peak RSS is its o
   cli           `regmixd ingest f --out store`, timed from outside (start-up in)
 
 With --before DIR (a checkout of another regmixd version, e.g. `git worktree add DIR REV`),
-`ingest-before` runs the `ingest` measurement with that version's code, interleaved with
-the others, so a change is measured under the same machine load.
+`ingest-before` runs the `ingest` measurement with that version's code, and `cli-before` its
+command (`python -m regmixd_cli ingest ...`), interleaved with the others, so a change is
+measured under the same machine load.
 
 The floor is the faster bare variant; `ingest` is compared with it and `cli` with
 `bare-process`. Peak RSS is the child's ru_maxrss, CPU its user + system time over the same
@@ -140,6 +141,8 @@ def command(mode: str, src: str, dst: str, bare: str) -> list[str]:
     """`regmixd ingest`, or the bare variant `bare` as a `python -c` process."""
     if mode == "cli":
         return [str(Path(sys.executable).with_name("regmixd")), "ingest", src, "--out", dst]
+    if mode == "cli-before":  # PYTHONPATH points at the other checkout (see `measure`)
+        return [sys.executable, "-m", "regmixd_cli", "ingest", src, "--out", dst]
     code = f"import polars as pl; src, dst = {src!r}, {dst!r}; {BARE[bare]}"
     return [sys.executable, "-c", code]
 
@@ -149,9 +152,9 @@ def measure(mode: str, src: Path, work: Path, bare: str, before: str | None = No
     """One measurement in a fresh child process: {"seconds", "cpu_s", "rss_mb"}."""
     dst = work / mode.replace("-", "_")
     env = None
-    if mode == "ingest-before":
+    if mode in ("ingest-before", "cli-before"):
         env = {**os.environ, "PYTHONPATH": str(Path(str(before)).resolve())}
-        mode = "ingest"
+        mode = "ingest" if mode == "ingest-before" else mode
     argv = [sys.executable, __file__, "--child", mode, str(src), str(dst), "--bare", bare]
     done = subprocess.run(argv, check=True, capture_output=True, text=True, env=env)
     result = json.loads(done.stdout.strip().splitlines()[-1])
@@ -192,7 +195,7 @@ def main() -> None:
                 runs.setdefault(mode, []).append(
                     measure(mode, log, work, "bare-read", args.before))
             floor = min(BARE, key=lambda m: median([r["seconds"] for r in runs[m]]))
-            for mode in ("bare-process", "cli"):
+            for mode in ("bare-process", "cli", *(("cli-before",) if args.before else ())):
                 runs.setdefault(mode, []).append(measure(mode, log, work, floor))
             print(f"repeat {i + 1}/{args.repeats}: " + ", ".join(
                 f"{m} {r[-1]['seconds']:.2f} s" for m, r in runs.items()), file=sys.stderr)
@@ -204,7 +207,7 @@ def main() -> None:
     cpu = {m: median([r["cpu_s"] for r in rs]) for m, rs in runs.items()}
     floor = min(BARE, key=lambda m: seconds[m])
     base = {"bare-read": floor, "bare-scan": floor, "ingest": floor, "ingest-before": floor,
-            "bare-process": "bare-process", "cli": "bare-process"}
+            "bare-process": "bare-process", "cli": "bare-process", "cli-before": "bare-process"}
     rows = [{
         "measurement": m,
         "median_s": seconds[m],
