@@ -138,11 +138,13 @@ def child(mode: str, src: str, dst: str, bare: str) -> None:
 
 
 def command(mode: str, src: str, dst: str, bare: str) -> list[str]:
-    """`regmixd ingest`, or the bare variant `bare` as a `python -c` process."""
+    """`regmixd ingest` (`cli`), the other checkout's (`cli-before`), or the bare variant
+    `bare` as a `python -c` process."""
     if mode == "cli":
         return [str(Path(sys.executable).with_name("regmixd")), "ingest", src, "--out", dst]
-    if mode == "cli-before":  # PYTHONPATH points at the other checkout (see `measure`)
-        return [sys.executable, "-m", "regmixd_cli", "ingest", src, "--out", dst]
+    if mode == "cli-before":  # PYTHONPATH points at the other checkout (see `measure`); -P
+        # keeps the working directory (maybe this checkout) off the front of the import path
+        return [sys.executable, "-P", "-m", "regmixd_cli", "ingest", src, "--out", dst]
     code = f"import polars as pl; src, dst = {src!r}, {dst!r}; {BARE[bare]}"
     return [sys.executable, "-c", code]
 
