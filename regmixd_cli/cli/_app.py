@@ -38,9 +38,24 @@ class _Console(Console):
         raise BrokenPipeError(32, "Broken pipe")
 
 
+class _StderrConsole(Console):
+    """The console for people: a closed pipe silences it and the command goes on.
+
+    What goes to stderr (tables, progress, warnings) is not the command's product, so a
+    reader of stderr that went away (`regmixd fit ... 2>&1 | head`) must not stop a fit or
+    an export half-way; the exit code still says how the command ended.
+    """
+
+    def on_broken_pipe(self) -> None:
+        self.quiet = True
+        with contextlib.suppress(OSError, ValueError):  # later writes (warnings) go nowhere
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stderr.fileno())
+
+
 # stdout carries data only; everything meant for a person goes to stderr.
 out = _Console(soft_wrap=True, highlight=False, width=_width(sys.stdout))
-err = _Console(stderr=True, soft_wrap=True, highlight=False, width=_width(sys.stderr))
+err = _StderrConsole(stderr=True, soft_wrap=True, highlight=False, width=_width(sys.stderr))
 
 
 def warn(message: str) -> None:

@@ -63,6 +63,38 @@ def test_console_script_exits_with_objects_frozen():
         gc.unfreeze()
 
 
+def _with_stderr_closed(*args: object, cwd: object = None) -> int:
+    """Run `python -m regmixd_cli ARGS` with stderr a pipe nobody reads; its exit code."""
+    import os
+
+    read, write = os.pipe()
+    os.close(read)  # every write to stderr now fails with EPIPE
+    try:
+        proc = subprocess.run([sys.executable, "-m", "regmixd_cli", *map(str, args)],
+                              stdout=subprocess.DEVNULL, stderr=write, cwd=cwd, timeout=300)
+    finally:
+        os.close(write)
+    return proc.returncode
+
+
+def test_a_closed_stderr_does_not_stop_a_command(tmp_path):
+    """`regmixd fit ... 2>&1 | head` closes stderr early: what a person would have read is
+    lost, the command's product is not (fit and export report on stderr before writing)."""
+    assert _with_stderr_closed("ingest", PROXY_LOGS, "--out", tmp_path / "store") == 0
+    assert _with_stderr_closed("fit", tmp_path / "store", "--out", tmp_path / "model",
+                               *SAMPLE_FIT) == 0
+    assert (tmp_path / "model" / "model.json").is_file()
+    assert _with_stderr_closed("schedule", tmp_path / "model", "--target-steps", "2048",
+                               "--force-dynamic", "--out", tmp_path / "s.json") == 0
+    assert _with_stderr_closed("export", tmp_path / "s.json", "--to", "levanter",
+                               "--batch-size", "512", "--out", tmp_path / "lev.yaml") == 0
+    levanter = (tmp_path / "lev.yaml").read_text()
+    assert "  train_weights:\n" in levanter and levanter.endswith("}]\n")
+    # The exit code still says how a command ended.
+    assert _with_stderr_closed("ingest", tmp_path / "missing", "--out", tmp_path / "x") == 3
+    assert not (tmp_path / "x").exists()
+
+
 def test_unknown_command_is_usage_error(cli):
     result = cli("no-such-command")
     assert result.exit_code == 2
