@@ -205,11 +205,8 @@ def _fmt(value: Any, digits: int = 4) -> str:
 def report_tables(report: dict[str, Any]) -> list[Table]:
     """The fit report as rich tables: transitions, endpoint, and the form chosen."""
     tables = []
-    forms = [
-        f
-        for f in ("per-stage", "pooled", "curve-shift", "per-stage-history")
-        if report["transitions"] and f in report["transitions"][0]
-    ]
+    order = ("per-stage", "pooled", "curve-shift", "per-stage-history")
+    forms = [f for f in order if report["transitions"] and f in report["transitions"][0]]
     if report["transitions"]:
         table = Table(
             title=f"Held-out next-interval loss, {report['target']} "
@@ -235,7 +232,11 @@ def report_tables(report: dict[str, Any]) -> list[Table]:
     table.add_column("MAE", justify="right")
     table.add_column("R²", justify="right")
     rows = [("endpoint model (RegMix)", report["endpoint"]["endpoint"])]
-    rows += [(f"rollout ({f})", s) for f, s in report["endpoint"].get("rollout", {}).items()]
+    rollout = report["endpoint"].get("rollout", {})
+    # Form order, as `fit` printed it (the saved report's keys are sorted).
+    rank = {f: i for i, f in enumerate(order)}
+    rows += [(f"rollout ({f})", rollout[f])
+             for f in sorted(rollout, key=lambda f: (rank.get(f, len(rank)), f))]
     for name, scores in rows:
         table.add_row(name, *(_fmt(scores.get(k) if isinstance(scores, dict) else None)
                               for k in ("spearman", "mae", "r2")))

@@ -48,6 +48,17 @@ def test_fit_writes_model_and_reports_on_stderr(cli, stores, tmp_path):
     assert "model.json" in files and "endpoint.ubj" in files
 
 
+def test_show_model_lists_the_forms_in_fit_order(cli, fitted):
+    """`show MODEL` reprints fit's tables from the saved report, whose keys are sorted: the
+    rollout rows keep fit's form order (per-stage, pooled, curve-shift)."""
+    _, model, _ = fitted
+    result = cli("show", model)
+    assert result.exit_code == 0, result.output
+    rows = [line.split("(")[1].split(")")[0] for line in result.stdout.splitlines()
+            if "rollout (" in line]
+    assert rows == ["per-stage", "pooled", "curve-shift"]
+
+
 def test_fit_json_prints_the_report(cli, stores, tmp_path):
     result = _fit(cli, stores / "train", tmp_path / "m", "--json", "--model", "pooled")
     assert result.exit_code == 0, result.output
