@@ -313,17 +313,16 @@ def compare(
 
 
 def _guard_line(row: dict[str, Any]) -> str:
-    """One line of evidence: would `schedule`'s guard hand this schedule out over static?"""
-    threshold = row["threshold"]
-    need = "no held-out error" if threshold is None else f"needs >= {threshold:.4f}"
+    """One line of evidence: would `schedule`'s guard hand this schedule out over static?
+
+    The verdict, then the guard's own reason: the same words `schedule` prints, measured
+    verification runs included."""
     verdict = "credible"
     if row["decision"] == "static":
         verdict = "not credible: static is better supported"
     elif row["decision"] == "verified":
         verdict = ("not credible against the measured plan of run "
                    f"{row['evidence']['verified_run']['run']}")
-    return (
-        f"guard: {row['item']} vs {row['against']}: predicted advantage "
-        f"{row['predicted_advantage']:+.4f} ({need}, k={row['k']:g} x held-out rollout error): "
-        f"{verdict}"
-    )
+    return f"guard: {row['item']} vs {row['against']}: {verdict} ({row['reason']})"
+
+

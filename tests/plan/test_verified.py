@@ -255,6 +255,7 @@ def test_compare_shows_the_verified_run_as_evidence(cli, two_rounds, tmp_path):
     assert row["decision"] == VERIFIED and row["evidence"]["verified_run"]["run"] == run
     text = cli("compare", model, "static", "offline", *FAST[:2]).stdout
     assert f"not credible against the measured plan of run {run}" in text
+    assert row["reason"] in text  # the guard's own words, as `schedule` prints them
 
 
 def test_fit_and_show_print_what_the_runs_measured(cli, two_rounds, tmp_path):
