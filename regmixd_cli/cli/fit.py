@@ -197,6 +197,11 @@ def fit(
         members = fitted.members if isinstance(fitted, ObjectiveModel) else ()
         for label, line in curve_rate_rows(report, [(m.target, m.report) for m in members]):
             info(f"{label}: {line}")
+    if replicas is not None:
+        meta = replicas.metadata
+        info(f"ensemble: {meta['size']} bootstrap replicas over the proxy runs (seed "
+             f"{meta['seed']}), widened by their out-of-bag residuals: schedules gain "
+             "predicted_loss_interval, and --risk can rank by a quantile")
     info(f"wrote {out}")
 
 

@@ -490,6 +490,7 @@ def test_fit_ensemble_flag_stores_replicas_and_default_stays_plain(cli, tmp_path
     assert ens.exit_code == 0, ens.output
     meta2 = json.loads((tmp_path / "ens" / "model.json").read_text(encoding="utf-8"))
     assert meta2["ensemble"]["size"] == 3 and meta2["ensemble"]["method"].startswith("bootstrap")
+    assert "ensemble: 3 bootstrap replicas" in ens.stderr and "ensemble:" not in plain.stderr
     assert sum(f.startswith("ens") for f in meta2["files"]) == 3 * len(meta["files"])
     # The main boosters are the same with and without the ensemble.
     for name, digest in meta["files"].items():
