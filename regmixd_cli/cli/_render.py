@@ -204,9 +204,10 @@ def _fmt(value: Any, digits: int = 4) -> str:
 
 def report_tables(report: dict[str, Any]) -> list[Table]:
     """The fit report as rich tables: transitions, endpoint, and the form chosen."""
+    from regmixd_cli.fit.model import FORMS  # the forms in fit's order
+
     tables = []
-    order = ("per-stage", "pooled", "curve-shift", "per-stage-history")
-    forms = [f for f in order if report["transitions"] and f in report["transitions"][0]]
+    forms = [f for f in FORMS if report["transitions"] and f in report["transitions"][0]]
     if report["transitions"]:
         table = Table(
             title=f"Held-out next-interval loss, {report['target']} "
@@ -234,7 +235,7 @@ def report_tables(report: dict[str, Any]) -> list[Table]:
     rows = [("endpoint model (RegMix)", report["endpoint"]["endpoint"])]
     rollout = report["endpoint"].get("rollout", {})
     # Form order, as `fit` printed it (the saved report's keys are sorted).
-    rank = {f: i for i, f in enumerate(order)}
+    rank = {f: i for i, f in enumerate(FORMS)}
     rows += [(f"rollout ({f})", rollout[f])
              for f in sorted(rollout, key=lambda f: (rank.get(f, len(rank)), f))]
     for name, scores in rows:

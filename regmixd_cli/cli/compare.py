@@ -324,5 +324,3 @@ def _guard_line(row: dict[str, Any]) -> str:
         verdict = ("not credible against the measured plan of run "
                    f"{row['evidence']['verified_run']['run']}")
     return f"guard: {row['item']} vs {row['against']}: {verdict} ({row['reason']})"
-
-
