@@ -20,9 +20,11 @@ command (`python -m regmixd_cli ingest ...`), interleaved with the others, so a 
 measured under the same machine load.
 
 The floor is the faster bare variant; `ingest` is compared with it and `cli` with
-`bare-process`. Peak RSS is the child's ru_maxrss, CPU its user + system time over the same
-span (all threads). Medians over --repeats; the load average of the (shared) machine is
-recorded before and after.
+`bare-process`: `ratio` is the ratio of the medians, `paired` the median of each repeat's
+ratio to the floor's sample of the same repeat (the machine's speed drifts between repeats).
+Peak RSS is the child's ru_maxrss, CPU its user + system time over the same span (all
+threads). Medians over --repeats; the load average of the (shared) machine is recorded before
+and after.
 """
 
 from __future__ import annotations
@@ -217,6 +219,10 @@ def main() -> None:
         "max_s": max(r["seconds"] for r in rs),
         "vs": base[m],
         "ratio": seconds[m] / seconds[base[m]],
+        # each repeat against its own baseline sample (same repeat, minutes apart at most):
+        # steadier than the ratio of medians when the machine's speed drifts
+        "paired": median([r["seconds"] / b["seconds"] for r, b in zip(rs, runs[base[m]],
+                                                                      strict=True)]),
         "cpu_s": cpu[m],
         "cpu_ratio": cpu[m] / cpu[base[m]],
         "peak_rss_mb": median([r["rss_mb"] for r in rs]),
@@ -224,8 +230,8 @@ def main() -> None:
     } for m, rs in runs.items()]
     print(f"\nfile {size_mb:.0f} MB, {n_runs} runs, median of {args.repeats}; load average "
           f"{load_before[0]:.1f} before, {load_after[0]:.1f} after ({os.cpu_count()} CPUs)\n")
-    report("ingest", rows, ["measurement", "median_s", "min_s", "max_s", "vs", "ratio", "cpu_s",
-                            "cpu_ratio", "peak_rss_mb", "rss_vs_file"])
+    report("ingest", rows, ["measurement", "median_s", "min_s", "max_s", "vs", "ratio", "paired",
+                            "cpu_s", "cpu_ratio", "peak_rss_mb", "rss_vs_file"])
     path = RESULTS / "ingest.json"
     payload = json.loads(path.read_text())
     payload.update({

@@ -64,7 +64,7 @@ def set_prediction_threads(threads: int) -> None:
 
 def default_threads() -> int:
     """Threads for prediction (row-parallel, so any count gives the same numbers)."""
-    from regmixd_cli.fit.parallel import available_cores
+    from regmixd_cli.cores import available_cores
 
     return _prediction_threads or available_cores()
 

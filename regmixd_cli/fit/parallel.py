@@ -21,6 +21,7 @@ import os
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Protocol, TypeVar
 
+from regmixd_cli.cores import available_cores
 from regmixd_cli.errors import UsageError
 
 T = TypeVar("T")
@@ -29,14 +30,6 @@ R = TypeVar("R")
 # Seconds to wait for a Dask scheduler before giving up with a usage error.
 CONNECT_TIMEOUT = 5.0
 _PRELOAD = ["numpy", "xgboost", "regmixd_cli.fit.boosters"]
-
-
-def available_cores() -> int:
-    """Cores this process may run on (its CPU affinity, else os.cpu_count)."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except (AttributeError, OSError):  # not Linux
-        return max(1, os.cpu_count() or 1)
 
 
 def resolve_jobs(jobs: int | None) -> int:

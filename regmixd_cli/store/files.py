@@ -2,9 +2,11 @@
 
 `trajectories.parquet` is written by `TrajectoryWriter` from sorted chunks, so a store can be
 written while its rows are still being produced (`open_store`), with bounded memory. Its bytes
-depend only on the rows: row groups hold a fixed number of rows whatever the chunking, and the
-dictionaries of `run` and `metric` are rebuilt per row group in order of first appearance
-(what Parquet's own dictionary encoder would produce from plain strings).
+depend only on the rows: row groups are cut by a rule on the runs' row counts (`RowGroups`)
+whatever the chunking, the dictionaries of `run` and `metric` are rebuilt per row group in
+order of first appearance (what Parquet's own dictionary encoder would produce from plain
+strings), and row groups encoded in parallel are joined into the bytes one writer would give
+(`parquet_join`).
 """
 
 from __future__ import annotations
@@ -12,13 +14,13 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-import threading
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from queue import Queue
 from typing import TYPE_CHECKING, Any
 
 from regmixd_cli._version import __version__
+from regmixd_cli.cores import available_cores
 from regmixd_cli.domain import (
     DIVERGED,
     METRIC,
@@ -43,6 +45,7 @@ from regmixd_cli.files import (
 )
 from regmixd_cli.store.ahead import ahead
 from regmixd_cli.store.columns import numeric, values_of
+from regmixd_cli.store.parquet_join import JoinedParquet
 
 if TYPE_CHECKING:
     import polars as pl
@@ -55,7 +58,6 @@ MANIFEST_FILE = "manifest.json"
 SPILL_DIR = ".spill"  # scratch space inside a store being written; removed before it is final
 ROW_GROUP_ROWS = 1 << 18
 _DICTIONARY_COLUMNS = (RUN, METRIC)
-_DONE = object()  # end of the chunks handed to the writer thread
 
 
 def build_manifest(
@@ -102,15 +104,24 @@ def trajectory_schema(tokens_required: bool = False) -> pa.Schema:
 class TrajectoryWriter:
     """Writes `trajectories.parquet` from chunks already in (run, metric, step) order.
 
-    `write` and `close` do everything in the caller's thread; `StoreDraft.write_trajectories`
-    instead cuts the row groups (`RowGroups`) in the thread that builds the chunks and only
-    encodes them (`write_group`) in a second thread.
+    Each row group is encoded on its own (`encode`, into memory; thread-safe) and appended to
+    the file in order (`append`), the footers joined by `parquet_join.JoinedParquet`. The
+    bytes are those one `pq.ParquetWriter` would write; `write` and `close` do everything in
+    the caller's thread, while `StoreDraft.write_trajectories` encodes on every core.
     """
 
     def __init__(self, path: Path, tokens_required: bool = False) -> None:
+        self.schema = trajectory_schema(tokens_required)
+        self._handle = open(path, "wb")  # noqa: SIM115 - closed by close() or discard()
+        self._file = JoinedParquet(self._handle)
+        self._groups = RowGroups(self.schema)
+
+    def encode(self, group: pa.Table) -> bytes:
+        """One row group cut by `RowGroups` as a whole Parquet file in memory."""
+        import pyarrow as pa
         import pyarrow.parquet as pq
 
-        self.schema = trajectory_schema(tokens_required)
+        sink = pa.BufferOutputStream()
         # Fixed options so the same rows give the same bytes; no Arrow schema is stored, so
         # readers see run and metric as plain strings. Values are byte-stream-split before
         # zstd (measured: smaller and faster than zstd alone on losses); steps and tokens are
@@ -119,63 +130,152 @@ class TrajectoryWriter:
         # run and metric: pyarrow computes them by a Unique + Take of the dictionary column,
         # a quarter of the encoder's time, and nothing reads them (a reader filtering by run
         # scans the run column's dictionary pages, a few KB per row group).
-        self._writer = pq.ParquetWriter(
-            str(path), self.schema, compression="zstd", store_schema=False,
+        with pq.ParquetWriter(
+            sink, self.schema, compression="zstd", store_schema=False,
             use_dictionary=[RUN, METRIC],
             column_encoding={STEP: "DELTA_BINARY_PACKED", TOKENS: "DELTA_BINARY_PACKED",
                              VALUE: "BYTE_STREAM_SPLIT"},
             write_statistics=[STEP, TOKENS, VALUE],
-        )
-        self._groups = RowGroups(self.schema)
+        ) as writer:
+            if group.num_rows:
+                writer.write_table(group, row_group_size=group.num_rows)
+        encoded: bytes = sink.getvalue().to_pybytes()
+        return encoded
+
+    def append(self, encoded: bytes) -> None:
+        """Append a row group from `encode` (in the file's row order)."""
+        self._file.add(encoded)
 
     def write(self, chunk: Any) -> None:
-        """Add a chunk (a pyarrow Table or a polars DataFrame with the trajectory columns)."""
-        for group in self._groups.add(chunk):
-            self.write_group(group)
-
-    def write_group(self, group: pa.Table) -> None:
-        """Encode one row group cut by `RowGroups` (thread-safe to call from one other thread)."""
-        self._writer.write_table(group, row_group_size=group.num_rows)
+        """Add a chunk (a pyarrow Table or a polars DataFrame with the trajectory columns);
+        on an error the file is closed, incomplete."""
+        try:
+            for group in self._groups.add(chunk):
+                self.append(self.encode(group))
+        except BaseException:
+            self.discard()
+            raise
 
     def close(self) -> None:
-        """Write the last, partial row group and the footer."""
+        """Write the last row groups and the footer."""
         for group in self._groups.finish():
-            self.write_group(group)
-        self._writer.close()
+            self.append(self.encode(group))
+        if not self._file.started:  # no rows: a file with the schema and no row group
+            self.append(self.encode(self.schema.empty_table()))
+        self._file.close()
+        self._handle.close()
+
+    def discard(self) -> None:
+        """Stop after an error: close the (partial) file."""
+        self._handle.close()
 
 
 class RowGroups:
-    """Cuts chunks into the file's row groups: `ROW_GROUP_ROWS` rows each, in canonical form."""
+    """Cuts chunks into the file's row groups, in canonical form.
+
+    A row group holds whole runs: consecutive runs while they fit in `ROW_GROUP_ROWS` rows; a
+    run with more rows is cut into pieces of `ROW_GROUP_ROWS` (its last piece shorter) and
+    shares no row group. The cuts depend on the rows alone, and when each chunk is a bucket
+    of whole runs of about that size (as ingest builds them), every row group is one chunk or
+    a slice of it: nothing is copied.
+    """
 
     def __init__(self, schema: pa.Schema) -> None:
         self.schema = schema
         self._buffer: list[pa.Table] = []
-        self._buffered = 0
+        # [run, rows, long] of the buffered rows, in order; the last run may go on. A long run
+        # (more than ROW_GROUP_ROWS rows) stays long after its first pieces are cut.
+        self._runs: list[list[Any]] = []
 
     def add(self, chunk: Any) -> list[pa.Table]:
         """Take a chunk; return the row groups it completes."""
         table = _as_arrow(chunk, self.schema)
         if table.num_rows == 0:
             return []
+        for run, n_rows in _run_lengths(table.column(RUN)):
+            if self._runs and self._runs[-1][0] == run:
+                self._runs[-1][1] += n_rows
+            else:
+                self._runs.append([run, n_rows, False])
         self._buffer.append(table)
-        self._buffered += table.num_rows
-        groups = []
-        while self._buffered >= ROW_GROUP_ROWS:
-            groups.append(self._cut(ROW_GROUP_ROWS))
-        return groups
+        return self._cut(final=False)
 
     def finish(self) -> list[pa.Table]:
-        """The last, partial row group (if any rows are left)."""
-        return [self._cut(self._buffered)] if self._buffered else []
+        """The row groups of the rows left (the last run is complete now)."""
+        return self._cut(final=True)
 
-    def _cut(self, n_rows: int) -> pa.Table:
+    def _cut(self, *, final: bool) -> list[pa.Table]:
+        """Row groups whose runs are known to be complete (all of them when `final`); a long
+        run's whole pieces go as soon as they are buffered."""
+        sizes: list[int] = []
+        start = 0  # first run of the open group
+        total = 0  # rows of the open group
+        for i, entry in enumerate(self._runs):
+            _, n_rows, long = entry
+            going_on = not final and i == len(self._runs) - 1
+            if long or n_rows > ROW_GROUP_ROWS:
+                if total:
+                    sizes.append(total)
+                    total = 0
+                pieces, rest = divmod(n_rows, ROW_GROUP_ROWS)
+                sizes.extend([ROW_GROUP_ROWS] * pieces)
+                if going_on:
+                    entry[1:] = [rest, True]
+                    start = i
+                    break
+                if rest:
+                    sizes.append(rest)
+                start = i + 1
+                continue
+            if going_on:
+                break
+            if total and total + n_rows > ROW_GROUP_ROWS:
+                sizes.append(total)
+                start, total = i, 0
+            total += n_rows
+        else:
+            if final:
+                if total:
+                    sizes.append(total)
+                start = len(self._runs)
+        self._runs = self._runs[start:]
+        return [self._take(n_rows) for n_rows in sizes]
+
+    def _take(self, n_rows: int) -> pa.Table:
+        """The first `n_rows` buffered rows as one canonical row group."""
         import pyarrow as pa
 
+        head = self._buffer[0]
+        if head.num_rows >= n_rows:  # the usual case: a chunk or a slice of it, no copy
+            group = head.slice(0, n_rows)
+            rest = head.slice(n_rows)
+            self._buffer[0:1] = [rest] if rest.num_rows else []
+            return _canonical(group, self.schema)
         table = pa.concat_tables(self._buffer)
         group, rest = table.slice(0, n_rows), table.slice(n_rows)
         self._buffer = [rest] if rest.num_rows else []
-        self._buffered = rest.num_rows
         return _canonical(group, self.schema)
+
+
+def _run_lengths(column: pa.ChunkedArray) -> list[tuple[str, int]]:
+    """(run, rows) of each stretch of equal runs of a dictionary-encoded column, in order."""
+    import numpy as np
+    import pyarrow as pa
+
+    stretches: list[tuple[str, int]] = []
+    for chunk in column.chunks:
+        if len(chunk) == 0:
+            continue
+        codes = values_of(chunk.indices)
+        starts = np.flatnonzero(codes[1:] != codes[:-1]) + 1
+        bounds = np.concatenate(([0], starts, [codes.size]))
+        names = chunk.dictionary.take(numeric(codes[bounds[:-1]], pa.int64())).to_pylist()
+        for name, n_rows in zip(names, np.diff(bounds).tolist(), strict=True):
+            if stretches and stretches[-1][0] == name:
+                stretches[-1] = (name, stretches[-1][1] + n_rows)
+            else:
+                stretches.append((name, n_rows))
+    return stretches
 
 
 def _as_arrow(chunk: Any, schema: pa.Schema) -> pa.Table:
@@ -208,10 +308,13 @@ def _canonical(table: pa.Table, schema: pa.Schema) -> pa.Table:
     for field in schema:
         column = table.column(field.name)
         if field.name in _DICTIONARY_COLUMNS:
-            column = column.unify_dictionaries()
-            dictionary = column.chunk(0).dictionary
-            indices = pa.chunked_array([c.indices for c in column.chunks], pa.int32())
-            indices = indices.combine_chunks()
+            if column.num_chunks == 1:  # a slice of one chunk: no copy
+                dictionary, indices = column.chunk(0).dictionary, column.chunk(0).indices
+            else:
+                column = column.unify_dictionaries()
+                dictionary = column.chunk(0).dictionary
+                indices = pa.chunked_array([c.indices for c in column.chunks], pa.int32())
+                indices = indices.combine_chunks()
             codes = values_of(indices)
             used = first_appearance(codes)
             # Indices are in range by construction: skip Arrow's bounds check (safe=False).
@@ -227,7 +330,7 @@ def _canonical(table: pa.Table, schema: pa.Schema) -> pa.Table:
                     numeric(remap[codes], pa.int32()), dictionary.take(numeric(used, pa.int64())),
                     safe=False)
         else:
-            column = column.combine_chunks()
+            column = column.chunk(0) if column.num_chunks == 1 else column.combine_chunks()
         columns.append(column)
     return pa.table(columns, schema=schema)
 
@@ -252,6 +355,13 @@ def first_appearance(codes: Any) -> Any:
     return distinct[np.argsort(first, kind="stable")]
 
 
+def encoders() -> int:
+    """Threads that encode row groups: every core but one, which builds the long rows and
+    cuts the row groups (at least one). On 2 cores a second encoder measured no faster
+    (0.750 vs 0.744 s for 100 MB) and cost more CPU and memory: see docs/DECISIONS.md."""
+    return max(1, available_cores() - 1)
+
+
 class StoreDraft:
     """A store being written inside a temporary directory (see `open_store`)."""
 
@@ -265,43 +375,41 @@ class StoreDraft:
         """Write `trajectories.parquet` from chunks in (run, metric, step) order
         (`tokens_required`: the caller knows no row lacks tokens).
 
-        Three threads, each a stage (numpy, polars and pyarrow release the GIL): one builds the
-        chunks (`ahead`), the caller's cuts them into row groups, a third encodes those. At
-        most two row groups wait in between.
+        The chunks are built one ahead in a thread (`ahead`), cut into row groups here, and
+        the row groups encoded by a pool of `encoders()` threads (numpy, polars and pyarrow
+        release the GIL), then appended in order: the bytes are the same for any number of
+        encoders. At most one row group per encoder waits.
         """
-        writer = TrajectoryWriter(self.directory / TRAJECTORIES_FILE, tokens_required)
+        from concurrent.futures import Future, ThreadPoolExecutor
+
+        path = self.directory / TRAJECTORIES_FILE
+        writer = TrajectoryWriter(path, tokens_required)
         groups = RowGroups(writer.schema)
-        queue: Queue[Any] = Queue(maxsize=2)
-        failed: list[BaseException] = []
+        workers = encoders()
+        pool = ThreadPoolExecutor(workers, thread_name_prefix="regmixd-parquet")
+        pending: deque[Future[bytes]] = deque()
 
-        def drain() -> None:
-            while (group := queue.get()) is not _DONE:
-                if not failed:
-                    try:
-                        writer.write_group(group)
-                    except BaseException as exc:  # handed to the caller's thread below
-                        failed.append(exc)
+        def encode(group: pa.Table) -> None:
+            pending.append(pool.submit(writer.encode, group))
+            while len(pending) > workers:
+                writer.append(pending.popleft().result())
 
-        thread = threading.Thread(target=drain, name="regmixd-parquet-writer")
-        thread.start()
         try:
             for chunk in ahead(iter(chunks), "regmixd-build"):
-                if failed:
-                    break
                 for group in groups.add(chunk):
-                    queue.put(group)
-            else:
-                for group in groups.finish():
-                    queue.put(group)
-        finally:
-            queue.put(_DONE)
-            thread.join()
+                    encode(group)
+            for group in groups.finish():
+                encode(group)
+            while pending:
+                writer.append(pending.popleft().result())
             writer.close()
-        if failed:
-            error = failed[0]
+        except BaseException as error:
+            writer.discard()
             if isinstance(error, OSError) and error.filename is None:
-                error.filename = str(self.target / TRAJECTORIES_FILE)  # pyarrow names no file
-            raise error
+                error.filename = str(self.target / TRAJECTORIES_FILE)  # the write names no file
+            raise
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
         self._trajectories = True
 
     def finish(self, store: Store) -> Store:

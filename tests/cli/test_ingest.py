@@ -300,6 +300,60 @@ def test_trajectory_bytes_do_not_depend_on_chunking(tmp_path, monkeypatch):
     assert written["whole"] == written["ones"] == written["threes"]
 
 
+def expected_row_groups(run_rows: list[int], limit: int) -> list[int]:
+    """The row-group sizes of the file-format rule, from the runs' row counts in order."""
+    sizes, total = [], 0
+    for n in run_rows:
+        if n > limit:
+            if total:
+                sizes.append(total)
+                total = 0
+            sizes.extend([limit] * (n // limit) + ([n % limit] if n % limit else []))
+        elif total and total + n > limit:
+            sizes.append(total)
+            total = n
+        else:
+            total += n
+    return sizes + ([total] if total else [])
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_row_groups_hold_whole_runs_whatever_the_chunks(tmp_path, monkeypatch, seed):
+    """Row groups are whole runs packed up to ROW_GROUP_ROWS rows; a longer run is cut into
+    pieces of that size and shares no group. The bytes are the same for any chunking."""
+    import numpy as np
+    import pyarrow.parquet as pq
+
+    from regmixd_cli.store import files as store_io
+
+    limit = 8
+    monkeypatch.setattr(store_io, "ROW_GROUP_ROWS", limit)
+    rng = np.random.default_rng(seed)
+    run_rows = [int(n) for n in rng.choice([1, 3, 7, 8, 9, 16, 17, 30], size=12)]
+    runs = [f"r{i:02d}" for i in range(len(run_rows)) for _ in range(run_rows[i])]
+    n = len(runs)
+    frame = pl.DataFrame({
+        "run": runs, "step": [int(s) for s in rng.integers(0, 100, n)],
+        "tokens": [int(t) for t in rng.integers(0, 1000, n)],
+        "metric": [f"m{int(m)}" for m in rng.integers(0, 3, n)],
+        "value": rng.normal(size=n)})
+    written = set()
+    for trial in range(4):
+        cuts = sorted({int(c) for c in rng.integers(1, n, size=trial * 5)}) if trial else []
+        edges = [0, *cuts, n]
+        writer = store_io.TrajectoryWriter(tmp_path / f"{trial}.parquet")
+        for lo, hi in zip(edges, edges[1:], strict=False):
+            writer.write(frame[lo:hi])
+        writer.close()
+        path = tmp_path / f"{trial}.parquet"
+        written.add(path.read_bytes())
+        assert pl.read_parquet(path).equals(frame)
+        meta = pq.ParquetFile(path).metadata
+        sizes = [meta.row_group(i).num_rows for i in range(meta.num_row_groups)]
+        assert sizes == expected_row_groups(run_rows, limit)
+    assert len(written) == 1
+
+
 def test_trajectory_columns_are_required_but_tokens(tmp_path):
     import pyarrow.parquet as pq
 

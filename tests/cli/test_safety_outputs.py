@@ -137,8 +137,8 @@ def test_a_full_disk_is_one_error_line(cli, fitted, tmp_path, monkeypatch):
 @pytest.mark.parametrize("code", ["ENOSPC", "EFBIG"])
 def test_a_full_disk_while_encoding_the_store_is_one_error_line(cli, tmp_path, monkeypatch,
                                                                 code):
-    """pyarrow raises the writer thread's OSError without a file name: the error line names
-    the store's trajectories file, exit 3, and nothing is left behind."""
+    """Appending an encoded row group raises an OSError without a file name: the error line
+    names the store's trajectories file, exit 3, and nothing is left behind."""
     import errno
 
     from regmixd_cli.store import files as store_io
@@ -148,7 +148,7 @@ def test_a_full_disk_while_encoding_the_store_is_one_error_line(cli, tmp_path, m
     def full(*_args, **_kwargs):
         raise OSError(number, f"Error writing bytes to file. Detail: [errno {number}]")
 
-    monkeypatch.setattr(store_io.TrajectoryWriter, "write_group", full)
+    monkeypatch.setattr(store_io.TrajectoryWriter, "append", full)
     result = cli("ingest", PROXY_LOGS, "--out", tmp_path / "store")
     fails(result, 3, str(tmp_path / "store" / "trajectories.parquet"))
     assert ("no space left" if code == "ENOSPC" else "file too large") in result.stderr

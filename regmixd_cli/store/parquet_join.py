@@ -1,0 +1,268 @@
+"""One Parquet file from row groups encoded separately (so they can be encoded in parallel).
+
+pyarrow encodes one row group at a time, in one thread. `trajectories.parquet` is instead
+written as: each row group encoded by its own `pq.ParquetWriter` into memory (in a pool of
+threads; pyarrow releases the GIL), then the files' bodies are appended in order to one file
+and their footers joined into one. A footer is a Thrift (compact protocol) `FileMetaData`;
+joining it means concatenating the row groups with their file offsets moved to where the
+bodies now start, and summing the rows. Everything else in the footer is copied unread.
+
+The codec below is generic (it knows the compact protocol, not Parquet's structs), and only
+the offset fields named in `_OFFSETS` are changed, so a footer field this code does not know
+survives as it was. See https://github.com/apache/parquet-format (parquet.thrift) for the
+field numbers.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+from typing import IO, Any
+
+MAGIC = b"PAR1"
+
+# Compact-protocol type codes.
+_TRUE, _FALSE, _BYTE, _I16, _I32, _I64, _DOUBLE, _BINARY, _LIST, _SET, _MAP, _STRUCT = range(1, 13)
+
+# FileMetaData fields.
+_NUM_ROWS, _ROW_GROUPS = 3, 4
+# RowGroup fields.
+_RG_COLUMNS, _RG_FILE_OFFSET, _RG_ORDINAL = 1, 5, 7
+# ColumnChunk fields: file_offset, meta_data, offset/column index offsets.
+_CC_FILE_OFFSET, _CC_META, _CC_OFFSET_INDEX, _CC_COLUMN_INDEX = 2, 3, 4, 6
+# ColumnMetaData fields: data, index and dictionary page offsets, bloom filter offset.
+_CM_OFFSETS = (9, 10, 11, 14)
+
+
+@dataclass(slots=True)
+class Field:
+    """One field of a struct: its id, compact type code and value (a `Struct` for structs,
+    a `List` for lists and sets, bytes for binaries and maps kept raw, else a number)."""
+
+    fid: int
+    ftype: int
+    value: Any
+
+
+@dataclass(slots=True)
+class List:
+    etype: int
+    items: list[Any]
+
+
+Struct = list[Field]
+
+
+class _Reader:
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+        self.pos = 0
+
+    def byte(self) -> int:
+        if self.pos >= len(self.data):
+            raise ValueError("Parquet footer ends early")
+        value = self.data[self.pos]
+        self.pos += 1
+        return value
+
+    def varint(self) -> int:
+        shift = result = 0
+        while True:
+            b = self.byte()
+            result |= (b & 0x7F) << shift
+            if not b & 0x80:
+                return result
+            shift += 7
+
+    def zigzag(self) -> int:
+        n = self.varint()
+        return (n >> 1) ^ -(n & 1)
+
+    def take(self, n: int) -> bytes:
+        chunk = self.data[self.pos:self.pos + n]
+        if len(chunk) != n:
+            raise ValueError("Parquet footer ends early")
+        self.pos += n
+        return chunk
+
+    def value(self, ftype: int) -> Any:
+        if ftype in (_TRUE, _FALSE):
+            return ftype == _TRUE
+        if ftype == _BYTE:
+            return self.byte()
+        if ftype in (_I16, _I32, _I64):
+            return self.zigzag()
+        if ftype == _DOUBLE:
+            return self.take(8)
+        if ftype == _BINARY:
+            return self.take(self.varint())
+        if ftype in (_LIST, _SET):
+            head = self.byte()
+            size, etype = head >> 4, head & 0x0F
+            if size == 15:
+                size = self.varint()
+            if etype in (_TRUE, _FALSE):
+                return List(etype, [self.byte() for _ in range(size)])
+            return List(etype, [self.value(etype) for _ in range(size)])
+        if ftype == _MAP:
+            start = self.pos
+            size = self.varint()
+            if size:
+                types = self.byte()
+                for _ in range(size):
+                    self.value(types >> 4)
+                    self.value(types & 0x0F)
+            return self.data[start:self.pos]
+        if ftype == _STRUCT:
+            return self.struct()
+        raise ValueError(f"Parquet footer: unknown Thrift type {ftype}")
+
+    def struct(self) -> Struct:
+        fields: Struct = []
+        last = 0
+        while (head := self.byte()) != 0:
+            delta, ftype = head >> 4, head & 0x0F
+            fid = last + delta if delta else self.zigzag()
+            fields.append(Field(fid, ftype, self.value(ftype)))
+            last = fid
+        return fields
+
+
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        if n < 0x80:
+            out.append(n)
+            return bytes(out)
+        out.append((n & 0x7F) | 0x80)
+        n >>= 7
+
+
+def _zigzag(n: int) -> bytes:
+    return _varint((n << 1) ^ (n >> 63))
+
+
+def _write_value(out: bytearray, ftype: int, value: Any) -> None:
+    if ftype in (_TRUE, _FALSE):
+        return  # a struct field's bool is its type code
+    if ftype == _BYTE:
+        out.append(value)
+    elif ftype in (_I16, _I32, _I64):
+        out += _zigzag(value)
+    elif ftype == _DOUBLE:
+        out += value
+    elif ftype == _BINARY:
+        out += _varint(len(value)) + value
+    elif ftype in (_LIST, _SET):
+        size = len(value.items)
+        out.append((min(size, 15) << 4) | value.etype)
+        if size >= 15:
+            out += _varint(size)
+        for item in value.items:
+            if value.etype in (_TRUE, _FALSE):
+                out.append(item)
+            else:
+                _write_value(out, value.etype, item)
+    elif ftype == _MAP:
+        out += value
+    elif ftype == _STRUCT:
+        _write_struct(out, value)
+    else:
+        raise ValueError(f"Parquet footer: unknown Thrift type {ftype}")
+
+
+def _write_struct(out: bytearray, fields: Struct) -> None:
+    last = 0
+    for f in fields:
+        ftype = (_TRUE if f.value else _FALSE) if f.ftype in (_TRUE, _FALSE) else f.ftype
+        delta = f.fid - last
+        if 0 < delta <= 15:
+            out.append((delta << 4) | ftype)
+        else:
+            out.append(ftype)
+            out += _zigzag(f.fid)
+        _write_value(out, f.ftype, f.value)
+        last = f.fid
+    out.append(0)
+
+
+def decode_footer(data: bytes) -> Struct:
+    """The `FileMetaData` of a whole Parquet file held in `data`."""
+    if len(data) < 12 or data[:4] != MAGIC or data[-4:] != MAGIC:
+        raise ValueError("not a Parquet file")
+    (length,) = struct.unpack("<I", data[-8:-4])
+    if length > len(data) - 12:
+        raise ValueError("Parquet footer longer than the file")
+    return _Reader(data[len(data) - 8 - length:len(data) - 8]).struct()
+
+
+def encode_footer(meta: Struct) -> bytes:
+    """`meta` as the end of a Parquet file: FileMetaData, its length, magic."""
+    out = bytearray()
+    _write_struct(out, meta)
+    return bytes(out) + struct.pack("<I", len(out)) + MAGIC
+
+
+def _get(fields: Struct, fid: int) -> Field | None:
+    return next((f for f in fields if f.fid == fid), None)
+
+
+def _shift(fields: Struct, fids: tuple[int, ...], by: int) -> None:
+    for f in fields:
+        if f.fid in fids and f.ftype == _I64 and f.value > 0:
+            f.value += by
+
+
+class JoinedParquet:
+    """Appends single-file row groups, in order, to one Parquet file.
+
+    `add(data)` takes a whole Parquet file (from a writer with the same schema and options)
+    and appends its row groups; `close()` writes the joined footer. Offsets are moved by
+    where each body lands; a zero offset means "absent" and stays zero.
+    """
+
+    def __init__(self, handle: IO[bytes]) -> None:
+        self.handle = handle
+        self.handle.write(MAGIC)
+        self.pos = len(MAGIC)
+        self.meta: Struct | None = None
+        self.groups: list[Struct] = []
+        self.rows = 0
+        self.started = False  # a file was added (its footer is the joined file's model)
+
+    def add(self, data: bytes) -> None:
+        """Append the row groups of `data`, a whole Parquet file."""
+        meta = decode_footer(data)
+        (length,) = struct.unpack("<I", data[-8:-4])
+        body = memoryview(data)[len(MAGIC):len(data) - 8 - length]
+        by = self.pos - len(MAGIC)
+        groups = _get(meta, _ROW_GROUPS)
+        for group in groups.value.items if groups is not None else []:
+            _shift(group, (_RG_FILE_OFFSET,), by)
+            ordinal = _get(group, _RG_ORDINAL)
+            if ordinal is not None:
+                ordinal.value = len(self.groups)
+            for chunk in _get(group, _RG_COLUMNS).value.items:  # type: ignore[union-attr]
+                _shift(chunk, (_CC_FILE_OFFSET, _CC_OFFSET_INDEX, _CC_COLUMN_INDEX), by)
+                column_meta = _get(chunk, _CC_META)
+                if column_meta is not None:
+                    _shift(column_meta.value, _CM_OFFSETS, by)
+            self.groups.append(group)
+        rows = _get(meta, _NUM_ROWS)
+        self.rows += rows.value if rows is not None else 0
+        if self.meta is None:
+            self.meta = meta
+        self.started = True
+        self.handle.write(body)
+        self.pos += len(body)
+
+    def close(self) -> None:
+        """Write the joined footer (the first file's, with every row group and row)."""
+        if self.meta is None:
+            raise ValueError("no row groups to join")
+        for f in self.meta:
+            if f.fid == _NUM_ROWS:
+                f.value = self.rows
+            elif f.fid == _ROW_GROUPS:
+                f.value = List(_STRUCT, self.groups)
+        self.handle.write(encode_footer(self.meta))
