@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import os
 import subprocess
 import sys
 
@@ -61,6 +62,22 @@ def test_console_script_exits_with_objects_frozen():
     finally:
         sys.argv = argv
         gc.unfreeze()
+
+
+def test_console_script_runs_numpy_with_one_blas_thread():
+    """`regmixd` sets OPENBLAS_NUM_THREADS=1 before numpy loads (its BLAS threads only spin),
+    unless the user set it."""
+    probe = ("import os, sys; sys.argv = ['regmixd', '--version']; "
+             "from regmixd_cli.cli import main\n"
+             "try:\n    main()\nexcept SystemExit:\n    pass\n"
+             "print(os.environ.get('OPENBLAS_NUM_THREADS'))")
+    env = {k: v for k, v in os.environ.items() if k != "OPENBLAS_NUM_THREADS"}
+    done = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True,
+                          text=True, check=True)
+    assert done.stdout.split()[-1] == "1"
+    done = subprocess.run([sys.executable, "-c", probe], env={**env, "OPENBLAS_NUM_THREADS": "4"},
+                          capture_output=True, text=True, check=True)
+    assert done.stdout.split()[-1] == "4"
 
 
 def _with_stderr_closed(*args: object, cwd: object = None) -> int:
