@@ -238,3 +238,19 @@ def test_the_store_writer_writes_only_footer_fields_the_join_knows(tmp_path):
     assert seen["RowGroup"] and seen["ColumnMetaData"]
     for struct_name, fids in seen.items():
         assert fids <= KNOWN_FIELDS[struct_name], struct_name
+
+
+def test_an_error_of_the_chunks_source_keeps_its_own_file_name(tmp_path):
+    """Only the writes of trajectories.parquet are named after it (an OSError on an open
+    handle names no file); an error reading the chunks, e.g. a spilled part, is not."""
+    import errno
+
+    frame = long_rows()
+
+    def chunks():
+        yield frame[:100]
+        raise OSError(errno.EIO, "Input/output error")
+
+    with pytest.raises(OSError) as raised:
+        store_io.StoreDraft(tmp_path, tmp_path / "store").write_trajectories(chunks())
+    assert raised.value.filename is None
