@@ -8,8 +8,9 @@ joining it means concatenating the row groups with their file offsets moved to w
 bodies now start, and summing the rows. Everything else in the footer is copied unread.
 
 The codec below is generic (it knows the compact protocol, not Parquet's structs), and only
-the offset fields named in `_OFFSETS` are changed, so a footer field this code does not know
-survives as it was. See https://github.com/apache/parquet-format (parquet.thrift) for the
+the offset fields named below are changed, so a footer field this code does not know
+survives as it was. Positions it cannot move (an offset index's page offsets, inside the
+body; encrypted metadata) make it refuse the file (`ValueError`). See https://github.com/apache/parquet-format (parquet.thrift) for the
 field numbers.
 """
 
