@@ -10,7 +10,8 @@ bodies now start, and summing the rows. Everything else in the footer is copied 
 The codec below is generic (it knows the compact protocol, not Parquet's structs), and only
 the offset fields named below are changed, so a footer field this code does not know
 survives as it was. Positions it cannot move (an offset index's page offsets, inside the
-body; encrypted metadata) make it refuse the file (`ValueError`). See https://github.com/apache/parquet-format (parquet.thrift) for the
+body; encrypted metadata) make it refuse the file (`ValueError`), as does a schema other than
+the first file's. See https://github.com/apache/parquet-format (parquet.thrift) for the
 field numbers.
 """
 
@@ -26,7 +27,7 @@ MAGIC = b"PAR1"
 _TRUE, _FALSE, _BYTE, _I16, _I32, _I64, _DOUBLE, _BINARY, _LIST, _SET, _MAP, _STRUCT = range(1, 13)
 
 # FileMetaData fields; encryption_algorithm and footer_signing_key_metadata.
-_NUM_ROWS, _ROW_GROUPS = 3, 4
+_SCHEMA, _NUM_ROWS, _ROW_GROUPS = 2, 3, 4
 _FM_ENCRYPTION = (8, 9)
 # RowGroup fields.
 _RG_COLUMNS, _RG_FILE_OFFSET, _RG_ORDINAL = 1, 5, 7
@@ -262,6 +263,8 @@ class JoinedParquet:
         """Append the row groups of `data`, a whole Parquet file."""
         meta = decode_footer(data)
         _check_movable(meta)
+        if self.meta is not None and _get(meta, _SCHEMA) != _get(self.meta, _SCHEMA):
+            raise ValueError("cannot join Parquet files of different schemas")
         (length,) = struct.unpack("<I", data[-8:-4])
         body = memoryview(data)[len(MAGIC):len(data) - 8 - length]
         by = self.pos - len(MAGIC)

@@ -254,3 +254,14 @@ def test_an_error_of_the_chunks_source_keeps_its_own_file_name(tmp_path):
     with pytest.raises(OSError) as raised:
         store_io.StoreDraft(tmp_path, tmp_path / "store").write_trajectories(chunks())
     assert raised.value.filename is None
+
+
+def test_files_of_different_schemas_are_refused():
+    """The joined footer keeps the first file's schema: a row group of another would be
+    read with the wrong one."""
+    joined = pj.JoinedParquet(io.BytesIO())
+    joined.add(one_group())
+    other = io.BytesIO()
+    pq.write_table(pa.table({"x": [1.5], "s": ["a"]}), other)  # x: double, not int64
+    with pytest.raises(ValueError, match="different schemas"):
+        joined.add(other.getvalue())
