@@ -157,13 +157,16 @@ class TrajectoryWriter:
             raise
 
     def close(self) -> None:
-        """Write the last row groups and the footer."""
-        for group in self._groups.finish():
-            self.append(self.encode(group))
-        if not self._file.started:  # no rows: a file with the schema and no row group
-            self.append(self.encode(self.schema.empty_table()))
-        self._file.close()
-        self._handle.close()
+        """Write the last row groups and the footer; on an error the file is closed,
+        incomplete."""
+        try:
+            for group in self._groups.finish():
+                self.append(self.encode(group))
+            if not self._file.started:  # no rows: a file with the schema and no row group
+                self.append(self.encode(self.schema.empty_table()))
+            self._file.close()
+        finally:
+            self._handle.close()
 
     def discard(self) -> None:
         """Stop after an error: close the (partial) file."""

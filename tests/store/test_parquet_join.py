@@ -265,3 +265,16 @@ def test_files_of_different_schemas_are_refused():
     pq.write_table(pa.table({"x": [1.5], "s": ["a"]}), other)  # x: double, not int64
     with pytest.raises(ValueError, match="different schemas"):
         joined.add(other.getvalue())
+
+
+def test_an_error_in_close_closes_the_file(tmp_path, monkeypatch):
+    writer = store_io.TrajectoryWriter(tmp_path / "t.parquet")
+    writer.write(long_rows(n_runs=2))  # one run goes on: close() encodes it
+
+    def broken(_group):
+        raise RuntimeError("encoder broke")
+
+    monkeypatch.setattr(writer, "encode", broken)
+    with pytest.raises(RuntimeError, match="encoder broke"):
+        writer.close()
+    assert writer._handle.closed
