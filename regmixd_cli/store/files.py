@@ -157,13 +157,16 @@ class TrajectoryWriter:
             raise
 
     def close(self) -> None:
-        """Write the last row groups and the footer."""
-        for group in self._groups.finish():
-            self.append(self.encode(group))
-        if not self._file.started:  # no rows: a file with the schema and no row group
-            self.append(self.encode(self.schema.empty_table()))
-        self._file.close()
-        self._handle.close()
+        """Write the last row groups and the footer; on an error the file is closed,
+        incomplete."""
+        try:
+            for group in self._groups.finish():
+                self.append(self.encode(group))
+            if not self._file.started:  # no rows: a file with the schema and no row group
+                self.append(self.encode(self.schema.empty_table()))
+            self._file.close()
+        finally:
+            self._handle.close()
 
     def discard(self) -> None:
         """Stop after an error: close the (partial) file."""
@@ -389,10 +392,15 @@ class StoreDraft:
         pool = ThreadPoolExecutor(workers, thread_name_prefix="regmixd-parquet")
         pending: deque[Future[bytes]] = deque()
 
+        def flush(keep: int) -> None:
+            while len(pending) > keep:
+                encoded = pending.popleft().result()
+                with _names(self.target / TRAJECTORIES_FILE):
+                    writer.append(encoded)
+
         def encode(group: pa.Table) -> None:
             pending.append(pool.submit(writer.encode, group))
-            while len(pending) > workers:
-                writer.append(pending.popleft().result())
+            flush(workers)
 
         try:
             for chunk in ahead(iter(chunks), "regmixd-build"):
@@ -400,13 +408,11 @@ class StoreDraft:
                     encode(group)
             for group in groups.finish():
                 encode(group)
-            while pending:
-                writer.append(pending.popleft().result())
-            writer.close()
-        except BaseException as error:
+            flush(0)
+            with _names(self.target / TRAJECTORIES_FILE):
+                writer.close()
+        except BaseException:
             writer.discard()
-            if isinstance(error, OSError) and error.filename is None:
-                error.filename = str(self.target / TRAJECTORIES_FILE)  # the write names no file
             raise
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
@@ -437,6 +443,18 @@ class StoreDraft:
             manifest["files"][PHASES_FILE] = sha256_file(self.directory / PHASES_FILE)
         write_json(self.directory / MANIFEST_FILE, manifest)
         return Store(store.domains, runs, trajectories, manifest, phases)
+
+
+@contextlib.contextmanager
+def _names(path: Path) -> Iterator[None]:
+    """An OSError of a write that names no file (a write to an open handle) names `path`;
+    errors of the chunks' source keep their own names."""
+    try:
+        yield
+    except OSError as error:
+        if error.filename is None:
+            error.filename = str(path)
+        raise
 
 
 @contextlib.contextmanager

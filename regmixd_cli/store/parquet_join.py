@@ -8,8 +8,10 @@ joining it means concatenating the row groups with their file offsets moved to w
 bodies now start, and summing the rows. Everything else in the footer is copied unread.
 
 The codec below is generic (it knows the compact protocol, not Parquet's structs), and only
-the offset fields named in `_OFFSETS` are changed, so a footer field this code does not know
-survives as it was. See https://github.com/apache/parquet-format (parquet.thrift) for the
+the offset fields named below are changed, so a footer field this code does not know
+survives as it was. Positions it cannot move (an offset index's page offsets, inside the
+body; encrypted metadata) make it refuse the file (`ValueError`), as does a schema other than
+the first file's. See https://github.com/apache/parquet-format (parquet.thrift) for the
 field numbers.
 """
 
@@ -24,12 +26,16 @@ MAGIC = b"PAR1"
 # Compact-protocol type codes.
 _TRUE, _FALSE, _BYTE, _I16, _I32, _I64, _DOUBLE, _BINARY, _LIST, _SET, _MAP, _STRUCT = range(1, 13)
 
-# FileMetaData fields.
-_NUM_ROWS, _ROW_GROUPS = 3, 4
+# FileMetaData fields; encryption_algorithm and footer_signing_key_metadata.
+_SCHEMA, _NUM_ROWS, _ROW_GROUPS = 2, 3, 4
+_FM_ENCRYPTION = (8, 9)
 # RowGroup fields.
 _RG_COLUMNS, _RG_FILE_OFFSET, _RG_ORDINAL = 1, 5, 7
 # ColumnChunk fields: file_offset, meta_data, offset/column index offsets.
 _CC_FILE_OFFSET, _CC_META, _CC_OFFSET_INDEX, _CC_COLUMN_INDEX = 2, 3, 4, 6
+# ColumnChunk fields that cannot be moved: crypto_metadata and encrypted_column_metadata (the
+# offsets inside are encrypted).
+_CC_ENCRYPTION = (8, 9)
 # ColumnMetaData fields: data, index and dictionary page offsets, bloom filter offset.
 _CM_OFFSETS = (9, 10, 11, 14)
 
@@ -101,21 +107,24 @@ class _Reader:
             size, etype = head >> 4, head & 0x0F
             if size == 15:
                 size = self.varint()
-            if etype in (_TRUE, _FALSE):
-                return List(etype, [self.byte() for _ in range(size)])
-            return List(etype, [self.value(etype) for _ in range(size)])
+            return List(etype, [self.element(etype) for _ in range(size)])
         if ftype == _MAP:
             start = self.pos
             size = self.varint()
             if size:
                 types = self.byte()
                 for _ in range(size):
-                    self.value(types >> 4)
-                    self.value(types & 0x0F)
+                    self.element(types >> 4)
+                    self.element(types & 0x0F)
             return self.data[start:self.pos]
         if ftype == _STRUCT:
             return self.struct()
         raise ValueError(f"Parquet footer: unknown Thrift type {ftype}")
+
+    def element(self, etype: int) -> Any:
+        """One element of a list, set or map: a bool is a byte there (1 true, 2 false), not a
+        type code; kept raw."""
+        return self.byte() if etype in (_TRUE, _FALSE) else self.value(etype)
 
     def struct(self) -> Struct:
         fields: Struct = []
@@ -213,12 +222,32 @@ def _shift(fields: Struct, fids: tuple[int, ...], by: int) -> None:
             f.value += by
 
 
+def _check_movable(meta: Struct) -> None:
+    """Refuse a file whose bodies hold positions this join cannot move: an offset index (its
+    page locations are absolute offsets inside the body, which is copied unread) or
+    encrypted metadata. Joined anyway, such a file would read back with pyarrow yet send
+    readers that use the page index to wrong offsets."""
+    if any(f.fid in _FM_ENCRYPTION for f in meta):
+        raise ValueError("cannot join encrypted Parquet files")
+    groups = _get(meta, _ROW_GROUPS)
+    for group in groups.value.items if groups is not None else []:
+        columns = _get(group, _RG_COLUMNS)
+        for chunk in columns.value.items if columns is not None else []:
+            for f in chunk:
+                if f.fid == _CC_OFFSET_INDEX and f.ftype == _I64 and f.value > 0:
+                    raise ValueError("cannot join Parquet files with a page index "
+                                     "(write_page_index): its page offsets would be wrong")
+                if f.fid in _CC_ENCRYPTION:
+                    raise ValueError("cannot join encrypted Parquet files")
+
+
 class JoinedParquet:
     """Appends single-file row groups, in order, to one Parquet file.
 
     `add(data)` takes a whole Parquet file (from a writer with the same schema and options)
     and appends its row groups; `close()` writes the joined footer. Offsets are moved by
-    where each body lands; a zero offset means "absent" and stays zero.
+    where each body lands; a zero offset means "absent" and stays zero. Files with a page
+    index or encryption are refused (`ValueError`): positions inside them cannot be moved.
     """
 
     def __init__(self, handle: IO[bytes]) -> None:
@@ -233,6 +262,9 @@ class JoinedParquet:
     def add(self, data: bytes) -> None:
         """Append the row groups of `data`, a whole Parquet file."""
         meta = decode_footer(data)
+        _check_movable(meta)
+        if self.meta is not None and _get(meta, _SCHEMA) != _get(self.meta, _SCHEMA):
+            raise ValueError("cannot join Parquet files of different schemas")
         (length,) = struct.unpack("<I", data[-8:-4])
         body = memoryview(data)[len(MAGIC):len(data) - 8 - length]
         by = self.pos - len(MAGIC)

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import polars as pl
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from regmixd_cli.domain import STORE_SCHEMA
 from regmixd_cli.errors import InputError
@@ -352,6 +354,72 @@ def test_row_groups_hold_whole_runs_whatever_the_chunks(tmp_path, monkeypatch, s
         sizes = [meta.row_group(i).num_rows for i in range(meta.num_row_groups)]
         assert sizes == expected_row_groups(run_rows, limit)
     assert len(written) == 1
+
+
+def _split_dictionaries(chunk: pl.DataFrame) -> object:
+    """`chunk` as an Arrow table whose run and metric columns are two Arrow chunks with
+    different dictionaries (unused and reordered entries), as another producer may give."""
+    import pyarrow as pa
+
+    if chunk.height < 2:
+        return chunk
+    parts = []
+    for part in (chunk[:chunk.height // 2], chunk[chunk.height // 2:]):
+        table = part.to_arrow()
+        columns = []
+        for name in table.column_names:
+            column = table.column(name)
+            if name in ("run", "metric"):
+                values = column.cast(pa.string()).to_pylist()
+                entries = sorted({*values, "~unused"}, reverse=True)
+                codes = pa.array([entries.index(v) for v in values], pa.int32())
+                column = pa.chunked_array(
+                    [pa.DictionaryArray.from_arrays(codes, pa.array(entries))])
+            columns.append(column)
+        parts.append(pa.table(columns, names=table.column_names))
+    return pa.concat_tables(parts)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data())
+def test_row_groups_follow_the_rule_for_any_chunks_and_encoders(data):
+    """Any run lengths (long runs of whole pieces, runs going on across many chunks), any
+    chunking (empty chunks, chunks with their own dictionaries) and any number of encoders:
+    the row groups follow the rule and the bytes are those of the whole table."""
+    import tempfile
+
+    import pyarrow.parquet as pq
+
+    from regmixd_cli.store import files as store_io
+
+    limit = data.draw(st.integers(2, 6))
+    run_rows = data.draw(st.lists(st.integers(1, 4 * limit), min_size=1, max_size=8))
+    n = sum(run_rows)
+    frame = pl.DataFrame({
+        "run": [f"r{i}" for i, k in enumerate(run_rows) for _ in range(k)],
+        "step": [s for k in run_rows for s in range(k)], "tokens": [None] * n,
+        "metric": ["m"] * n, "value": [float(i) for i in range(n)]},
+        schema={"run": pl.String, "step": pl.Int64, "tokens": pl.Int64, "metric": pl.String,
+                "value": pl.Float64})
+    edges = [0, *sorted(data.draw(st.lists(st.integers(0, n), max_size=12))), n]
+    odd = data.draw(st.lists(st.booleans(), min_size=len(edges), max_size=len(edges)))
+    chunks = [_split_dictionaries(frame[lo:hi]) if bent else frame[lo:hi]
+              for lo, hi, bent in zip(edges, edges[1:], odd, strict=False)]
+    cores = data.draw(st.integers(1, 4))
+    with pytest.MonkeyPatch.context() as patch, tempfile.TemporaryDirectory() as tmp:
+        patch.setattr(store_io, "ROW_GROUP_ROWS", limit)
+        patch.setattr(store_io, "available_cores", lambda: cores)
+        whole = Path(tmp) / "whole.parquet"
+        writer = store_io.TrajectoryWriter(whole)
+        writer.write(frame)
+        writer.close()
+        meta = pq.ParquetFile(whole).metadata
+        sizes = [meta.row_group(i).num_rows for i in range(meta.num_row_groups)]
+        assert sizes == expected_row_groups(run_rows, limit)
+        store_io.StoreDraft(Path(tmp)).write_trajectories(iter(chunks))
+        pooled = Path(tmp) / store_io.TRAJECTORIES_FILE
+        assert pooled.read_bytes() == whole.read_bytes()
+        assert pl.read_parquet(pooled).equals(frame)
 
 
 def test_trajectory_columns_are_required_but_tokens(tmp_path):
