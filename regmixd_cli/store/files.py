@@ -116,8 +116,9 @@ class TrajectoryWriter:
         self._file = JoinedParquet(self._handle)
         self._groups = RowGroups(self.schema)
 
-    def encode(self, group: pa.Table) -> bytes:
-        """One row group cut by `RowGroups` as a whole Parquet file in memory."""
+    def encode(self, group: pa.Table) -> memoryview:
+        """One row group cut by `RowGroups` as a whole Parquet file in memory (a view of
+        pyarrow's buffer: not copied)."""
         import pyarrow as pa
         import pyarrow.parquet as pq
 
@@ -139,10 +140,9 @@ class TrajectoryWriter:
         ) as writer:
             if group.num_rows:
                 writer.write_table(group, row_group_size=group.num_rows)
-        encoded: bytes = sink.getvalue().to_pybytes()
-        return encoded
+        return memoryview(sink.getvalue())
 
-    def append(self, encoded: bytes) -> None:
+    def append(self, encoded: bytes | memoryview) -> None:
         """Append a row group from `encode` (in the file's row order)."""
         self._file.add(encoded)
 
@@ -390,7 +390,7 @@ class StoreDraft:
         groups = RowGroups(writer.schema)
         workers = encoders()
         pool = ThreadPoolExecutor(workers, thread_name_prefix="regmixd-parquet")
-        pending: deque[Future[bytes]] = deque()
+        pending: deque[Future[memoryview]] = deque()
 
         def flush(keep: int) -> None:
             while len(pending) > keep:

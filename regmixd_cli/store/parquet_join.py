@@ -195,14 +195,19 @@ def _write_struct(out: bytearray, fields: Struct) -> None:
     out.append(0)
 
 
-def decode_footer(data: bytes) -> Struct:
-    """The `FileMetaData` of a whole Parquet file held in `data`."""
+def _footer_start(data: bytes | memoryview) -> int:
+    """Where the `FileMetaData` of a whole Parquet file held in `data` begins."""
     if len(data) < 12 or data[:4] != MAGIC or data[-4:] != MAGIC:
         raise ValueError("not a Parquet file")
-    (length,) = struct.unpack("<I", data[-8:-4])
+    length = int.from_bytes(data[-8:-4], "little")
     if length > len(data) - 12:
         raise ValueError("Parquet footer longer than the file")
-    return _Reader(data[len(data) - 8 - length:len(data) - 8]).struct()
+    return len(data) - 8 - length
+
+
+def decode_footer(data: bytes | memoryview) -> Struct:
+    """The `FileMetaData` of a whole Parquet file held in `data`."""
+    return _Reader(bytes(data[_footer_start(data):len(data) - 8])).struct()
 
 
 def encode_footer(meta: Struct) -> bytes:
@@ -214,6 +219,12 @@ def encode_footer(meta: Struct) -> bytes:
 
 def _get(fields: Struct, fid: int) -> Field | None:
     return next((f for f in fields if f.fid == fid), None)
+
+
+def _items(fields: Struct, fid: int) -> list[Any]:
+    """The items of list field `fid` (none if the field is absent)."""
+    found = _get(fields, fid)
+    return found.value.items if found is not None else []
 
 
 def _shift(fields: Struct, fids: tuple[int, ...], by: int) -> None:
@@ -229,10 +240,8 @@ def _check_movable(meta: Struct) -> None:
     readers that use the page index to wrong offsets."""
     if any(f.fid in _FM_ENCRYPTION for f in meta):
         raise ValueError("cannot join encrypted Parquet files")
-    groups = _get(meta, _ROW_GROUPS)
-    for group in groups.value.items if groups is not None else []:
-        columns = _get(group, _RG_COLUMNS)
-        for chunk in columns.value.items if columns is not None else []:
+    for group in _items(meta, _ROW_GROUPS):
+        for chunk in _items(group, _RG_COLUMNS):
             for f in chunk:
                 if f.fid == _CC_OFFSET_INDEX and f.ftype == _I64 and f.value > 0:
                     raise ValueError("cannot join Parquet files with a page index "
@@ -257,25 +266,29 @@ class JoinedParquet:
         self.meta: Struct | None = None
         self.groups: list[Struct] = []
         self.rows = 0
-        self.started = False  # a file was added (its footer is the joined file's model)
 
-    def add(self, data: bytes) -> None:
+    @property
+    def started(self) -> bool:
+        """Whether a file was added (its footer is the joined file's model)."""
+        return self.meta is not None
+
+    def add(self, data: bytes | memoryview) -> None:
         """Append the row groups of `data`, a whole Parquet file."""
-        meta = decode_footer(data)
+        data = memoryview(data)
+        footer = _footer_start(data)
+        meta = _Reader(bytes(data[footer:len(data) - 8])).struct()
         _check_movable(meta)
         if self.meta is not None and _get(meta, _SCHEMA) != _get(self.meta, _SCHEMA):
             raise ValueError("cannot join Parquet files of different schemas")
-        (length,) = struct.unpack("<I", data[-8:-4])
-        body = memoryview(data)[len(MAGIC):len(data) - 8 - length]
+        body = data[len(MAGIC):footer]
         by = self.pos - len(MAGIC)
-        groups = _get(meta, _ROW_GROUPS)
-        for group in groups.value.items if groups is not None else []:
+        for group in _items(meta, _ROW_GROUPS):
             _shift(group, (_RG_FILE_OFFSET,), by)
             ordinal = _get(group, _RG_ORDINAL)
             if ordinal is not None:
                 ordinal.value = len(self.groups)
-            for chunk in _get(group, _RG_COLUMNS).value.items:  # type: ignore[union-attr]
-                _shift(chunk, (_CC_FILE_OFFSET, _CC_OFFSET_INDEX, _CC_COLUMN_INDEX), by)
+            for chunk in _items(group, _RG_COLUMNS):  # an offset index was refused above
+                _shift(chunk, (_CC_FILE_OFFSET, _CC_COLUMN_INDEX), by)
                 column_meta = _get(chunk, _CC_META)
                 if column_meta is not None:
                     _shift(column_meta.value, _CM_OFFSETS, by)
@@ -284,7 +297,6 @@ class JoinedParquet:
         self.rows += rows.value if rows is not None else 0
         if self.meta is None:
             self.meta = meta
-        self.started = True
         self.handle.write(body)
         self.pos += len(body)
 
