@@ -22,9 +22,11 @@ measured under the same machine load.
 The floor is the faster bare variant; `ingest` is compared with it and `cli` with
 `bare-process`: `ratio` is the ratio of the medians, `paired` the median of each repeat's
 ratio to the floor's sample of the same repeat (the machine's speed drifts between repeats).
-Peak RSS is the child's ru_maxrss, CPU its user + system time over the same span (all
-threads). Medians over --repeats; the load average of the (shared) machine is recorded before
-and after.
+Peak RSS is the child's ru_maxrss, which counts the pages of a file polars maps (page cache,
+shared and reclaimable: bare polars and ingest both map the log); peak anon is its largest
+anonymous memory (RssAnon, sampled every 5 ms: the memory the work itself holds). CPU is its
+user + system time over the same span (all threads). Medians over --repeats; the load average
+of the (shared) machine is recorded before and after.
 """
 
 from __future__ import annotations
@@ -97,14 +99,51 @@ def cpu_seconds(who: int) -> float:
     return usage.ru_utime + usage.ru_stime
 
 
+class AnonPeak:
+    """The largest anonymous resident memory (RssAnon: not the mapped input or libraries) a
+    process reached, sampled every 5 ms in a thread: peak RSS counts the pages of a file
+    polars maps, which are page cache, shared and reclaimable."""
+
+    def __init__(self, pid: int | str = "self") -> None:
+        import threading
+
+        self.status = f"/proc/{pid}/status"
+        self.peak_kb = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._watch, daemon=True)
+        self._thread.start()
+
+    def _watch(self) -> None:
+        while not self._stop.is_set():
+            self.sample()
+            self._stop.wait(0.005)
+
+    def sample(self) -> None:
+        try:
+            with open(self.status) as handle:
+                for line in handle:
+                    if line.startswith("RssAnon:"):
+                        self.peak_kb = max(self.peak_kb, int(line.split()[1]))
+        except OSError:
+            pass  # the process has ended (or there is no /proc)
+
+    def stop(self) -> float:
+        """Stop sampling; the peak in MB."""
+        self._stop.set()
+        self._thread.join()
+        return self.peak_kb / 1024
+
+
 def child(mode: str, src: str, dst: str, bare: str) -> None:
-    """Run one measurement in this (fresh) process; print its time, CPU time and peak RSS."""
+    """Run one measurement in this (fresh) process; print its time, CPU time, peak RSS and
+    peak anonymous memory."""
     who = resource.RUSAGE_SELF if mode in BARE or mode == "ingest" else resource.RUSAGE_CHILDREN
     cpu = cpu_seconds(who)
     if mode in BARE:
         import polars as pl
 
         cpu = cpu_seconds(who)
+        anon = AnonPeak()
         start = time.perf_counter()
         eval(BARE[mode], {"pl": pl, "src": src, "dst": dst})  # noqa: S307 - fixed text above
         seconds = time.perf_counter() - start
@@ -123,6 +162,7 @@ def child(mode: str, src: str, dst: str, bare: str) -> None:
         from regmixd_cli.store.spill import Spill
 
         cpu = cpu_seconds(who)
+        anon = AnonPeak()
         start = time.perf_counter()
         with open_store(Path(dst)) as draft:  # the same calls as `regmixd ingest`
             inputs = read_inputs([src], spill=Spill(draft.spill_dir))
@@ -132,11 +172,15 @@ def child(mode: str, src: str, dst: str, bare: str) -> None:
         rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     else:  # a command, timed from outside; RUSAGE_CHILDREN sees only that one process
         start = time.perf_counter()
-        subprocess.run(command(mode, src, dst, bare), check=True, stdout=subprocess.DEVNULL,
-                       stderr=subprocess.DEVNULL)
+        process = subprocess.Popen(command(mode, src, dst, bare), stdout=subprocess.DEVNULL,
+                                   stderr=subprocess.DEVNULL)
+        anon = AnonPeak(process.pid)
+        if process.wait():
+            raise subprocess.CalledProcessError(process.returncode, process.args)
         seconds = time.perf_counter() - start
         rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    print(json.dumps({"seconds": seconds, "cpu_s": cpu_seconds(who) - cpu, "rss_mb": rss / 1024}))
+    print(json.dumps({"seconds": seconds, "cpu_s": cpu_seconds(who) - cpu, "rss_mb": rss / 1024,
+                      "anon_mb": anon.stop()}))
 
 
 def command(mode: str, src: str, dst: str, bare: str) -> list[str]:
@@ -227,11 +271,12 @@ def main() -> None:
         "cpu_ratio": cpu[m] / cpu[base[m]],
         "peak_rss_mb": median([r["rss_mb"] for r in rs]),
         "rss_vs_file": median([r["rss_mb"] for r in rs]) / size_mb,
+        "peak_anon_mb": median([r["anon_mb"] for r in rs]),
     } for m, rs in runs.items()]
     print(f"\nfile {size_mb:.0f} MB, {n_runs} runs, median of {args.repeats}; load average "
           f"{load_before[0]:.1f} before, {load_after[0]:.1f} after ({os.cpu_count()} CPUs)\n")
     report("ingest", rows, ["measurement", "median_s", "min_s", "max_s", "vs", "ratio", "paired",
-                            "cpu_s", "cpu_ratio", "peak_rss_mb", "rss_vs_file"])
+                            "cpu_s", "cpu_ratio", "peak_rss_mb", "rss_vs_file", "peak_anon_mb"])
     path = RESULTS / "ingest.json"
     payload = json.loads(path.read_text())
     payload.update({

@@ -1,10 +1,9 @@
 """Work one item ahead: a generator's next item is computed in a thread while the caller uses
 the current one.
 
-Ingest is a chain of stages, each a generator (read bytes -> parse -> sort into parts; build
-long rows -> cut row groups -> encode). Most of each stage runs in numpy, polars or pyarrow,
-which release the GIL, so two stages in two threads keep both cores busy where one thread
-would leave one idle. The items and their order are exactly the generator's: only the
+Ingest's write pass is a chain of stages, each a generator (build long rows -> cut row groups
+-> encode). Most of each stage runs in numpy, polars or pyarrow, which release the GIL, so two
+stages in two threads keep both cores busy where one thread would leave one idle. The items and their order are exactly the generator's: only the
 timing changes, so the output stays byte-identical.
 """
 

@@ -56,6 +56,14 @@ class Spill:
         frame.write_ipc(path, compression="uncompressed")
         return SpilledPart(path, frame.height)
 
+    def drop(self, part: pl.DataFrame | SpilledPart) -> None:
+        """Give back a part from `put` that will not be read: its memory counts no more, its
+        file is removed."""
+        if isinstance(part, SpilledPart):
+            part.path.unlink(missing_ok=True)
+        elif self.directory is not None:
+            self._kept -= int(part.estimated_size())
+
     @staticmethod
     def take(part: pl.DataFrame | SpilledPart, ranges: Sequence[tuple[int, int]]) -> pl.DataFrame:
         """Rows [start, stop) of a kept part, for each range in order, as one frame."""

@@ -220,7 +220,7 @@ def interleaved_log(tmp_path: Path) -> Path:
     return write(tmp_path / "log.jsonl", jsonl(*lines))
 
 
-def ingest_with(path: Path, out: Path, *, batch_bytes: int, part_bytes: int, bucket_rows: int,
+def ingest_with(path: Path, out: Path, *, batch_rows: int, part_bytes: int, bucket_rows: int,
                 spill: int | None) -> None:
     """What `regmixd ingest` does, with the batch, part and bucket sizes forced; `spill`: the
     bytes of parts kept in memory before the rest go to disk (None: all in memory)."""
@@ -230,7 +230,7 @@ def ingest_with(path: Path, out: Path, *, batch_bytes: int, part_bytes: int, buc
     with open_store(out) as draft:
         keep = Spill(draft.spill_dir, keep_bytes=spill) if spill is not None else None
         parsed = read_jsonl(path, spill=keep,
-                            batch_bytes=batch_bytes, part_bytes=part_bytes)
+                            batch_rows=batch_rows, part_bytes=part_bytes)
         result = build_store([parsed], label=str(path), sink=draft.write_trajectories,
                              bucket_rows=bucket_rows)
         draft.finish(result.store)
@@ -242,10 +242,10 @@ def test_batches_parts_buckets_and_spill_give_the_same_store(cli, tmp_path):
     assert cli("ingest", log, "--out", reference).exit_code == 0
     expected = store_bytes(reference)
     for i, (batch, part, bucket, spill) in enumerate(
-            [(256, 700, 10, 0), (300, 10**9, 1, None), (1 << 20, 1 << 20, 10**9, 0),
-             (256, 700, 10, 3000)]):
+            [(7, 700, 10, 0), (10, 10**9, 1, None), (1 << 20, 1 << 20, 10**9, 0),
+             (7, 700, 10, 3000)]):
         out = tmp_path / f"s{i}"
-        ingest_with(log, out, batch_bytes=batch, part_bytes=part, bucket_rows=bucket,
+        ingest_with(log, out, batch_rows=batch, part_bytes=part, bucket_rows=bucket,
                     spill=spill)
         assert store_bytes(out) == expected, (batch, part, bucket, spill)
     store = read_store(reference)
@@ -260,7 +260,7 @@ def test_conflict_across_batches_names_the_file(tmp_path):
     text = log.read_text() + jsonl({"run": "b", "step": 100, "val/x": 9.0})
     bad = write(tmp_path / "bad.jsonl", text)
     with pytest.raises(InputError) as info:
-        ingest_with(bad, tmp_path / "out", batch_bytes=256, part_bytes=700, bucket_rows=10,
+        ingest_with(bad, tmp_path / "out", batch_rows=7, part_bytes=700, bucket_rows=10,
                     spill=0)
     assert str(info.value).startswith(f"{bad}: run 'b' logs 'val/x' at step 100 twice")
     assert not (tmp_path / "out").exists()

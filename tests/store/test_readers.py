@@ -10,6 +10,7 @@ import polars as pl
 import pytest
 
 from regmixd_cli.errors import InputError
+from regmixd_cli.files import sha256_file
 from regmixd_cli.store.readers import (
     detect_format,
     read_csv,
@@ -73,15 +74,19 @@ def test_jsonl_interleaved_runs_sorted_long_rows(tmp_path):
 
 
 def test_jsonl_key_first_seen_after_schema_window_is_kept(tmp_path):
-    # Polars infers the schema from the first 100 lines and drops unknown keys silently;
-    # the reader must notice and still return the late metric.
-    lines = [{"run": f"r{i}", "mixture": {"x": 1.0}} for i in range(150)]
-    lines += [{"run": f"r{i}", "step": 10, "train/loss": 3.0} for i in range(150)]
+    # The schema comes from the first SCHEMA_LINES lines and polars drops unknown keys
+    # silently; the reader must notice and still return the late metric.
+    from regmixd_cli.store.readers.jsonl import SCHEMA_LINES
+
+    n = SCHEMA_LINES // 2 + 50
+    lines = [{"run": f"r{i}", "mixture": {"x": 1.0}} for i in range(n)]
+    lines += [{"run": f"r{i}", "step": 10, "train/loss": 3.0} for i in range(n)]
     lines.append({"run": "r0", "step": 20, "train/loss": 2.5, "val/late": 7.0})
     parsed = read_jsonl(write(tmp_path / "late.jsonl", jsonl(*lines)))
     assert parsed.engine == "polars"
     assert ("r0", 20, None, "val/late", 7.0) in rows(parsed)
-    assert parsed.long_observations().height == 152
+    assert parsed.long_observations().height == n + 2
+    assert parsed.mixtures["r7"].where.endswith("late.jsonl:8")
 
 
 def test_jsonl_nan_and_infinity_are_kept_by_the_line_scan(tmp_path):
@@ -283,9 +288,12 @@ def test_directory_walk_sorted_hidden_skipped(tmp_path):
     ]
 
 
-def test_jsonl_small_batches_match_one_batch(tmp_path):
-    # Forced tiny batches and parts: runs split across batches, a key first seen in a later
-    # batch (schema widened there), mixtures late in the file with their true line numbers.
+def test_jsonl_small_batches_match_one_batch(tmp_path, monkeypatch):
+    # Forced tiny batches and parts: runs split across batches, a key first seen after the
+    # schema's first lines (found by the whole-file inference, the file read again), mixtures
+    # late in the file with their true line numbers.
+    from regmixd_cli.store.readers import jsonl as module
+
     lines = [{"run": "b", "mixture": {"x": 0.5, "y": 0.5}}]
     lines += [{"run": r, "step": s, "tokens": s * 8, "val/x": s / 10 + i}
               for s in range(1, 40) for i, r in enumerate(("b", "a", "c"))]
@@ -293,14 +301,31 @@ def test_jsonl_small_batches_match_one_batch(tmp_path):
               {"run": "c", "mixture": {"y": 1.0}}]
     path = write(tmp_path / "log.jsonl", jsonl(*lines))
     whole = read_jsonl(path)
-    split = read_jsonl(path, batch_bytes=300, part_bytes=900)
+    monkeypatch.setattr(module, "SCHEMA_LINES", 5)
+    split = read_jsonl(path, batch_rows=7, part_bytes=500)
     assert (whole.engine, split.engine) == ("polars", "polars")
     assert len(whole.wide.parts) == 1 and len(split.wide.parts) > 3
     assert split.long_observations().equals(whole.long_observations())
     assert ("a", 99, None, "val/late", 1.5) in rows(split)
     assert {r: m.where for r, m in split.mixtures.items()} == {
         "b": f"{path}:1", "a": f"{path}:{len(lines) - 2}", "c": f"{path}:{len(lines)}"}
-    assert split.sha256 == whole.sha256
+    assert split.sha256 == whole.sha256 == sha256_file(path)
+
+
+def test_jsonl_a_late_key_read_again_leaves_no_spilled_part(tmp_path, monkeypatch):
+    # The first read's parts, spilled to disk, are given back when the file is read again.
+    from regmixd_cli.store.readers import jsonl as module
+    from regmixd_cli.store.spill import Spill
+
+    lines = [{"run": "a", "mixture": {"x": 1.0}}]
+    lines += [{"run": "a", "step": s, "v": 1.0} for s in range(60)]
+    lines += [{"run": "a", "step": 60, "v": 1.0, "late": 2.0}]
+    path = write(tmp_path / "log.jsonl", jsonl(*lines))
+    monkeypatch.setattr(module, "SCHEMA_LINES", 5)
+    spill = Spill(tmp_path / "spill", keep_bytes=0)
+    parsed = read_jsonl(path, spill=spill, batch_rows=10, part_bytes=200)
+    assert parsed.engine == "polars" and ("a", 60, None, "late", 2.0) in rows(parsed)
+    assert len(list((tmp_path / "spill").iterdir())) == len(parsed.wide.parts) > 1
 
 
 def test_jsonl_bad_line_in_a_later_batch_is_named(tmp_path):
@@ -308,27 +333,27 @@ def test_jsonl_bad_line_in_a_later_batch_is_named(tmp_path):
                                                       for s in range(50)))
     path = write(tmp_path / "bad.jsonl", good + '{"run": "a", "step": 99, "v": "oops"}\n')
     with pytest.raises(InputError, match=r"bad\.jsonl:52: value of 'v' is not a number"):
-        read_jsonl(path, batch_bytes=256)
+        read_jsonl(path, batch_rows=10)
 
 
-def test_jsonl_a_batch_ends_at_a_line_end_whatever_the_line_length(tmp_path):
-    # Lines longer than a batch and than the window searched for a batch's last newline.
+def test_jsonl_checks_across_read_blocks(tmp_path, monkeypatch):
+    # The hash, the line and colon counts and the mixture-object count (a file with an
+    # escape) do not depend on where the checks' reads end; no final newline.
     from regmixd_cli.store.readers import jsonl as module
 
-    lines = [{"run": "a", "mixture": {"x": 1.0}}]
-    lines += [{"run": "a", "step": s, **{f"m{i:03d}": s + i for i in range(s % 3 * 40)}, "v": 1.0}
-              for s in range(30)]
-    path = write(tmp_path / "log.jsonl", jsonl(*lines))
+    lines = [{"run": 'say "hi"', "mixture": {"x": 1.0}}, {"run": "b", "mixture": {"x": 1.0}}]
+    lines += [{"run": r, "step": s, **{f"m{i:03d}": s + i for i in range(s % 3 * 40)}, "v": 1.0}
+              for s in range(30) for r in ('say "hi"', "b")]
+    path = write(tmp_path / "log.jsonl", jsonl(*lines).rstrip("\n"))
     whole = read_jsonl(path)
-    for window in (1, 7, 1 << 16):
-        module._WINDOW_BYTES, saved = window, module._WINDOW_BYTES
-        try:
-            split = read_jsonl(path, batch_bytes=200)
-        finally:
-            module._WINDOW_BYTES = saved
+    for block, count in ((1, 1), (7, 3), (1 << 16, 1 << 18)):
+        monkeypatch.setattr(module, "_READ_BYTES", block)
+        monkeypatch.setattr(module, "_COUNT_BYTES", count)
+        split = read_jsonl(path)
         assert split.engine == "polars"
         assert split.long_observations().equals(whole.long_observations())
-        assert split.sha256 == whole.sha256
+        assert split.sha256 == whole.sha256 == sha256_file(path)
+        assert split.mixtures == whole.mixtures
 
 
 @pytest.mark.parametrize(

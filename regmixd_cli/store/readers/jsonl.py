@@ -3,16 +3,17 @@
     {"run": "p001", "mixture": {"pile_cc": 0.6, "github": 0.4}}
     {"run": "p001", "step": 100, "tokens": 104857600, "val/pile_cc": 5.91, "train/loss": 6.02}
 
-Two engines. The fast path is polars' own NDJSON reader, fed the file in byte batches split
-on newlines (so memory stays bounded whatever the file size): the schema is inferred from the
-first lines, every metric read as Float64, and a count of colons in each batch's raw bytes
-checks that no key outside the schema was silently dropped (polars ignores unknown keys); if
-one may have been, that batch's schema is inferred from the whole batch and joins the schema
-for the rest of the file. Each batch's observation rows stay wide, sorted by (run, step), in
-parts that a `Spill` may keep on disk; ingest turns them into long rows one run range at a
-time. Anything polars rejects, or any row that breaks the format, sends the file to the
-line-by-line scan, whose job is to name the bad line (and which also reads what polars cannot:
-NaN/Infinity tokens, numbers written as strings).
+Two engines. The fast path is polars' own streaming NDJSON reader (it maps the file and parses
+it on every core), taken in batches of rows so that memory stays bounded whatever the file
+size: the schema is inferred from the first lines, every metric read as Float64. Beside it a
+thread reads the file once more for its sha256 and its line and colon counts. Polars ignores
+keys outside the schema, so colons == values read proves none was dropped; when they differ,
+the schema is inferred from every line and, if that finds more keys, the file is read again
+with them. Each batch's observation rows stay wide, sorted by (run, step), in parts that a
+`Spill` may keep on disk; ingest turns them into long rows one run range at a time. Anything
+polars rejects, or any row that breaks the format, sends the file to the line-by-line scan,
+whose job is to name the bad line (and which also reads what polars cannot: NaN/Infinity
+tokens, numbers written as strings).
 
 See docs/reference/input-formats.md.
 """
@@ -22,17 +23,16 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
 import re
 import threading
-from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, BinaryIO
+from typing import TYPE_CHECKING, Any
 
 from regmixd_cli.domain import METRIC, RUN, STEP, TOKENS, VALUE
 from regmixd_cli.errors import InputError
 from regmixd_cli.files import not_utf8_reason, sha256_file
-from regmixd_cli.store.ahead import ahead
 from regmixd_cli.store.observations import empty_observations, observation_schema
 from regmixd_cli.store.readers.base import (
     JSONL,
@@ -51,23 +51,26 @@ if TYPE_CHECKING:
 MIXTURE = "mixture"
 START_STEP = "start_step"  # on a mixture line: the step its phase starts at (absent: 0)
 _RESERVED = (RUN, STEP, TOKENS, MIXTURE, START_STEP)
-# A mixture key followed by an object: counted only in batches with escapes, where a string
+# A mixture key followed by an object: counted only in files with escapes, where a string
 # value could hold JSON text that polars would hand over just like an object's.
 _MIXTURE_OBJECT = re.compile(rb'"mixture"\s*:\s*\{')
-# Bytes handed to polars at a time: big enough for its threads, small enough that the buffers
-# are reused by the allocator (64 MiB batches cost ~1 s/GB more system time in page faults).
-BATCH_BYTES = 16 << 20
-# Raw bytes whose observation rows make one sorted part (kept in memory or spilled).
-PART_BYTES = 64 << 20
+# Lines the schema is first inferred from: enough to meet metrics logged less often than the
+# training loss (a key first seen later costs a whole-file inference and a second read).
+SCHEMA_LINES = 1000
+# Rows polars hands over at a time.
+BATCH_ROWS = 50_000
+# Observation rows (polars' estimate of their size) that make one sorted part, kept in memory
+# or spilled: about 64 MiB of JSONL.
+PART_BYTES = 24 << 20
+_READ_BYTES = 16 << 20  # bytes the checks read at a time
 _COUNT_BYTES = 1 << 18  # bytes compared at a time when counting colons and newlines (in cache)
-_WINDOW_BYTES = 1 << 16  # bytes read at a time when looking for a batch's last newline
 
 
 def read_jsonl(
     path: str | Path,
     *,
     spill: Spill | None = None,
-    batch_bytes: int = BATCH_BYTES,
+    batch_rows: int = BATCH_ROWS,
     part_bytes: int = PART_BYTES,
 ) -> Parsed:
     """Read one native JSONL log: polars fast path, line-by-line scan to name a bad line.
@@ -75,7 +78,7 @@ def read_jsonl(
     On the fast path the observations come back wide (`Parsed.wide`), their parts held by
     `spill` (in memory by default); `Parsed.long_observations()` gives the long table.
     """
-    parsed = _read_fast(Path(path), str(path), spill or Spill(), batch_bytes, part_bytes)
+    parsed = _read_fast(Path(path), str(path), spill or Spill(), batch_rows, part_bytes)
     return parsed if parsed is not None else _read_lines(Path(path), str(path))
 
 
@@ -84,63 +87,98 @@ def read_jsonl(
 
 
 def _read_fast(
-    path: Path, shown: str, spill: Spill, batch_bytes: int, part_bytes: int
+    path: Path, shown: str, spill: Spill, batch_rows: int, part_bytes: int
 ) -> Parsed | None:
     """Read with polars, batch by batch; None when the file needs the line-by-line scan."""
     import polars as pl
 
     try:
-        schema = _wanted_schema(pl.scan_ndjson(path).collect_schema())
+        schema = _wanted_schema(
+            pl.scan_ndjson(path, infer_schema_length=SCHEMA_LINES).collect_schema())
     except (pl.exceptions.PolarsError, OSError):
         return None
     if schema is None:
         return None
     # Turning the parts into the store needs pyarrow: import it while polars parses, not after.
     threading.Thread(target=_import_arrow, name="regmixd-import-arrow").start()
-    mixtures: dict[str, MixtureRecord] = {}
-    parts = _PartBuilder(spill, part_bytes)
-    first_line = 1
-    # Three stages, each in its own thread: the byte scan (read, hash, colon and line counts),
-    # polars' parse (which releases the GIL), and here the split into mixtures and sorted parts.
-    batches = ahead(_byte_batches(path, batch_bytes), "regmixd-read")
-    for item in ahead(_parsed_batches(batches, schema), "regmixd-parse"):
-        if item is None:
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="regmixd-check") as pool:
+        checked = pool.submit(_check, path)
+        read = _stream(path, shown, schema, spill, batch_rows, part_bytes)
+        try:
+            checks = checked.result()
+        except OSError:
+            checks = None
+    if read is None or checks is None or read.rows != checks.lines:
+        _discard(read)  # blank lines: row numbers would not be line numbers
+        return None
+    if checks.backslash and _count_matches(path, _MIXTURE_OBJECT) != read.n_mixtures:
+        _discard(read)  # a mixture given as a string holding JSON, read alike by polars
+        return None
+    if read.n_values != checks.colons:
+        # A key outside the schema may have been dropped (or a value was null, or a string
+        # holds a colon): infer the schema from every line, and read again if it found keys.
+        try:
+            found = _wanted_schema(
+                pl.scan_ndjson(path, infer_schema_length=None).collect_schema())
+        except (pl.exceptions.PolarsError, OSError):
+            _discard(read)
             return None
-        data, wide, n_lines = item
-        if data is None:
-            sha = str(wide)
-            break
-        if wide.height != n_lines:
-            return None  # blank lines: row numbers would not be line numbers
-        obs = _split_batch(wide, first_line, shown, mixtures, data)
-        if obs is None:
+        if found is None:
+            _discard(read)
             return None
-        parts.add(obs, len(data))
-        first_line += n_lines
-    wide_obs = parts.finish()
+        if found.keys() - schema.keys():
+            _discard(read)
+            read = _stream(path, shown, {**schema, **found}, spill, batch_rows, part_bytes)
+            if read is None or read.rows != checks.lines:
+                _discard(read)
+                return None
+    wide_obs = read.parts.finish()
     if wide_obs is None:
-        return Parsed(shown, JSONL, mixtures, empty_observations(), sha)
-    return Parsed(shown, JSONL, mixtures, None, sha, wide=wide_obs)
+        return Parsed(shown, JSONL, read.mixtures, empty_observations(), checks.sha256)
+    return Parsed(shown, JSONL, read.mixtures, None, checks.sha256, wide=wide_obs)
 
 
-def _parsed_batches(
-    batches: Iterator[tuple[Any, Any, int]], schema: dict[str, Any]
-) -> Iterator[tuple[Any, Any, int] | None]:
-    """(bytes, wide frame, lines) per batch, parsed with the schema so far (widened as
-    batches need it); finally (None, sha256 hex, 0). None when the file needs the line scan."""
+@dataclass(slots=True)
+class _Read:
+    """What a streamed read of the file gave."""
+
+    parts: _PartBuilder
+    mixtures: dict[str, MixtureRecord] = field(default_factory=dict)
+    rows: int = 0
+    n_values: int = 0  # see `_n_values`
+    n_mixtures: int = 0  # mixture lines
+
+
+def _stream(
+    path: Path, shown: str, schema: dict[str, Any], spill: Spill, batch_rows: int,
+    part_bytes: int,
+) -> _Read | None:
+    """Read the file with `schema`, batch by batch, into mixtures and sorted parts; None when
+    polars rejects it or a row breaks the format (its parts discarded)."""
+    import polars as pl
+
+    read = _Read(_PartBuilder(spill, part_bytes))
     try:
-        for data, n_colons, n_lines in batches:
-            if data is None:
-                yield None, n_colons, 0
-                return
-            read = _parse_batch(data, schema, n_colons)
-            if read is None:
-                yield None
-                return
-            wide, schema = read
-            yield data, wide, n_lines
-    except OSError:
-        yield None
+        for wide in pl.scan_ndjson(path, schema=schema).collect_batches(chunk_size=batch_rows):
+            split = _split_batch(wide, read.rows + 1, shown, read.mixtures)
+            if split is None:
+                _discard(read)
+                return None
+            obs, n_mixtures = split
+            read.parts.add(obs)
+            read.rows += wide.height
+            read.n_values += _n_values(wide)
+            read.n_mixtures += n_mixtures
+    except (pl.exceptions.PolarsError, OSError):
+        _discard(read)
+        return None
+    return read
+
+
+def _discard(read: _Read | None) -> None:
+    """Give up a read: its parts leave the spill."""
+    if read is not None:
+        read.parts.discard()
 
 
 def _import_arrow() -> None:
@@ -148,104 +186,49 @@ def _import_arrow() -> None:
     import pyarrow.parquet  # noqa: F401
 
 
-def _byte_batches(path: Path, batch_bytes: int) -> Iterator[tuple[Any, Any, int]]:
-    """(bytes, colons, lines) per batch of whole lines; finally (None, sha256 hex, 0).
+@dataclass(frozen=True, slots=True)
+class _Checks:
+    sha256: str  # of the whole file, for the manifest
+    lines: int  # newlines, plus a last line without one
+    colons: int
+    backslash: bool  # whether any string has an escape
 
-    One pass serves the dropped-key check and the manifest's hash. Each batch is read into a
-    bytes object of exactly its size (its end found first by a small read of the window
-    before it), so no batch is sliced or joined, i.e. copied, on its way to polars.
-    """
+
+def _check(path: Path) -> _Checks:
+    """The file's sha256 and its line and colon counts, in one more read of it (from the
+    page cache, beside polars' parse)."""
     import numpy as np
 
-    scratch = np.empty(_COUNT_BYTES, dtype=bool)  # reused: no fresh pages per batch
-
-    def counted(data: bytes) -> tuple[bytes, int, int]:
-        raw = np.frombuffer(data, np.uint8)
-        n_lines = n_colons = 0
-        for i in range(0, raw.size, _COUNT_BYTES):
-            part = raw[i:i + _COUNT_BYTES]
-            hits = scratch[:part.size]
-            n_lines += int(np.count_nonzero(np.equal(part, 10, out=hits)))
-            n_colons += int(np.count_nonzero(np.equal(part, 58, out=hits)))
-        return data, n_colons, n_lines + (not data.endswith(b"\n"))
-
     digest = hashlib.sha256()
+    scratch = np.empty(_COUNT_BYTES, dtype=bool)  # reused: no fresh pages per block
+    n_lines = n_colons = 0
+    backslash = False
+    last = b"\n"
     with open(path, "rb") as handle:
-        size = os.fstat(handle.fileno()).st_size
-        start = 0
-        while start < size:
-            stop = _line_end(handle, start, min(start + batch_bytes, size), size)
-            handle.seek(start)
-            data = handle.read(stop - start)
-            if not data:
-                break  # the file shrank while being read
+        while data := handle.read(_READ_BYTES):
             digest.update(data)
-            start += len(data)
-            yield counted(data)
-        carry = b""  # what fstat did not count (a pipe, a growing file): split as it comes
-        while block := handle.read(batch_bytes):
-            digest.update(block)
+            backslash = backslash or b"\\" in data
+            raw = np.frombuffer(data, np.uint8)
+            for i in range(0, raw.size, _COUNT_BYTES):
+                part = raw[i:i + _COUNT_BYTES]
+                hits = scratch[:part.size]
+                n_lines += int(np.count_nonzero(np.equal(part, 10, out=hits)))
+                n_colons += int(np.count_nonzero(np.equal(part, 58, out=hits)))
+            last = data[-1:]
+    return _Checks(digest.hexdigest(), n_lines + (last != b"\n"), n_colons, backslash)
+
+
+def _count_matches(path: Path, pattern: re.Pattern[bytes]) -> int:
+    """Matches of `pattern` (which spans no newline) in the file, read a block of whole lines
+    at a time."""
+    count = 0
+    carry = b""
+    with open(path, "rb") as handle:
+        while block := handle.read(_READ_BYTES):
             cut = block.rfind(b"\n") + 1
-            if cut == 0:
-                carry += block
-                continue
-            data = carry + block[:cut] if carry else block[:cut]
-            carry = block[cut:]
-            yield counted(data)
-        if carry:
-            yield counted(carry)
-    yield None, digest.hexdigest(), 0
-
-
-def _line_end(handle: BinaryIO, start: int, stop: int, size: int) -> int:
-    """The offset just after the last newline in [start, stop), else after the first one
-    from `stop` on (a line longer than a batch), else `size`."""
-    if stop >= size:
-        return size
-    right = stop
-    while right > start:  # backwards, one window at a time
-        left = max(start, right - _WINDOW_BYTES)
-        handle.seek(left)
-        found = handle.read(right - left).rfind(b"\n")
-        if found >= 0:
-            return left + found + 1
-        right = left
-    handle.seek(stop)
-    while window := handle.read(_WINDOW_BYTES):  # forwards
-        found = window.find(b"\n")
-        if found >= 0:
-            return stop + found + 1
-        stop += len(window)
-    return size
-
-
-def _parse_batch(
-    data: bytes, schema: dict[str, Any], n_colons: int
-) -> tuple[pl.DataFrame, dict[str, Any]] | None:
-    """One batch read with `schema` (widened if the batch has keys outside it); None if bad."""
-    import polars as pl
-
-    try:
-        wide = pl.read_ndjson(data, schema=schema)
-        if _n_values(wide) != n_colons:
-            # Every key is followed by a colon, so colons == values read proves no key was
-            # dropped and none was null. Otherwise infer this batch's schema from all of it.
-            found = _wanted_schema(
-                pl.scan_ndjson(data, infer_schema_length=None).collect_schema())
-            if found is None:
-                return None
-            widened = _merge_schema(schema, found)
-            if widened != schema:
-                schema = widened
-                wide = pl.read_ndjson(data, schema=schema)
-    except pl.exceptions.PolarsError:
-        return None
-    return wide, schema
-
-
-def _merge_schema(known: dict[str, Any], found: dict[str, Any]) -> dict[str, Any]:
-    """`known` plus the columns only `found` has, in a stable order."""
-    return {**known, **{name: dtype for name, dtype in found.items() if name not in known}}
+            lines, carry = (carry + block[:cut], block[cut:]) if cut else (b"", carry + block)
+            count += sum(1 for _ in pattern.finditer(lines))
+    return count + sum(1 for _ in pattern.finditer(carry))
 
 
 def _wanted_schema(inferred: Any) -> dict[str, Any] | None:
@@ -291,10 +274,10 @@ def _n_values(wide: pl.DataFrame) -> int:
 
 
 def _split_batch(
-    wide: pl.DataFrame, first_line: int, shown: str, mixtures: dict[str, MixtureRecord],
-    data: bytes,
-) -> pl.DataFrame | None:
-    """Record a batch's mixtures; return its rows as (run, step, tokens, metrics).
+    wide: pl.DataFrame, first_line: int, shown: str, mixtures: dict[str, MixtureRecord]
+) -> tuple[pl.DataFrame, int] | None:
+    """Record a batch's mixtures; return its rows as (run, step, tokens, metrics), and the
+    number of mixture lines.
 
     The mixture lines' rows are among them, with no step (`_PartBuilder` drops them).
 
@@ -319,11 +302,11 @@ def _split_batch(
     if bad:
         return None
     metrics = [c for c in wide.columns if c not in _RESERVED]
+    n_mixtures = 0
     if MIXTURE in wide.columns and wide.get_column(MIXTURE).null_count() < wide.height:
         rows = wide.select(RUN, MIXTURE).with_row_index("_line", offset=first_line).filter(
             has_mix)
-        if b"\\" in data and len(_MIXTURE_OBJECT.findall(data)) != rows.height:
-            return None  # a mixture given as a string holding JSON, which polars reads alike
+        n_mixtures = rows.height
         for run, line, text in rows.select(RUN, "_line", MIXTURE).iter_rows():
             given = _weights(text)
             if given is None or (run in mixtures and mixtures[run].weights != given):
@@ -332,7 +315,7 @@ def _split_batch(
     # Metrics absent from the whole batch would only add null cells. The mixture lines' rows
     # (no step) stay until the part is sorted: one filter per part, not one per batch.
     present = [m for m in metrics if wide.get_column(m).null_count() < wide.height]
-    return wide.select(RUN, step.alias(STEP), tokens.alias(TOKENS), *present)
+    return wide.select(RUN, step.alias(STEP), tokens.alias(TOKENS), *present), n_mixtures
 
 
 def _weights(text: str) -> dict[str, float] | None:
@@ -364,12 +347,18 @@ class _PartBuilder:
         self.parts: list[WidePart] = []
         self.n_metrics = 0
 
-    def add(self, obs: pl.DataFrame, n_bytes: int) -> None:
+    def add(self, obs: pl.DataFrame) -> None:
         if obs.height:
             self.pending.append(obs)
-            self.pending_bytes += n_bytes
+            self.pending_bytes += int(obs.estimated_size())
         if self.pending_bytes >= self.part_bytes:
             self._flush()
+
+    def discard(self) -> None:
+        """Drop every part (from the spill too)."""
+        for part in self.parts:
+            self.spill.drop(part.rows)
+        self.parts, self.pending, self.pending_bytes = [], [], 0
 
     def _flush(self) -> None:
         import numpy as np
