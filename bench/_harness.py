@@ -11,6 +11,7 @@ import platform
 import statistics
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -56,6 +57,39 @@ def report(name: str, rows: list[dict[str, Any]], columns: Sequence[str]) -> Non
         "rows": rows,
     }
     (RESULTS / f"{name}.json").write_text(json.dumps(payload, indent=2) + "\n")
+
+
+class AnonPeak:
+    """The largest anonymous resident memory (RssAnon: not the mapped input or libraries) a
+    process reached, sampled every 5 ms in a thread: peak RSS counts the pages of a file
+    polars maps, which are page cache, shared and reclaimable."""
+
+    def __init__(self, pid: int | str = "self") -> None:
+        self.status = f"/proc/{pid}/status"
+        self.peak_kb = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._watch, daemon=True)
+        self._thread.start()
+
+    def _watch(self) -> None:
+        while not self._stop.is_set():
+            self.sample()
+            self._stop.wait(0.005)
+
+    def sample(self) -> None:
+        try:
+            with open(self.status) as handle:
+                for line in handle:
+                    if line.startswith("RssAnon:"):
+                        self.peak_kb = max(self.peak_kb, int(line.split()[1]))
+        except OSError:
+            pass  # the process has ended (or there is no /proc)
+
+    def stop(self) -> float:
+        """Stop sampling; the peak in MB."""
+        self._stop.set()
+        self._thread.join()
+        return self.peak_kb / 1024
 
 
 def _fmt(value: Any) -> str:

@@ -43,7 +43,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _harness import RESULTS, median, report  # noqa: E402
+from _harness import RESULTS, AnonPeak, median, report  # noqa: E402
 
 DOMAINS = ("arxiv", "freelaw", "nih_exporter", "pubmed_central", "wikipedia_en",
            "dm_mathematics", "github", "philpapers", "stackexchange", "enron_emails",
@@ -97,41 +97,6 @@ def cpu_seconds(who: int) -> float:
     """User + system CPU time of this process (RUSAGE_SELF) or its waited-for children."""
     usage = resource.getrusage(who)
     return usage.ru_utime + usage.ru_stime
-
-
-class AnonPeak:
-    """The largest anonymous resident memory (RssAnon: not the mapped input or libraries) a
-    process reached, sampled every 5 ms in a thread: peak RSS counts the pages of a file
-    polars maps, which are page cache, shared and reclaimable."""
-
-    def __init__(self, pid: int | str = "self") -> None:
-        import threading
-
-        self.status = f"/proc/{pid}/status"
-        self.peak_kb = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._watch, daemon=True)
-        self._thread.start()
-
-    def _watch(self) -> None:
-        while not self._stop.is_set():
-            self.sample()
-            self._stop.wait(0.005)
-
-    def sample(self) -> None:
-        try:
-            with open(self.status) as handle:
-                for line in handle:
-                    if line.startswith("RssAnon:"):
-                        self.peak_kb = max(self.peak_kb, int(line.split()[1]))
-        except OSError:
-            pass  # the process has ended (or there is no /proc)
-
-    def stop(self) -> float:
-        """Stop sampling; the peak in MB."""
-        self._stop.set()
-        self._thread.join()
-        return self.peak_kb / 1024
 
 
 def child(mode: str, src: str, dst: str, bare: str) -> None:

@@ -1,10 +1,12 @@
 """Scale: simulate N proxies x 1,000 logged steps x 50 domains, then ingest, fit, schedule.
 
 Each stage is the CLI (`regmixd simulate`, `ingest`, `fit` with 5-fold CV, `schedule` with
-defaults) run in a fresh child process (`--child`), which reports its wall time and peak
-resident memory (ru_maxrss of itself and of its direct children: Dask's local workers; the
-forkserver's --jobs workers are not its children, so a local fit's workers are not counted --
-each holds one booster's design matrix, a small fraction of the parent's). `fit` and
+defaults) run in a fresh child process (`--child`), which reports its wall time, its peak
+anonymous memory (RssAnon sampled every 5 ms: ingest's peak RSS also counts the pages of the
+logs polars maps) and peak resident memory (ru_maxrss of itself and of its direct children:
+Dask's local workers; the forkserver's --jobs workers are not its children, so a local fit's
+workers are not counted -- each holds one booster's design matrix, a small fraction of the
+parent's). `fit` and
 `schedule` run locally on every core (`--jobs 0`), and with --serial also with `--jobs 1` (the
 baseline, in the same run; bench/fit_speed.py measures the speed-up); `fit` also on a 2-worker
 Dask cluster on 127.0.0.1 (started and stopped here) when dask is installed. The growth
@@ -28,7 +30,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from _harness import report
+from _harness import AnonPeak, report
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -37,6 +39,7 @@ def child(argv: list[str]) -> None:
     """Run one regmixd command in this process; print its time and peak memory as JSON."""
     from regmixd_cli.cli import app
 
+    anon = AnonPeak()
     start = time.perf_counter()
     try:
         app(argv, prog_name="regmixd", standalone_mode=False)
@@ -44,7 +47,8 @@ def child(argv: list[str]) -> None:
         elapsed = time.perf_counter() - start
         own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         workers = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-        print(json.dumps({"s": elapsed, "rss_mb": own / 1024, "workers_rss_mb": workers / 1024}))
+        print(json.dumps({"s": elapsed, "rss_mb": own / 1024, "anon_mb": anon.stop(),
+                          "workers_rss_mb": workers / 1024}))
 
 
 def stage(argv: list[str]) -> dict[str, Any]:
@@ -136,7 +140,8 @@ def main() -> None:
         if key in jobs1 and "--jobs 1" not in r["stage"]:
             r["speedup_vs_jobs1"] = jobs1[key] / r["s"]
     print(f"cores {os.cpu_count()}, load {os.getloadavg()}", file=sys.stderr)
-    report("scale", rows, ["proxies", "stage", "s", "rss_mb", "workers_rss_mb", "speedup_vs_jobs1",
+    report("scale", rows, ["proxies", "stage", "s", "rss_mb", "anon_mb", "workers_rss_mb",
+                           "speedup_vs_jobs1",
                            "identical_to_local", "n_growth", "time_growth", "mem_growth"])
 
 

@@ -3,8 +3,9 @@ the current one.
 
 Ingest's write pass is a chain of stages, each a generator (build long rows -> cut row groups
 -> encode). Most of each stage runs in numpy, polars or pyarrow, which release the GIL, so two
-stages in two threads keep both cores busy where one thread would leave one idle. The items and their order are exactly the generator's: only the
-timing changes, so the output stays byte-identical.
+stages in two threads keep both cores busy where one thread would leave one idle. The items
+and their order are exactly the generator's: only the timing changes, so the output stays
+byte-identical.
 """
 
 from __future__ import annotations

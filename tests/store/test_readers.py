@@ -73,20 +73,43 @@ def test_jsonl_interleaved_runs_sorted_long_rows(tmp_path):
     ]
 
 
-def test_jsonl_key_first_seen_after_schema_window_is_kept(tmp_path):
-    # The schema comes from the first SCHEMA_LINES lines and polars drops unknown keys
-    # silently; the reader must notice and still return the late metric.
-    from regmixd_cli.store.readers.jsonl import SCHEMA_LINES
+def test_jsonl_key_first_seen_outside_the_schema_sample_is_kept(tmp_path, monkeypatch):
+    # The schema comes from the file's first and last lines and polars drops unknown keys
+    # silently; the reader must notice and still return the metric seen only in between.
+    from regmixd_cli.store.readers import jsonl as module
 
-    n = SCHEMA_LINES // 2 + 50
-    lines = [{"run": f"r{i}", "mixture": {"x": 1.0}} for i in range(n)]
-    lines += [{"run": f"r{i}", "step": 10, "train/loss": 3.0} for i in range(n)]
-    lines.append({"run": "r0", "step": 20, "train/loss": 2.5, "val/late": 7.0})
+    calls = []
+    stream = module._stream
+    monkeypatch.setattr(module, "_stream", lambda *a, **k: calls.append(a[2]) or stream(*a, **k))
+    monkeypatch.setattr(module, "_SAMPLE_BYTES", 2000)
+    lines = [{"run": f"r{i}", "mixture": {"x": 1.0}} for i in range(150)]
+    lines += [{"run": f"r{i}", "step": 10, "train/loss": 3.0} for i in range(150)]
+    lines.insert(200, {"run": "r0", "step": 20, "train/loss": 2.5, "val/late": 7.0})
     parsed = read_jsonl(write(tmp_path / "late.jsonl", jsonl(*lines)))
     assert parsed.engine == "polars"
     assert ("r0", 20, None, "val/late", 7.0) in rows(parsed)
-    assert parsed.long_observations().height == n + 2
+    assert parsed.long_observations().height == 152
     assert parsed.mixtures["r7"].where.endswith("late.jsonl:8")
+    assert ["val/late" in schema for schema in calls] == [False, True]  # read again
+
+
+def test_jsonl_mixture_lines_first_are_read_once(tmp_path, monkeypatch):
+    # A log that starts with more mixture lines than the schema sample holds (as `simulate`
+    # writes for thousands of runs): the observation keys come from the file's end, so the
+    # file is read once, not sent to the line scan as rows without a step.
+    from regmixd_cli.store.readers import jsonl as module
+
+    calls = []
+    stream = module._stream
+    monkeypatch.setattr(module, "_stream", lambda *a, **k: calls.append(a[2]) or stream(*a, **k))
+    monkeypatch.setattr(module, "_SAMPLE_BYTES", 1000)
+    lines = [{"run": f"r{i:03d}", "mixture": {"x": 0.5, "y": 0.5}} for i in range(100)]
+    lines += [{"run": f"r{i:03d}", "step": s, "val/x": 3.0 + s} for s in (1, 2)
+              for i in range(100)]
+    parsed = read_jsonl(write(tmp_path / "log.jsonl", jsonl(*lines)))
+    assert parsed.engine == "polars" and len(calls) == 1
+    assert parsed.long_observations().height == 200
+    assert parsed.mixtures["r099"].where.endswith("log.jsonl:100")
 
 
 def test_jsonl_nan_and_infinity_are_kept_by_the_line_scan(tmp_path):
@@ -289,9 +312,8 @@ def test_directory_walk_sorted_hidden_skipped(tmp_path):
 
 
 def test_jsonl_small_batches_match_one_batch(tmp_path, monkeypatch):
-    # Forced tiny batches and parts: runs split across batches, a key first seen after the
-    # schema's first lines (found by the whole-file inference, the file read again), mixtures
-    # late in the file with their true line numbers.
+    # Forced tiny batches and parts and a tiny schema sample: runs split across batches, a key
+    # seen only near the file's end, mixtures late in the file with their true line numbers.
     from regmixd_cli.store.readers import jsonl as module
 
     lines = [{"run": "b", "mixture": {"x": 0.5, "y": 0.5}}]
@@ -301,7 +323,7 @@ def test_jsonl_small_batches_match_one_batch(tmp_path, monkeypatch):
               {"run": "c", "mixture": {"y": 1.0}}]
     path = write(tmp_path / "log.jsonl", jsonl(*lines))
     whole = read_jsonl(path)
-    monkeypatch.setattr(module, "SCHEMA_LINES", 5)
+    monkeypatch.setattr(module, "_SAMPLE_BYTES", 200)
     split = read_jsonl(path, batch_rows=7, part_bytes=500)
     assert (whole.engine, split.engine) == ("polars", "polars")
     assert len(whole.wide.parts) == 1 and len(split.wide.parts) > 3
@@ -319,13 +341,29 @@ def test_jsonl_a_late_key_read_again_leaves_no_spilled_part(tmp_path, monkeypatc
 
     lines = [{"run": "a", "mixture": {"x": 1.0}}]
     lines += [{"run": "a", "step": s, "v": 1.0} for s in range(60)]
-    lines += [{"run": "a", "step": 60, "v": 1.0, "late": 2.0}]
+    lines.insert(30, {"run": "a", "step": 60, "v": 1.0, "late": 2.0})
     path = write(tmp_path / "log.jsonl", jsonl(*lines))
-    monkeypatch.setattr(module, "SCHEMA_LINES", 5)
+    monkeypatch.setattr(module, "_SAMPLE_BYTES", 200)
     spill = Spill(tmp_path / "spill", keep_bytes=0)
     parsed = read_jsonl(path, spill=spill, batch_rows=10, part_bytes=200)
     assert parsed.engine == "polars" and ("a", 60, None, "late", 2.0) in rows(parsed)
     assert len(list((tmp_path / "spill").iterdir())) == len(parsed.wide.parts) > 1
+
+
+def test_jsonl_observations_only_between_sampled_mixture_lines(tmp_path, monkeypatch):
+    # Mixture lines at both ends and observations only in between: the sampled schema has no
+    # step, so the rows look malformed; the whole-file schema has it and the file is read
+    # again with polars, not sent to the line scan.
+    from regmixd_cli.store.readers import jsonl as module
+
+    monkeypatch.setattr(module, "_SAMPLE_BYTES", 300)
+    lines = [{"run": f"r{i}", "mixture": {"x": 1.0}} for i in range(10)]
+    lines += [{"run": f"r{i}", "step": 5, "val/x": 2.0} for i in range(20)]
+    lines += [{"run": f"r{i}", "mixture": {"x": 1.0}} for i in range(10, 20)]
+    parsed = read_jsonl(write(tmp_path / "log.jsonl", jsonl(*lines)))
+    assert parsed.engine == "polars"
+    assert parsed.long_observations().height == 20
+    assert parsed.mixtures["r15"].where.endswith("log.jsonl:36")
 
 
 def test_jsonl_bad_line_in_a_later_batch_is_named(tmp_path):

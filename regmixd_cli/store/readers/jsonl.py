@@ -23,6 +23,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import os
 import re
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -54,9 +55,10 @@ _RESERVED = (RUN, STEP, TOKENS, MIXTURE, START_STEP)
 # A mixture key followed by an object: counted only in files with escapes, where a string
 # value could hold JSON text that polars would hand over just like an object's.
 _MIXTURE_OBJECT = re.compile(rb'"mixture"\s*:\s*\{')
-# Lines the schema is first inferred from: enough to meet metrics logged less often than the
-# training loss (a key first seen later costs a whole-file inference and a second read).
-SCHEMA_LINES = 1000
+# Bytes of whole lines at each end of the file the schema is first inferred from: a key seen in
+# neither costs a whole-file inference and a second read.
+_SAMPLE_BYTES = 1 << 20
+SCHEMA_LINES = 1000  # lines the schema is inferred from when the first line is longer
 # Rows polars hands over at a time.
 BATCH_ROWS = 50_000
 # Observation rows (polars' estimate of their size) that make one sorted part, kept in memory
@@ -93,8 +95,7 @@ def _read_fast(
     import polars as pl
 
     try:
-        schema = _wanted_schema(
-            pl.scan_ndjson(path, infer_schema_length=SCHEMA_LINES).collect_schema())
+        schema = _wanted_schema(_sample_schema(path))
     except (pl.exceptions.PolarsError, OSError):
         return None
     if schema is None:
@@ -108,34 +109,65 @@ def _read_fast(
             checks = checked.result()
         except OSError:
             checks = None
-    if read is None or checks is None or read.rows != checks.lines:
-        _discard(read)  # blank lines: row numbers would not be line numbers
+    if checks is None:
+        _discard(read)
         return None
-    if checks.backslash and _count_matches(path, _MIXTURE_OBJECT) != read.n_mixtures:
-        _discard(read)  # a mixture given as a string holding JSON, read alike by polars
-        return None
-    if read.n_values != checks.colons:
-        # A key outside the schema may have been dropped (or a value was null, or a string
-        # holds a colon): infer the schema from every line, and read again if it found keys.
+    if not _adds_up(read, checks, path, exact=True):
+        # A key outside the sampled schema may have been dropped (or a value was null, or a
+        # string holds a colon), and a row that lost its step looks malformed: infer the
+        # schema from every line. With no more keys than the sample's, a read that adds up
+        # but for the colons stands; anything else is the line scan's to judge.
         try:
             found = _wanted_schema(
                 pl.scan_ndjson(path, infer_schema_length=None).collect_schema())
         except (pl.exceptions.PolarsError, OSError):
-            _discard(read)
-            return None
-        if found is None:
-            _discard(read)
-            return None
-        if found.keys() - schema.keys():
-            _discard(read)
-            read = _stream(path, shown, {**schema, **found}, spill, batch_rows, part_bytes)
-            if read is None or read.rows != checks.lines:
+            found = None
+        if found is None or not found.keys() - schema.keys():
+            if found is None or not _adds_up(read, checks, path, exact=False):
                 _discard(read)
                 return None
+        else:
+            _discard(read)
+            read = _stream(path, shown, {**schema, **found}, spill, batch_rows, part_bytes)
+            if not _adds_up(read, checks, path, exact=False):
+                _discard(read)
+                return None
+    assert read is not None  # _adds_up said so
     wide_obs = read.parts.finish()
     if wide_obs is None:
         return Parsed(shown, JSONL, read.mixtures, empty_observations(), checks.sha256)
     return Parsed(shown, JSONL, read.mixtures, None, checks.sha256, wide=wide_obs)
+
+
+def _adds_up(read: _Read | None, checks: _Checks, path: Path, *, exact: bool) -> bool:
+    """Whether a read stands against the file's checks: every row read, one per line (no
+    blank line, so row numbers are line numbers), no mixture given as a string holding JSON
+    (polars reads it alike) and, if `exact`, a value read for every colon (no key dropped)."""
+    if read is None or read.rows != checks.lines:
+        return False
+    if exact and read.n_values != checks.colons:
+        return False
+    return not checks.backslash or _count_matches(path, _MIXTURE_OBJECT) == read.n_mixtures
+
+
+def _sample_schema(path: Path) -> Any:
+    """The schema polars infers from the file's first and last `_SAMPLE_BYTES` of whole lines
+    (the whole file if it is smaller): a log that starts with its mixture lines has its
+    observation keys at the end."""
+    import polars as pl
+
+    with open(path, "rb") as handle:
+        size = os.fstat(handle.fileno()).st_size
+        if size <= 2 * _SAMPLE_BYTES:
+            return pl.scan_ndjson(path, infer_schema_length=None).collect_schema()
+        head = handle.read(_SAMPLE_BYTES)
+        handle.seek(size - _SAMPLE_BYTES)
+        tail = handle.read(_SAMPLE_BYTES)
+    head = head[:head.rfind(b"\n") + 1]
+    tail = tail[tail.find(b"\n") + 1:]
+    if not head:  # a first line longer than the sample
+        return pl.scan_ndjson(path, infer_schema_length=SCHEMA_LINES).collect_schema()
+    return pl.scan_ndjson(head + tail, infer_schema_length=None).collect_schema()
 
 
 @dataclass(slots=True)
