@@ -1,6 +1,6 @@
 """Ingest vs a bare polars read + Parquet write of the same native JSONL.
 
-    python bench/ingest.py [--size-mb 1000] [--repeats 5] [--dir DIR] [--before DIR]
+    python bench/ingest.py [--size-mb 1000] [--repeats 5] [--dir DIR] [--before DIR] [--rounds N]
 
 Generates a deterministic native JSONL of about --size-mb MB in a temporary directory (runs of
 1000 steps x 18 metrics; blocks of 8 runs interleaved line by line, as when proxies share one
@@ -13,6 +13,11 @@ interleaved, each measurement in a fresh child process (so its peak RSS is its o
                 numpy, polars and pyarrow are imported first, as polars is for the bare rows)
   bare-process  the faster bare variant as `python -c ...`, timed from outside (start-up in)
   cli           `regmixd ingest f --out store`, timed from outside (start-up in)
+
+With --rounds N, the in-process rows instead run in one process, round-robin (bare-read,
+ingest, and ingest-before with --before), N rounds: on a noisy shared machine the versions
+then see the same drift, which separate processes minutes apart do not. It prints the same
+table (no peak memory: one process), saved as bench/results/ingest_round_robin.json.
 
 With --before DIR (a checkout of another regmixd version, e.g. `git worktree add DIR REV`),
 `ingest-before` runs the `ingest` measurement with that version's code, and `cli-before` its
@@ -41,6 +46,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _harness import RESULTS, AnonPeak, median, report  # noqa: E402
@@ -177,12 +183,79 @@ def measure(mode: str, src: Path, work: Path, bare: str, before: str | None = No
     return result
 
 
+def load_ingest(code: str | None) -> Any:
+    """`ingest(src, dst)` with the regmixd of checkout `code` (None: this one), its modules
+    loaded apart from any other version's in this process."""
+    import importlib
+
+    for name in [n for n in sys.modules if n == "regmixd_cli" or n.startswith("regmixd_cli.")]:
+        del sys.modules[name]
+    if code is not None:
+        sys.path.insert(0, str(Path(code).resolve()))
+    try:
+        files = importlib.import_module("regmixd_cli.store.files")
+        ingest = importlib.import_module("regmixd_cli.store.ingest")
+        readers = importlib.import_module("regmixd_cli.store.readers")
+        spill = importlib.import_module("regmixd_cli.store.spill")
+    finally:
+        if code is not None:
+            sys.path.pop(0)
+
+    def run(src: str, dst: str) -> None:
+        with files.open_store(Path(dst)) as draft:  # the same calls as `regmixd ingest`
+            inputs = readers.read_inputs([src], spill=spill.Spill(draft.spill_dir))
+            result = ingest.build_store(inputs.parsed, label=src,
+                                        sink=draft.write_trajectories)
+            draft.finish(result.store)
+
+    return run
+
+
+def round_robin(log: Path, work: Path, rounds: int, before: str | None) -> None:
+    """bare-read, ingest (and ingest-before) alternating in this process, `rounds` times."""
+    import polars as pl
+
+    def bare(src: str, dst: str) -> None:
+        pl.read_ndjson(src).write_parquet(dst)
+
+    versions: dict[str, Any] = {"bare-read": bare, "ingest": load_ingest(None)}
+    if before:
+        versions["ingest-before"] = load_ingest(before)
+    samples: dict[str, list[tuple[float, float]]] = {name: [] for name in versions}
+    for i in range(rounds):
+        for name, run in versions.items():
+            dst = work / name.replace("-", "_")
+            cpu = cpu_seconds(resource.RUSAGE_SELF)
+            start = time.perf_counter()
+            run(str(log), str(dst))
+            samples[name].append((time.perf_counter() - start,
+                                  cpu_seconds(resource.RUSAGE_SELF) - cpu))
+            shutil.rmtree(dst, ignore_errors=True)
+            if dst.is_file():
+                dst.unlink()
+        print(f"round {i + 1}/{rounds}: " + ", ".join(
+            f"{n} {s[-1][0]:.2f} s" for n, s in samples.items()), file=sys.stderr)
+    floor = [t for t, _ in samples["bare-read"]]
+    floor_cpu = median([c for _, c in samples["bare-read"]])
+    report("ingest_round_robin", [{
+        "measurement": name,
+        "median_s": median([t for t, _ in runs]),
+        "ratio": median([t for t, _ in runs]) / median(floor),
+        "paired": median([t / f for (t, _), f in zip(runs, floor, strict=True)]),
+        "cpu_s": median([c for _, c in runs]),
+        "cpu_ratio": median([c for _, c in runs]) / floor_cpu,
+    } for name, runs in samples.items()],
+        ["measurement", "median_s", "ratio", "paired", "cpu_s", "cpu_ratio"])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size-mb", type=float, default=1000.0)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--dir", help="where to put the temporary file (default: system temp)")
     parser.add_argument("--before", help="another checkout whose ingest runs as ingest-before")
+    parser.add_argument("--rounds", type=int,
+                        help="in-process rows only, round-robin in one process, N rounds")
     parser.add_argument("--child", nargs=3, metavar=("MODE", "SRC", "DST"), help=argparse.SUPPRESS)
     parser.add_argument("--bare", default="bare-read", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -198,6 +271,9 @@ def main() -> None:
         size_mb = log.stat().st_size / 1e6
         print(f"generated {size_mb:.0f} MB ({n_runs} runs x {STEPS} steps x {len(METRICS)} "
               f"metrics) in {time.perf_counter() - start:.1f} s", file=sys.stderr)
+        if args.rounds:
+            round_robin(log, work, args.rounds, args.before)
+            return
         load_before = os.getloadavg()
         runs: dict[str, list[dict[str, float]]] = {}
         # Warm the page cache so no measurement pays for the first read from disk.
