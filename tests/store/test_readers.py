@@ -400,6 +400,7 @@ def test_jsonl_checks_across_read_blocks(tmp_path, monkeypatch):
         ('"{\\"x\\": 1.0}"', "'mixture' must be a non-empty object"),  # JSON text in a string
         ("{}", "'mixture' must be a non-empty object"),
         ('{"x": "1"}', "weight of 'x' is not a finite number"),
+        ('{"x": 1.0, "y": null}', "weight of 'y' is not a finite number"),
     ],
 )
 def test_jsonl_bad_mixture_after_the_schema_window_is_named(tmp_path, mixture, message):

@@ -360,10 +360,8 @@ def _weights(text: str) -> dict[str, float] | None:
         return None
     given = {}
     for domain, weight in weights.items():
-        if weight is None:
-            continue  # as if absent
         if isinstance(weight, bool) or not isinstance(weight, int | float):
-            return None
+            return None  # null too: the line scan refuses it
         given[domain] = float(weight)
     return given
 
