@@ -148,6 +148,8 @@ def test_jsonl_fast_and_line_scan_agree(tmp_path):
         ('{"run": "a", "mixture": {"x": 1}, "step": 3}\n', ":1: a line has both"),
         ('{"run": "a", "mixture": {"x": 1}}\n{"run": "a", "mixture": {"x": 0.5, "y": 0.5}}\n',
          ":2: run 'a' has a different mixture"),
+        ('{"run": "a", "mixture": {"x": 1}}\n{"run": "a", "mixture": null, "step": 1, "v": 1}\n',
+         ":2: 'mixture' must be a non-empty object"),
     ],
 )
 def test_jsonl_bad_lines_are_named(tmp_path, text, message):

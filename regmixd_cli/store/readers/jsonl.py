@@ -55,6 +55,9 @@ _RESERVED = (RUN, STEP, TOKENS, MIXTURE, START_STEP)
 # A mixture key followed by an object: counted only in files with escapes, where a string
 # value could hold JSON text that polars would hand over just like an object's.
 _MIXTURE_OBJECT = re.compile(rb'"mixture"\s*:\s*\{')
+# A null mixture, which polars reads as no mixture (an observation line) and the line scan
+# refuses: looked for when the colons do not add up (a null value leaves one unread).
+_MIXTURE_NULL = re.compile(rb'"mixture"\s*:\s*null')
 # Bytes of whole lines at each end of the file the schema is first inferred from: a key seen in
 # neither costs a whole-file inference and a second read.
 _SAMPLE_BYTES = 1 << 20
@@ -142,10 +145,13 @@ def _read_fast(
 def _adds_up(read: _Read | None, checks: _Checks, path: Path, *, exact: bool) -> bool:
     """Whether a read stands against the file's checks: every row read, one per line (no
     blank line, so row numbers are line numbers), no mixture given as a string holding JSON
-    (polars reads it alike) and, if `exact`, a value read for every colon (no key dropped)."""
+    (polars reads it alike) and, if `exact`, a value read for every colon (no key dropped),
+    else no null mixture."""
     if read is None or read.rows != checks.lines:
         return False
     if exact and read.n_values != checks.colons:
+        return False
+    if not exact and _count_matches(path, _MIXTURE_NULL):
         return False
     return not checks.backslash or _count_matches(path, _MIXTURE_OBJECT) == read.n_mixtures
 
