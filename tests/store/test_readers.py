@@ -396,6 +396,38 @@ def test_jsonl_checks_across_read_blocks(tmp_path, monkeypatch):
         assert split.mixtures == whole.mixtures
 
 
+def test_jsonl_interrupted_read_stops_the_checks(tmp_path, monkeypatch):
+    # Ctrl-C (or any failure) while polars parses: the thread beside it stops reading the file
+    # instead of holding the interrupt up until the whole file has been hashed.
+    import threading
+
+    from regmixd_cli.store.readers import jsonl as module
+
+    path = write(tmp_path / "log.jsonl", jsonl({"run": "a", "mixture": {"x": 1.0}},
+                                               *({"run": "a", "step": s, "v": 1.0}
+                                                 for s in range(20_000))))
+    monkeypatch.setattr(module, "_READ_BYTES", 16)
+    read, started = [], threading.Event()
+
+    class Digest:  # counts the bytes the checks read
+        def update(self, data: bytes) -> None:
+            read.append(len(data))
+            started.set()
+
+        def hexdigest(self) -> str:
+            return ""
+
+    def interrupted(*args, **kwargs):
+        started.wait(10)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(module.hashlib, "sha256", Digest)
+    monkeypatch.setattr(module, "_stream", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        read_jsonl(path)
+    assert 0 < sum(read) < path.stat().st_size // 2
+
+
 @pytest.mark.parametrize(
     ("mixture", "message"),
     [

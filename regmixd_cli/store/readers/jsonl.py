@@ -105,9 +105,14 @@ def _read_fast(
         return None
     # Turning the parts into the store needs pyarrow: import it while polars parses, not after.
     threading.Thread(target=_import_arrow, name="regmixd-import-arrow").start()
+    stop = threading.Event()
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="regmixd-check") as pool:
-        checked = pool.submit(_check, path)
-        read = _stream(path, shown, schema, spill, batch_rows, part_bytes)
+        checked = pool.submit(_check, path, stop)
+        try:
+            read = _stream(path, shown, schema, spill, batch_rows, part_bytes)
+        except BaseException:
+            stop.set()  # Ctrl-C: the checks stop now, not at the end of the file
+            raise
         try:
             checks = checked.result()
         except OSError:
@@ -232,9 +237,9 @@ class _Checks:
     backslash: bool  # whether any string has an escape
 
 
-def _check(path: Path) -> _Checks:
+def _check(path: Path, stop: threading.Event) -> _Checks:
     """The file's sha256 and its line and colon counts, in one more read of it (from the
-    page cache, beside polars' parse)."""
+    page cache, beside polars' parse); cut short, and not to be used, once `stop` is set."""
     import numpy as np
 
     digest = hashlib.sha256()
@@ -243,7 +248,7 @@ def _check(path: Path) -> _Checks:
     backslash = False
     last = b"\n"
     with open(path, "rb") as handle:
-        while data := handle.read(_READ_BYTES):
+        while not stop.is_set() and (data := handle.read(_READ_BYTES)):
             digest.update(data)
             backslash = backslash or b"\\" in data
             raw = np.frombuffer(data, np.uint8)
