@@ -368,6 +368,21 @@ def test_jsonl_observations_only_between_sampled_mixture_lines(tmp_path, monkeyp
     assert parsed.mixtures["r15"].where.endswith("log.jsonl:36")
 
 
+def test_jsonl_last_line_longer_than_the_schema_sample(tmp_path, monkeypatch):
+    # The sample's tail holds no whole line (a long last line without a newline): the schema
+    # comes from the head alone, not from a cut line that sent the file to the line scan.
+    from regmixd_cli.store.readers import jsonl as module
+
+    monkeypatch.setattr(module, "_SAMPLE_BYTES", 300)
+    lines = [{"run": "a", "mixture": {"x": 1.0}}]
+    lines += [{"run": "a", "step": s, "v": 1.0} for s in range(30)]
+    lines.append({"run": "a", "step": 99, **{f"m{i:03d}": float(i) for i in range(40)}})
+    parsed = read_jsonl(write(tmp_path / "log.jsonl", jsonl(*lines).rstrip("\n")))
+    assert parsed.engine == "polars"
+    assert ("a", 99, None, "m039", 39.0) in rows(parsed)
+    assert parsed.long_observations().height == 70
+
+
 def test_jsonl_bad_line_in_a_later_batch_is_named(tmp_path):
     good = jsonl({"run": "a", "mixture": {"x": 1}}, *({"run": "a", "step": s, "v": 1.0}
                                                       for s in range(50)))

@@ -175,7 +175,7 @@ def _sample_schema(path: Path) -> Any:
         handle.seek(size - _SAMPLE_BYTES)
         tail = handle.read(_SAMPLE_BYTES)
     head = head[:head.rfind(b"\n") + 1]
-    tail = tail[tail.find(b"\n") + 1:]
+    tail = tail[tail.find(b"\n") + 1:] if b"\n" in tail else b""  # else a cut last line
     if not head:  # a first line longer than the sample
         return pl.scan_ndjson(path, infer_schema_length=SCHEMA_LINES).collect_schema()
     return pl.scan_ndjson(head + tail, infer_schema_length=None).collect_schema()
