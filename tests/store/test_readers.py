@@ -415,6 +415,7 @@ def test_jsonl_interrupted_read_stops_the_checks(tmp_path, monkeypatch):
     # Ctrl-C (or any failure) while polars parses: the thread beside it stops reading the file
     # instead of holding the interrupt up until the whole file has been hashed.
     import threading
+    import time
 
     from regmixd_cli.store.readers import jsonl as module
 
@@ -422,18 +423,22 @@ def test_jsonl_interrupted_read_stops_the_checks(tmp_path, monkeypatch):
                                                *({"run": "a", "step": s, "v": 1.0}
                                                  for s in range(20_000))))
     monkeypatch.setattr(module, "_READ_BYTES", 16)
-    read, started = [], threading.Event()
+    read, started, raised = [], threading.Event(), threading.Event()
 
-    class Digest:  # counts the bytes the checks read
+    class Digest:  # counts the bytes the checks read; the first block waits for the interrupt
         def update(self, data: bytes) -> None:
             read.append(len(data))
-            started.set()
+            if len(read) == 1:
+                started.set()
+                raised.wait(10)
+                time.sleep(0.1)  # the interrupt reaches the reader's handler meanwhile
 
         def hexdigest(self) -> str:
             return ""
 
     def interrupted(*args, **kwargs):
         started.wait(10)
+        raised.set()
         raise KeyboardInterrupt
 
     monkeypatch.setattr(module.hashlib, "sha256", Digest)
