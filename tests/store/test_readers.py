@@ -150,6 +150,10 @@ def test_jsonl_fast_and_line_scan_agree(tmp_path):
          ":2: run 'a' has a different mixture"),
         ('{"run": "a", "mixture": {"x": 1}}\n{"run": "a", "mixture": null, "step": 1, "v": 1}\n',
          ":2: 'mixture' must be a non-empty object"),
+        ('{"run": "a", "step": 1, "v": 1' + "0" * 400 + "}\n",  # beyond a float
+         ":1: value of 'v' is not a number"),
+        ('{"run": "a", "mixture": {"x": 1' + "0" * 400 + "}}\n",
+         ":1: weight of 'x' is not a finite number"),
     ],
 )
 def test_jsonl_bad_lines_are_named(tmp_path, text, message):

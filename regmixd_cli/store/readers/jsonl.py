@@ -544,9 +544,8 @@ def _add_mixture(
         raise InputError(f"{where}: a line has both 'mixture' and 'step'; put the mixture "
                          "on its own line")
     for domain, weight in weights.items():
-        if isinstance(weight, bool) or not isinstance(weight, int | float) or not math.isfinite(
-            weight
-        ):
+        number = parse_number(weight) if isinstance(weight, int | float) else None
+        if number is None or not math.isfinite(number):
             raise InputError(f"{where}: weight of {domain!r} is not a finite number: {weight!r}")
     given = dict(weights)
     start = obj.get(START_STEP)
