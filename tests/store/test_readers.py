@@ -154,6 +154,11 @@ def test_jsonl_fast_and_line_scan_agree(tmp_path):
          ":1: value of 'v' is not a number"),
         ('{"run": "a", "mixture": {"x": 1' + "0" * 400 + "}}\n",
          ":1: weight of 'x' is not a finite number"),
+        # Half a surrogate pair is no character (polars reads \\ud800 as a NUL).
+        ('{"run": "a", "mixture": {"x": 1}}\n{"run": "a\\ud800", "step": 1, "v": 1}\n',
+         ":2: a \\u escape gives half a surrogate pair"),
+        ('{"run": "a", "step": 1, "v\\udc00": 1}\n', ":1: a \\u escape gives half a surrogate"),
+        ('{"run": "a", "mixture": {"x\\uD800": 1}}\n', ":1: a \\u escape gives half a surrogate"),
     ],
 )
 def test_jsonl_bad_lines_are_named(tmp_path, text, message):

@@ -336,6 +336,7 @@ def _split_batch(
     bad = wide.select(
         (
             pl.col(RUN).is_null()
+            | pl.col(RUN).str.contains("\x00", literal=True)  # maybe half a surrogate pair
             | (has_mix & step.is_not_null())
             | (~has_mix & step.is_null())
             | (step < 0)
@@ -367,7 +368,7 @@ def _weights(text: str) -> dict[str, float] | None:
         weights = json.loads(text)
     except ValueError:
         return None
-    if not isinstance(weights, dict) or not weights:
+    if not isinstance(weights, dict) or not weights or _half_surrogate(text, weights):
         return None
     given = {}
     for domain, weight in weights.items():
@@ -527,7 +528,22 @@ def _parse_object(text: str, where: str) -> dict[str, Any]:
                          "fix or remove the line") from None
     if not isinstance(obj, dict):
         raise InputError(f"{where}: expected one JSON object per line, got {type(obj).__name__}")
+    if _half_surrogate(text, obj):
+        raise InputError(f"{where}: a \\u escape gives half a surrogate pair (\\ud800-\\udfff "
+                         "alone), which is no character; fix the line")
     return obj
+
+
+def _half_surrogate(text: str, obj: Any) -> bool:
+    """Whether JSON `text` (`obj` once parsed) holds half a surrogate pair, which is no
+    character (polars reads a first half as NUL)."""
+    if "\\ud" not in text and "\\uD" not in text:
+        return False
+    try:
+        json.dumps(obj, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
 
 
 def _add_mixture(
