@@ -148,6 +148,17 @@ def test_jsonl_fast_and_line_scan_agree(tmp_path):
         ('{"run": "a", "mixture": {"x": 1}, "step": 3}\n', ":1: a line has both"),
         ('{"run": "a", "mixture": {"x": 1}}\n{"run": "a", "mixture": {"x": 0.5, "y": 0.5}}\n',
          ":2: run 'a' has a different mixture"),
+        ('{"run": "a", "mixture": {"x": 1}}\n{"run": "a", "mixture": null, "step": 1, "v": 1}\n',
+         ":2: 'mixture' must be a non-empty object"),
+        ('{"run": "a", "step": 1, "v": 1' + "0" * 400 + "}\n",  # beyond a float
+         ":1: value of 'v' is not a number"),
+        ('{"run": "a", "mixture": {"x": 1' + "0" * 400 + "}}\n",
+         ":1: weight of 'x' is not a finite number"),
+        # Half a surrogate pair is no character (polars reads \\ud800 as a NUL).
+        ('{"run": "a", "mixture": {"x": 1}}\n{"run": "a\\ud800", "step": 1, "v": 1}\n',
+         ":2: a \\u escape gives half a surrogate pair"),
+        ('{"run": "a", "step": 1, "v\\udc00": 1}\n', ":1: a \\u escape gives half a surrogate"),
+        ('{"run": "a", "mixture": {"x\\uD800": 1}}\n', ":1: a \\u escape gives half a surrogate"),
     ],
 )
 def test_jsonl_bad_lines_are_named(tmp_path, text, message):
@@ -366,6 +377,21 @@ def test_jsonl_observations_only_between_sampled_mixture_lines(tmp_path, monkeyp
     assert parsed.mixtures["r15"].where.endswith("log.jsonl:36")
 
 
+def test_jsonl_last_line_longer_than_the_schema_sample(tmp_path, monkeypatch):
+    # The sample's tail holds no whole line (a long last line without a newline): the schema
+    # comes from the head alone, not from a cut line that sent the file to the line scan.
+    from regmixd_cli.store.readers import jsonl as module
+
+    monkeypatch.setattr(module, "_SAMPLE_BYTES", 300)
+    lines = [{"run": "a", "mixture": {"x": 1.0}}]
+    lines += [{"run": "a", "step": s, "v": 1.0} for s in range(30)]
+    lines.append({"run": "a", "step": 99, **{f"m{i:03d}": float(i) for i in range(40)}})
+    parsed = read_jsonl(write(tmp_path / "log.jsonl", jsonl(*lines).rstrip("\n")))
+    assert parsed.engine == "polars"
+    assert ("a", 99, None, "m039", 39.0) in rows(parsed)
+    assert parsed.long_observations().height == 70
+
+
 def test_jsonl_bad_line_in_a_later_batch_is_named(tmp_path):
     good = jsonl({"run": "a", "mixture": {"x": 1}}, *({"run": "a", "step": s, "v": 1.0}
                                                       for s in range(50)))
@@ -394,12 +420,50 @@ def test_jsonl_checks_across_read_blocks(tmp_path, monkeypatch):
         assert split.mixtures == whole.mixtures
 
 
+def test_jsonl_interrupted_read_stops_the_checks(tmp_path, monkeypatch):
+    # Ctrl-C (or any failure) while polars parses: the thread beside it stops reading the file
+    # instead of holding the interrupt up until the whole file has been hashed.
+    import threading
+    import time
+
+    from regmixd_cli.store.readers import jsonl as module
+
+    path = write(tmp_path / "log.jsonl", jsonl({"run": "a", "mixture": {"x": 1.0}},
+                                               *({"run": "a", "step": s, "v": 1.0}
+                                                 for s in range(20_000))))
+    monkeypatch.setattr(module, "_READ_BYTES", 16)
+    read, started, raised = [], threading.Event(), threading.Event()
+
+    class Digest:  # counts the bytes the checks read; the first block waits for the interrupt
+        def update(self, data: bytes) -> None:
+            read.append(len(data))
+            if len(read) == 1:
+                started.set()
+                raised.wait(10)
+                time.sleep(0.1)  # the interrupt reaches the reader's handler meanwhile
+
+        def hexdigest(self) -> str:
+            return ""
+
+    def interrupted(*args, **kwargs):
+        started.wait(10)
+        raised.set()
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(module.hashlib, "sha256", Digest)
+    monkeypatch.setattr(module, "_stream", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        read_jsonl(path)
+    assert 0 < sum(read) < path.stat().st_size // 2
+
+
 @pytest.mark.parametrize(
     ("mixture", "message"),
     [
         ('"{\\"x\\": 1.0}"', "'mixture' must be a non-empty object"),  # JSON text in a string
         ("{}", "'mixture' must be a non-empty object"),
         ('{"x": "1"}', "weight of 'x' is not a finite number"),
+        ('{"x": 1.0, "y": null}', "weight of 'y' is not a finite number"),
     ],
 )
 def test_jsonl_bad_mixture_after_the_schema_window_is_named(tmp_path, mixture, message):

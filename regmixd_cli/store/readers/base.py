@@ -148,7 +148,10 @@ def parse_number(raw: Any) -> float | None:
     if isinstance(raw, bool):
         return None
     if isinstance(raw, int | float):
-        return float(raw)
+        try:
+            return float(raw)
+        except OverflowError:  # an integer beyond any float
+            return None
     if isinstance(raw, str):
         text = raw.strip().lower()
         if text in ("nan", "+nan", "-nan"):

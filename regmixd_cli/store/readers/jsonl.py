@@ -55,6 +55,9 @@ _RESERVED = (RUN, STEP, TOKENS, MIXTURE, START_STEP)
 # A mixture key followed by an object: counted only in files with escapes, where a string
 # value could hold JSON text that polars would hand over just like an object's.
 _MIXTURE_OBJECT = re.compile(rb'"mixture"\s*:\s*\{')
+# A null mixture, which polars reads as no mixture (an observation line) and the line scan
+# refuses: looked for when the colons do not add up (a null value leaves one unread).
+_MIXTURE_NULL = re.compile(rb'"mixture"\s*:\s*null')
 # Bytes of whole lines at each end of the file the schema is first inferred from: a key seen in
 # neither costs a whole-file inference and a second read.
 _SAMPLE_BYTES = 1 << 20
@@ -102,9 +105,14 @@ def _read_fast(
         return None
     # Turning the parts into the store needs pyarrow: import it while polars parses, not after.
     threading.Thread(target=_import_arrow, name="regmixd-import-arrow").start()
+    stop = threading.Event()
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="regmixd-check") as pool:
-        checked = pool.submit(_check, path)
-        read = _stream(path, shown, schema, spill, batch_rows, part_bytes)
+        checked = pool.submit(_check, path, stop)
+        try:
+            read = _stream(path, shown, schema, spill, batch_rows, part_bytes)
+        except BaseException:
+            stop.set()  # Ctrl-C: the checks stop now, not at the end of the file
+            raise
         try:
             checks = checked.result()
         except OSError:
@@ -142,10 +150,13 @@ def _read_fast(
 def _adds_up(read: _Read | None, checks: _Checks, path: Path, *, exact: bool) -> bool:
     """Whether a read stands against the file's checks: every row read, one per line (no
     blank line, so row numbers are line numbers), no mixture given as a string holding JSON
-    (polars reads it alike) and, if `exact`, a value read for every colon (no key dropped)."""
+    (polars reads it alike) and, if `exact`, a value read for every colon (no key dropped),
+    else no null mixture."""
     if read is None or read.rows != checks.lines:
         return False
     if exact and read.n_values != checks.colons:
+        return False
+    if not exact and _count_matches(path, _MIXTURE_NULL):
         return False
     return not checks.backslash or _count_matches(path, _MIXTURE_OBJECT) == read.n_mixtures
 
@@ -164,7 +175,7 @@ def _sample_schema(path: Path) -> Any:
         handle.seek(size - _SAMPLE_BYTES)
         tail = handle.read(_SAMPLE_BYTES)
     head = head[:head.rfind(b"\n") + 1]
-    tail = tail[tail.find(b"\n") + 1:]
+    tail = tail[tail.find(b"\n") + 1:] if b"\n" in tail else b""  # else a cut last line
     if not head:  # a first line longer than the sample
         return pl.scan_ndjson(path, infer_schema_length=SCHEMA_LINES).collect_schema()
     return pl.scan_ndjson(head + tail, infer_schema_length=None).collect_schema()
@@ -226,9 +237,9 @@ class _Checks:
     backslash: bool  # whether any string has an escape
 
 
-def _check(path: Path) -> _Checks:
+def _check(path: Path, stop: threading.Event) -> _Checks:
     """The file's sha256 and its line and colon counts, in one more read of it (from the
-    page cache, beside polars' parse)."""
+    page cache, beside polars' parse); cut short, and not to be used, once `stop` is set."""
     import numpy as np
 
     digest = hashlib.sha256()
@@ -237,7 +248,7 @@ def _check(path: Path) -> _Checks:
     backslash = False
     last = b"\n"
     with open(path, "rb") as handle:
-        while data := handle.read(_READ_BYTES):
+        while not stop.is_set() and (data := handle.read(_READ_BYTES)):
             digest.update(data)
             backslash = backslash or b"\\" in data
             raw = np.frombuffer(data, np.uint8)
@@ -325,6 +336,7 @@ def _split_batch(
     bad = wide.select(
         (
             pl.col(RUN).is_null()
+            | pl.col(RUN).str.contains("\x00", literal=True)  # maybe half a surrogate pair
             | (has_mix & step.is_not_null())
             | (~has_mix & step.is_null())
             | (step < 0)
@@ -356,14 +368,12 @@ def _weights(text: str) -> dict[str, float] | None:
         weights = json.loads(text)
     except ValueError:
         return None
-    if not isinstance(weights, dict) or not weights:
+    if not isinstance(weights, dict) or not weights or _half_surrogate(text, weights):
         return None
     given = {}
     for domain, weight in weights.items():
-        if weight is None:
-            continue  # as if absent
         if isinstance(weight, bool) or not isinstance(weight, int | float):
-            return None
+            return None  # null too: the line scan refuses it
         given[domain] = float(weight)
     return given
 
@@ -518,7 +528,22 @@ def _parse_object(text: str, where: str) -> dict[str, Any]:
                          "fix or remove the line") from None
     if not isinstance(obj, dict):
         raise InputError(f"{where}: expected one JSON object per line, got {type(obj).__name__}")
+    if _half_surrogate(text, obj):
+        raise InputError(f"{where}: a \\u escape gives half a surrogate pair (\\ud800-\\udfff "
+                         "alone), which is no character; fix the line")
     return obj
+
+
+def _half_surrogate(text: str, obj: Any) -> bool:
+    """Whether JSON `text` (`obj` once parsed) holds half a surrogate pair, which is no
+    character (polars reads a first half as NUL)."""
+    if "\\ud" not in text and "\\uD" not in text:
+        return False
+    try:
+        json.dumps(obj, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
 
 
 def _add_mixture(
@@ -535,9 +560,8 @@ def _add_mixture(
         raise InputError(f"{where}: a line has both 'mixture' and 'step'; put the mixture "
                          "on its own line")
     for domain, weight in weights.items():
-        if isinstance(weight, bool) or not isinstance(weight, int | float) or not math.isfinite(
-            weight
-        ):
+        number = parse_number(weight) if isinstance(weight, int | float) else None
+        if number is None or not math.isfinite(number):
             raise InputError(f"{where}: weight of {domain!r} is not a finite number: {weight!r}")
     given = dict(weights)
     start = obj.get(START_STEP)
