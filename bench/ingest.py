@@ -127,18 +127,11 @@ def child(mode: str, src: str, dst: str, bare: str) -> None:
         import pyarrow.compute  # noqa: F401
         import pyarrow.parquet  # noqa: F401
 
-        from regmixd_cli.store.files import open_store
-        from regmixd_cli.store.ingest import build_store
-        from regmixd_cli.store.readers import read_inputs
-        from regmixd_cli.store.spill import Spill
-
+        ingest = load_ingest(None)  # this process's regmixd (PYTHONPATH for ingest-before)
         cpu = cpu_seconds(who)
         anon = AnonPeak()
         start = time.perf_counter()
-        with open_store(Path(dst)) as draft:  # the same calls as `regmixd ingest`
-            inputs = read_inputs([src], spill=Spill(draft.spill_dir))
-            result = build_store(inputs.parsed, label=src, sink=draft.write_trajectories)
-            draft.finish(result.store)
+        ingest(src, dst)
         seconds = time.perf_counter() - start
         rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     else:  # a command, timed from outside; RUSAGE_CHILDREN sees only that one process

@@ -26,6 +26,7 @@ import math
 import os
 import re
 import threading
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -120,31 +121,44 @@ def _read_fast(
     if checks is None:
         _discard(read)
         return None
-    if not _adds_up(read, checks, path, exact=True):
-        # A key outside the sampled schema may have been dropped (or a value was null, or a
-        # string holds a colon), and a row that lost its step looks malformed: infer the
-        # schema from every line. With no more keys than the sample's, a read that adds up
-        # but for the colons stands; anything else is the line scan's to judge.
-        try:
-            found = _wanted_schema(
-                pl.scan_ndjson(path, infer_schema_length=None).collect_schema())
-        except (pl.exceptions.PolarsError, OSError):
-            found = None
-        if found is None or not found.keys() - schema.keys():
-            if found is None or not _adds_up(read, checks, path, exact=False):
-                _discard(read)
-                return None
-        else:
-            _discard(read)
-            read = _stream(path, shown, {**schema, **found}, spill, batch_rows, part_bytes)
-            if not _adds_up(read, checks, path, exact=False):
-                _discard(read)
-                return None
-    assert read is not None  # _adds_up said so
+    read = _verified(read, checks, path, schema,
+                     lambda wider: _stream(path, shown, wider, spill, batch_rows, part_bytes))
+    if read is None:
+        return None
     wide_obs = read.parts.finish()
     if wide_obs is None:
         return Parsed(shown, JSONL, read.mixtures, empty_observations(), checks.sha256)
     return Parsed(shown, JSONL, read.mixtures, None, checks.sha256, wide=wide_obs)
+
+
+def _verified(
+    read: _Read | None, checks: _Checks, path: Path, schema: dict[str, Any],
+    reread: Callable[[dict[str, Any]], _Read | None],
+) -> _Read | None:
+    """The read that stands against the file's checks: `read`, or the file read again with
+    more keys (`reread`); None for the line scan. A read given up leaves the spill."""
+    import polars as pl
+
+    if _adds_up(read, checks, path, exact=True):
+        return read
+    # A key outside the sampled schema may have been dropped (or a value was null, or a
+    # string holds a colon), and a row that lost its step looks malformed: infer the schema
+    # from every line. With no more keys than the sample's, a read that adds up but for the
+    # colons stands; anything else is the line scan's to judge.
+    try:
+        found = _wanted_schema(pl.scan_ndjson(path, infer_schema_length=None).collect_schema())
+    except (pl.exceptions.PolarsError, OSError):
+        found = None
+    if found is None:
+        _discard(read)
+        return None
+    if found.keys() - schema.keys():
+        _discard(read)
+        read = reread({**schema, **found})
+    if _adds_up(read, checks, path, exact=False):
+        return read
+    _discard(read)
+    return None
 
 
 def _adds_up(read: _Read | None, checks: _Checks, path: Path, *, exact: bool) -> bool:
